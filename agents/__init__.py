@@ -1,0 +1,3 @@
+"""nudgegym.agents: policies, training, evaluation, off-policy evaluation, export and the CLI."""
+
+__all__: list[str] = []

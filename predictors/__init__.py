@@ -1,0 +1,29 @@
+"""nudgegym.predictors: data contract, loading, features and behavior models (lowest layer)."""
+
+from predictors.contract import ActionSpec, DatasetSpec, default_catalog, read_spec
+from predictors.dataset import Dataset, find_table, open_dataset, write_dataset
+from predictors.errors import (
+    CheckpointError,
+    ConfigError,
+    DataValidationError,
+    NudgeGymError,
+    Problem,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ActionSpec",
+    "CheckpointError",
+    "ConfigError",
+    "DataValidationError",
+    "Dataset",
+    "DatasetSpec",
+    "NudgeGymError",
+    "Problem",
+    "default_catalog",
+    "find_table",
+    "open_dataset",
+    "read_spec",
+    "write_dataset",
+]
