@@ -19,9 +19,9 @@ class Problem:
 
     Attributes:
         file: File name inside the dataset folder (e.g. ``events.csv``).
-        row: Row number as a user sees it in the file (1 = first data row; for CSV files the
-            header is line 1, so data row ``r`` is on line ``r + 1``). ``None`` for file-level
-            problems.
+        row: Row as numbered in the file: for CSV the line number an editor shows (the header
+            is line 1, the first data row line 2); for Parquet the 1-based row number.
+            ``None`` for file-level problems.
         column: Column name, or ``None`` for row- or file-level problems.
         expected: What the contract expects.
         found: What was found.

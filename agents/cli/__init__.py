@@ -10,7 +10,13 @@ import sys
 from agents.cli._app import app, bench_app, run_main
 
 # Command modules register themselves on import.
-from agents.cli import cmd_data  # noqa: F401,E402
+from agents.cli import (  # noqa: F401,E402
+    cmd_data,
+    cmd_generate,
+    cmd_import,
+    cmd_ope,
+    cmd_predictor,
+)
 
 __all__ = ["app", "bench_app", "main"]
 

@@ -1,0 +1,3 @@
+"""``nudgegym generate``: the synthetic shop (and its benchmark)."""
+
+from __future__ import annotations
