@@ -9,6 +9,12 @@ from predictors.errors import (
     NudgeGymError,
     Problem,
 )
+from predictors.features import (
+    FeatureConfig,
+    HistoryTracker,
+    observation_names,
+    observations_from_panel,
+)
 
 __version__ = "0.1.0"
 
@@ -19,10 +25,14 @@ __all__ = [
     "DataValidationError",
     "Dataset",
     "DatasetSpec",
+    "FeatureConfig",
+    "HistoryTracker",
     "NudgeGymError",
     "Problem",
     "default_catalog",
     "find_table",
+    "observation_names",
+    "observations_from_panel",
     "open_dataset",
     "read_spec",
     "write_dataset",
