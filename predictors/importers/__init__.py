@@ -1,0 +1,1 @@
+"""Importers of public data sets into the data contract (one module per source)."""
