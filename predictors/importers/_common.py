@@ -123,9 +123,28 @@ def record_lines(path: Path, n_records: int) -> np.ndarray:
     return np.asarray(starts[1:n_records + 1], dtype=np.int64)
 
 
+class LineIndex:
+    """CSV line numbers of a file's records, computed on first use (it costs a pass over the file).
+
+    Example:
+        >>> lines = LineIndex(Path("orders.csv"), n_records=3)  # doctest: +SKIP
+        >>> lines[0]  # doctest: +SKIP
+        2
+    """
+
+    def __init__(self, path: Path, n_records: int) -> None:
+        self.path, self.n_records = path, n_records
+        self._lines: np.ndarray | None = None
+
+    def __getitem__(self, record: int) -> int:
+        if self._lines is None:
+            self._lines = record_lines(self.path, self.n_records)
+        return int(self._lines[record])
+
+
 def bad_rows_problem(
-    path: Path, bad: pd.Series | np.ndarray, column: str, expected: str, values: pd.Series,
-    lines: np.ndarray | None = None,
+    lines: LineIndex, bad: pd.Series | np.ndarray, column: str, expected: str,
+    values: pd.Series,
 ) -> Problem | None:
     """One Problem for the rows flagged in ``bad`` (first one shown, all counted), or None."""
     mask = np.asarray(bad, dtype=bool)
@@ -133,11 +152,9 @@ def bad_rows_problem(
     if n == 0:
         return None
     first = int(np.flatnonzero(mask)[0])
-    if lines is None:
-        lines = record_lines(path, len(mask))
     value = values.iloc[first]
     found = "an empty value" if pd.isna(value) or str(value).strip() == "" else repr(str(value))
-    return Problem(path.name, int(lines[first]), column, expected, found, count=n)
+    return Problem(lines.path.name, lines[first], column, expected, found, count=n)
 
 
 def raise_problems(problems: Sequence[Problem | None], context: str = "") -> None:

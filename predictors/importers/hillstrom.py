@@ -29,13 +29,13 @@ from predictors.contract import ActionSpec, DatasetSpec
 from predictors.errors import ConfigError
 from predictors.importers._common import (
     ImportStats,
+    LineIndex,
     bad_rows_problem,
     base_extra,
     check_source,
     event_counts,
     finish_import,
     raise_problems,
-    record_lines,
     require_columns,
 )
 
@@ -106,7 +106,7 @@ def import_hillstrom(
 
     raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     require_columns(raw, _COLUMNS, path.name)
-    df = _parse(path, raw)
+    df = _parse(LineIndex(path, len(raw)), raw)
     n = len(df)
 
     user_id = np.arange(1, n + 1, dtype=np.int64)
@@ -158,9 +158,8 @@ def import_hillstrom(
                          interventions, users)
 
 
-def _parse(path: Path, raw: pd.DataFrame) -> pd.DataFrame:
+def _parse(lines: LineIndex, raw: pd.DataFrame) -> pd.DataFrame:
     """Typed copy of the raw string table; raise DataValidationError on any bad value."""
-    lines = record_lines(path, len(raw)) if len(raw) else np.zeros(0, dtype=np.int64)
     df = raw[list(_COLUMNS)].copy()
     problems = []
     for col in (*_NUMERIC, "visit", "conversion", "spend"):
@@ -174,13 +173,13 @@ def _parse(path: Path, raw: pd.DataFrame) -> pd.DataFrame:
         else:
             bad = ~(np.isfinite(num) & (num >= 0))
             expected = "a number >= 0"
-        problems.append(bad_rows_problem(path, bad, col, expected, raw[col], lines))
+        problems.append(bad_rows_problem(lines, bad, col, expected, raw[col]))
         df[col] = num
     for col in ("history_segment", "zip_code", "channel"):
         bad = raw[col].str.strip() == ""
-        problems.append(bad_rows_problem(path, bad, col, "a non-empty value", raw[col], lines))
-    problems.append(bad_rows_problem(path, ~raw["segment"].isin(list(ARMS)), "segment",
-                                     f"one of {list(ARMS)}", raw["segment"], lines))
+        problems.append(bad_rows_problem(lines, bad, col, "a non-empty value", raw[col]))
+    problems.append(bad_rows_problem(lines, ~raw["segment"].isin(list(ARMS)), "segment",
+                                     f"one of {list(ARMS)}", raw["segment"]))
     raise_problems(problems)
     for col, dtype in _NUMERIC.items():
         df[col] = df[col].astype("float64" if dtype == "float64" else "int64")
