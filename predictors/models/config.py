@@ -1,0 +1,136 @@
+"""Configuration of a behavior predictor and the one device resolver."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+
+from predictors.errors import ConfigError
+
+#: Model families behind the :class:`~predictors.models.BehaviorPredictor` interface.
+FAMILIES = ("logistic", "mlp", "gru", "lstm", "transformer")
+#: How the candidate action enters the model.
+CONDITIONINGS = ("heads", "embedding")
+#: Binary heads, in the order of the model's output channels.
+BINARY_HEADS = ("visit", "purchase", "unsubscribe", "churn")
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """Turn ``"auto" | "cpu" | "cuda" | "cuda:N"`` into a :class:`torch.device`.
+
+    ``auto`` picks CUDA when it is available, else the CPU.
+
+    Raises:
+        ConfigError: The string names no device, or CUDA was asked for but is absent.
+
+    Example:
+        >>> resolve_device("cpu").type
+        'cpu'
+    """
+    if isinstance(device, torch.device):
+        return device
+    if not isinstance(device, str):
+        raise ConfigError(f"`device` must be 'auto', 'cpu' or 'cuda[:N]'; got {device!r}")
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cpu":
+        return torch.device("cpu")
+    if device == "cuda" or device.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"`device` is {device!r} but CUDA is not available on this machine")
+        return torch.device(device)
+    raise ConfigError(f"`device` must be 'auto', 'cpu' or 'cuda[:N]'; got {device!r}")
+
+
+@dataclass(frozen=True)
+class PredictorConfig:
+    """Hyperparameters of a behavior predictor (everything needed to rebuild it).
+
+    Attributes:
+        family: One of :data:`FAMILIES`.
+        history: Periods of raw history the model reads: the attention window of
+            ``transformer`` and the recent-period window of ``logistic``/``mlp``. The recurrent
+            families (``gru``, ``lstm``) summarise the whole history in their carried state.
+        hidden: Width of the hidden layers / recurrent state.
+        layers: Number of hidden (recurrent, attention) layers; ``logistic`` ignores it.
+        conditioning: ``heads`` (a shared head plus a per-action offset head on the shared
+            representation) or ``embedding`` (an action embedding concatenated to it).
+        epochs: Maximum training epochs.
+        batch_size: Minibatch size in user-periods (rounded to whole users).
+        lr: Adam learning rate.
+        weight_decay: L2 penalty (AdamW).
+        patience: Early stopping: epochs without validation improvement before stopping.
+        val_fraction: Fraction of users held out for validation (early stopping).
+        test_fraction: Fraction of users held out for testing (never used in training).
+        ipw: Weight each training row by the inverse logged propensity of its action.
+        ipw_clip: Largest inverse-propensity weight (weights are normalised to mean 1).
+        churn_censor: Churn labels of the last ``churn_censor`` labelled periods are masked
+            (right-censoring: a user quiet at the end may come back after the data ends).
+        seed: Seed of the split, the initial weights and the minibatch order.
+        device: ``auto``, ``cpu`` or ``cuda[:N]`` (training device; inference defaults to CPU).
+        num_threads: Torch intra-op threads while training/predicting on CPU (0 = leave as is).
+    """
+
+    family: str = "gru"
+    history: int = 8
+    hidden: int = 64
+    layers: int = 1
+    conditioning: str = "heads"
+    epochs: int = 30
+    batch_size: int = 4096
+    lr: float = 3e-3
+    weight_decay: float = 1e-5
+    patience: int = 3
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    ipw: bool = False
+    ipw_clip: float = 20.0
+    churn_censor: int = 4
+    seed: int = 0
+    device: str = "auto"
+    num_threads: int = 2
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ConfigError(f"`family` must be one of {FAMILIES}; got {self.family!r}")
+        if self.conditioning not in CONDITIONINGS:
+            raise ConfigError(
+                f"`conditioning` must be one of {CONDITIONINGS}; got {self.conditioning!r}")
+        for name in ("history", "hidden", "layers", "epochs", "batch_size", "patience"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ConfigError(f"`{name}` must be an integer >= 1; got {v!r}")
+        for name in ("churn_censor", "num_threads", "seed"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise ConfigError(f"`{name}` must be an integer >= 0; got {v!r}")
+        if not (self.lr > 0):
+            raise ConfigError(f"`lr` must be > 0; got {self.lr!r}")
+        if not (self.weight_decay >= 0):
+            raise ConfigError(f"`weight_decay` must be >= 0; got {self.weight_decay!r}")
+        if not (self.ipw_clip >= 1):
+            raise ConfigError(f"`ipw_clip` must be >= 1; got {self.ipw_clip!r}")
+        for name in ("val_fraction", "test_fraction"):
+            v = getattr(self, name)
+            if not (0.0 <= v < 1.0):
+                raise ConfigError(f"`{name}` must be in [0, 1); got {v!r}")
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise ConfigError("`val_fraction` + `test_fraction` must be < 1; got "
+                              f"{self.val_fraction} + {self.test_fraction}")
+        if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):
+            raise ConfigError(f"`device` must be 'auto', 'cpu' or 'cuda[:N]'; got {self.device!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PredictorConfig:
+        """Rebuild from :meth:`to_dict`; unknown keys raise :class:`ConfigError`."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown predictor config keys {unknown}; known are {sorted(known)}")
+        return cls(**d)
