@@ -15,6 +15,9 @@ from predictors.features import (
     observation_names,
     observations_from_panel,
 )
+from predictors.loaders import load_dataset, load_events, load_interventions, load_users
+from predictors.panel import PANEL_COLUMNS, build_panel, panel_summary
+from predictors.validate import check_dataset, validate_dataset
 
 __version__ = "0.1.0"
 
@@ -36,4 +39,13 @@ __all__ = [
     "open_dataset",
     "read_spec",
     "write_dataset",
+    "PANEL_COLUMNS",
+    "build_panel",
+    "check_dataset",
+    "load_dataset",
+    "load_events",
+    "load_interventions",
+    "load_users",
+    "panel_summary",
+    "validate_dataset",
 ]

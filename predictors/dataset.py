@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from predictors.contract import DatasetSpec, read_spec
+from predictors.errors import DataValidationError, Problem
 from predictors.io import write_json, write_parquet
 
 TABLES = ("events", "interventions", "users")
@@ -67,14 +68,44 @@ def write_dataset(
     events: pd.DataFrame,
     interventions: pd.DataFrame | None = None,
     users: pd.DataFrame | None = None,
+    *,
+    validate: bool = True,
 ) -> Path:
-    """Write a dataset folder in the contract's Parquet form, each file atomically."""
+    """Write a dataset folder in the contract's Parquet form, each file atomically.
+
+    The frames' columns are checked before anything is written. With ``validate`` the written
+    folder is then validated (:func:`predictors.validate.validate_dataset`); on any error the
+    files just written are removed and DataValidationError is raised, so a writer's bug never
+    leaves a dataset that fails to load.
+
+    Raises:
+        DataValidationError: A required column is missing, or the written dataset is invalid.
+    """
+    from predictors.validate import REQUIRED, validate_dataset
+
+    tables = {"events": events, "interventions": interventions, "users": users}
+    for name, df in tables.items():
+        if df is None:
+            continue
+        required = list(REQUIRED[name])
+        if name == "events" and spec.has_prices:
+            required.append("revenue")
+        missing = [c for c in required if c not in df.columns]
+        if missing:
+            raise DataValidationError(Problem(
+                f"{name}.parquet", None, missing[0], f"columns {required}",
+                f"columns {list(map(str, df.columns))}"), context=f"write_dataset({name})")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    write_parquet(folder / "events.parquet", events)
-    if interventions is not None:
-        write_parquet(folder / "interventions.parquet", interventions)
-    if users is not None:
-        write_parquet(folder / "users.parquet", users)
-    write_json(folder / "dataset.json", spec.to_dict())
+    written = []
+    for name, df in tables.items():
+        if df is not None:
+            written.append(write_parquet(folder / f"{name}.parquet", df))
+    written.append(write_json(folder / "dataset.json", spec.to_dict()))
+    if validate:
+        errors = [p for p in validate_dataset(folder) if p.severity == "error"]
+        if errors:
+            for path in written:
+                path.unlink(missing_ok=True)
+            raise DataValidationError(errors, context=f"write_dataset produced in {folder}")
     return folder
