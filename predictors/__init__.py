@@ -15,6 +15,15 @@ from predictors.features import (
     observation_names,
     observations_from_panel,
 )
+from predictors.importers import (
+    IMPORTERS,
+    ImportStats,
+    TransactionsConfig,
+    import_hillstrom,
+    import_online_retail,
+    import_taobao,
+    import_transactions,
+)
 from predictors.loaders import load_dataset, load_events, load_interventions, load_users
 from predictors.panel import PANEL_COLUMNS, build_panel, panel_summary
 from predictors.validate import check_dataset, validate_dataset
@@ -48,4 +57,11 @@ __all__ = [
     "load_users",
     "panel_summary",
     "validate_dataset",
+    "IMPORTERS",
+    "ImportStats",
+    "TransactionsConfig",
+    "import_hillstrom",
+    "import_online_retail",
+    "import_taobao",
+    "import_transactions",
 ]
