@@ -1,0 +1,41 @@
+"""Off-policy evaluation: logged data, one-step and sequential estimators, reward/Q models."""
+
+from agents.ope.base import (
+    BaseEstimator,
+    Interval,
+    WeightDegeneracyWarning,
+    effective_sample_size,
+    poisson_bootstrap,
+)
+from agents.ope.data import LoggedData, Trajectories, target_action_dist
+from agents.ope.one_step import DM, DR, IPS, SNDR, SNIPS, OneStepEstimator, SwitchDR
+from agents.ope.reward_model import (
+    RewardModel,
+    RidgeRewardModel,
+    TabularRewardModel,
+    cross_fit_rewards,
+    make_folds,
+)
+
+__all__ = [
+    "DM",
+    "DR",
+    "IPS",
+    "SNDR",
+    "SNIPS",
+    "BaseEstimator",
+    "Interval",
+    "LoggedData",
+    "OneStepEstimator",
+    "RewardModel",
+    "RidgeRewardModel",
+    "SwitchDR",
+    "TabularRewardModel",
+    "Trajectories",
+    "WeightDegeneracyWarning",
+    "cross_fit_rewards",
+    "effective_sample_size",
+    "make_folds",
+    "poisson_bootstrap",
+    "target_action_dist",
+]

@@ -1,0 +1,205 @@
+"""Reward models for DM/DR-type estimators, and cross-fitting so no row is scored by a model
+that saw it.
+
+A reward model is a small frozen config whose ``fit_predict`` fits on training rows and returns
+expected rewards of every action for test rows. It keeps no state, so cross-fitting is a loop
+over folds: :func:`cross_fit_rewards`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from agents.ope.data import LoggedData
+
+__all__ = [
+    "RewardModel",
+    "RidgeRewardModel",
+    "TabularRewardModel",
+    "cross_fit_rewards",
+    "make_folds",
+]
+
+
+@runtime_checkable
+class RewardModel(Protocol):
+    """Fits ``E[reward | obs, action]`` on training rows and predicts it for test rows."""
+
+    def fit_predict(
+        self,
+        obs_train: np.ndarray | None,
+        action_train: np.ndarray,
+        reward_train: np.ndarray,
+        obs_test: np.ndarray | None,
+        n_actions: int,
+    ) -> np.ndarray:
+        """Expected reward of every action for each test row, ``(n_test, n_actions)``."""
+        ...
+
+
+def _design(obs: np.ndarray | None, n: int) -> np.ndarray:
+    if obs is None:
+        return np.zeros((n, 0))
+    return np.asarray(obs, dtype=np.float64).reshape(n, -1)
+
+
+@dataclass(frozen=True)
+class RidgeRewardModel:
+    """One ridge regression per action on the flattened observations (plus an intercept).
+
+    Features are standardised on the training rows; the intercept is not penalised. Without
+    observations this is the per-action mean reward.
+
+    Attributes:
+        alpha: L2 penalty on the standardised coefficients (in units of rows).
+
+    Example:
+        >>> m = RidgeRewardModel(alpha=1e-6)
+        >>> x = np.array([[0.0], [1.0], [0.0], [1.0]])
+        >>> m.fit_predict(x, np.array([0, 0, 1, 1]), np.array([0.0, 1.0, 2.0, 2.0]), x[:2], 2)
+        array([[0., 2.],
+               [1., 2.]])
+    """
+
+    alpha: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.alpha >= 0:
+            raise ValueError(f"`alpha` must be >= 0; got {self.alpha!r}")
+
+    def fit_predict(
+        self,
+        obs_train: np.ndarray | None,
+        action_train: np.ndarray,
+        reward_train: np.ndarray,
+        obs_test: np.ndarray | None,
+        n_actions: int,
+    ) -> np.ndarray:
+        """Fit per-action ridge regressions; see :class:`RewardModel`."""
+        x = _design(obs_train, len(action_train))
+        xt = _design(obs_test, len(obs_test) if obs_test is not None else 0)
+        mu, sd = x.mean(axis=0), x.std(axis=0)
+        sd[sd == 0] = 1.0
+        z = np.hstack([np.ones((len(x), 1)), (x - mu) / sd])
+        zt = np.hstack([np.ones((len(xt), 1)), (xt - mu) / sd])
+        penalty = np.full(z.shape[1], self.alpha)
+        penalty[0] = 0.0
+        fallback = float(reward_train.mean()) if len(reward_train) else 0.0
+        out = np.empty((len(zt), n_actions))
+        for a in range(n_actions):
+            rows = action_train == a
+            if not rows.any():
+                out[:, a] = fallback
+                continue
+            za, ya = z[rows], reward_train[rows]
+            gram = za.T @ za + np.diag(penalty) + 1e-9 * np.eye(z.shape[1])
+            coef = np.linalg.solve(gram, za.T @ ya)
+            out[:, a] = zt @ coef
+        return out
+
+
+@dataclass(frozen=True)
+class TabularRewardModel:
+    """Mean reward per (group, action), shrunk toward the action's overall mean.
+
+    ``obs`` holds one integer group key per row (shape ``(n,)`` or ``(n, 1)``), e.g. the slot
+    position of a recommendation. With ``prior_strength`` = m the estimate of a cell with
+    ``n`` rows and mean ``y`` is ``(n * y + m * action_mean) / (n + m)``; unseen cells get the
+    action mean (or the overall mean for an action never logged).
+
+    Attributes:
+        prior_strength: Pseudo-rows of the action mean added to every cell.
+    """
+
+    prior_strength: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.prior_strength >= 0:
+            raise ValueError(f"`prior_strength` must be >= 0; got {self.prior_strength!r}")
+
+    def fit_predict(
+        self,
+        obs_train: np.ndarray | None,
+        action_train: np.ndarray,
+        reward_train: np.ndarray,
+        obs_test: np.ndarray | None,
+        n_actions: int,
+    ) -> np.ndarray:
+        """Cell means with shrinkage; see :class:`RewardModel`."""
+        g_train = self._groups(obs_train, len(action_train))
+        n_test = len(obs_test) if obs_test is not None else 0
+        g_test = self._groups(obs_test, n_test)
+        n_groups = int(max(g_train.max(initial=-1), g_test.max(initial=-1))) + 1
+        cell = g_train * n_actions + action_train
+        size = n_groups * n_actions
+        count = np.bincount(cell, minlength=size).reshape(n_groups, n_actions)
+        total = np.bincount(cell, weights=reward_train, minlength=size).reshape(n_groups, -1)
+        overall = float(reward_train.mean()) if len(reward_train) else 0.0
+        a_count, a_total = count.sum(axis=0), total.sum(axis=0)
+        a_mean = np.where(a_count > 0, a_total / np.maximum(a_count, 1), overall)
+        m = self.prior_strength
+        denom = count + m
+        table = np.where(denom > 0, (total + m * a_mean) / np.where(denom > 0, denom, 1), a_mean)
+        return table[g_test]
+
+    @staticmethod
+    def _groups(obs: np.ndarray | None, n: int) -> np.ndarray:
+        if obs is None:
+            return np.zeros(n, dtype=np.int64)
+        g = np.asarray(obs).reshape(n, -1)
+        if g.shape[1] != 1 or g.dtype.kind not in "iu" or (g < 0).any():
+            raise ValueError(
+                "TabularRewardModel needs `obs` of one non-negative integer group key per row; "
+                f"got dtype {g.dtype}, shape {np.asarray(obs).shape}"
+            )
+        return g[:, 0].astype(np.int64)
+
+
+def make_folds(
+    n: int, n_folds: int, seed: int, groups: np.ndarray | None = None
+) -> np.ndarray:
+    """Fold id ``(n,)`` in ``[0, n_folds)`` per row; rows of one group share a fold.
+
+    Example:
+        >>> f = make_folds(6, 2, seed=0, groups=np.array([1, 1, 2, 2, 3, 3]))
+        >>> bool((f[0::2] == f[1::2]).all())
+        True
+    """
+    if not isinstance(n_folds, (int, np.integer)) or n_folds < 2:
+        raise ValueError(f"`n_folds` must be an integer >= 2; got {n_folds!r}")
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        return rng.permutation(n) % n_folds
+    _, inverse = np.unique(groups, return_inverse=True)
+    n_groups = int(inverse.max()) + 1
+    if n_groups < n_folds:
+        raise ValueError(f"cannot cross-fit {n_groups} users into {n_folds} folds")
+    return (rng.permutation(n_groups) % n_folds)[inverse]
+
+
+def cross_fit_rewards(
+    data: LoggedData, model: RewardModel, n_folds: int = 2, seed: int = 0
+) -> np.ndarray:
+    """Out-of-fold reward estimates ``(n, n_actions)``: each fold scored by a model fitted on
+    the other folds (folds by user where ``data.user_id`` is set).
+
+    Example:
+        >>> data = LoggedData(action=np.array([0, 1, 0, 1]), reward=np.array([1.0, 0, 1, 0]),
+        ...                   pscore=np.full(4, 0.5), n_actions=2)
+        >>> cross_fit_rewards(data, RidgeRewardModel()).shape
+        (4, 2)
+    """
+    folds = make_folds(data.n_rounds, n_folds, seed, data.user_id)
+    out = np.empty((data.n_rounds, data.n_actions))
+    for k in range(n_folds):
+        test = folds == k
+        train = ~test
+        obs_train = None if data.obs is None else data.obs[train]
+        obs_test = None if data.obs is None else data.obs[test]
+        out[test] = model.fit_predict(
+            obs_train, data.action[train], data.reward[train], obs_test, data.n_actions
+        )
+    return out
