@@ -178,6 +178,7 @@ class BehaviorPredictor:
     # ------------------------------------------------------------------ batch prediction
     def tensors(self, panel: pd.DataFrame, users: pd.DataFrame | None = None) -> PanelTensors:
         """The panel as :class:`PanelTensors` with this predictor's encoders."""
+        self._require_fitted()
         data = panel_to_tensors(panel, len(self.action_names_), self.none_index_,
                                 churn_censor=self.config.churn_censor)
         data.static = self.encoder_.transform(users, data.user_ids)
