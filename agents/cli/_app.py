@@ -50,7 +50,10 @@ def run_main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     try:
-        app(args=argv, standalone_mode=False)
+        # Without standalone mode, typer returns (not raises) the code of a typer.Exit.
+        rc = app(args=argv, standalone_mode=False)
+        if isinstance(rc, int) and not isinstance(rc, bool):
+            return rc
     except typer.Exit as e:
         return int(e.exit_code or 0)
     except SystemExit as e:  # click may raise it directly
