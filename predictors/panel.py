@@ -219,3 +219,29 @@ def panel_summary(panel: pd.DataFrame) -> dict[str, object]:
         "mean_events_per_user_period": float(np.mean(panel[list(COUNT_COLUMNS)].sum(axis=1)))
         if n else float("nan"),
     }
+
+
+def dataset_summary(dataset_or_folder: Dataset | str | Path, *,
+                    memory_limit: str = "4GB") -> dict[str, object]:
+    """Summary of a validated dataset: :func:`panel_summary` plus raw event types and dates.
+
+    Returns:
+        ``panel_summary`` figures plus ``event_types`` (count per raw type, unknown types
+        included), ``first_event`` / ``last_event`` (ISO, UTC), ``period`` and ``origin``.
+    """
+    folder = (dataset_or_folder.folder if isinstance(dataset_or_folder, Dataset)
+              else Path(dataset_or_folder))
+    panel = build_panel(folder, memory_limit=memory_limit)
+    ds = open_dataset(folder)
+    with spilling_connection(memory_limit) as con:
+        user_id_type(con, ds)
+        types = {str(r[0]): str(r[1]) for r in con.execute("DESCRIBE events").fetchall()}
+        ts = timestamp_sql("timestamp", types["timestamp"])
+        by_type = con.execute(f"SELECT {text_sql('event_type')} AS et, count(*) FROM events "
+                              "GROUP BY et ORDER BY 2 DESC, 1").fetchall()
+        first, last = con.execute(
+            f"SELECT strftime(min({ts}), '%Y-%m-%dT%H:%M:%SZ'), "
+            f"strftime(max({ts}), '%Y-%m-%dT%H:%M:%SZ') FROM events").fetchone()
+    return {**panel_summary(panel), "event_types": {str(k): int(v) for k, v in by_type},
+            "first_event": first, "last_event": last, "period": ds.spec.period,
+            "origin": ds.spec.origin}
