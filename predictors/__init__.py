@@ -24,6 +24,13 @@ from predictors.importers import (
     import_taobao,
     import_transactions,
 )
+from predictors.models import (
+    FAMILIES,
+    BehaviorPredictor,
+    PredictorConfig,
+    Predictions,
+    resolve_device,
+)
 from predictors.loaders import load_dataset, load_events, load_interventions, load_users
 from predictors.panel import PANEL_COLUMNS, build_panel, panel_summary
 from predictors.validate import check_dataset, validate_dataset
@@ -64,4 +71,9 @@ __all__ = [
     "import_online_retail",
     "import_taobao",
     "import_transactions",
+    "FAMILIES",
+    "BehaviorPredictor",
+    "PredictorConfig",
+    "Predictions",
+    "resolve_device",
 ]
