@@ -1,0 +1,297 @@
+"""Gymnasium and SB3 environments of the learned shop (built from a predictor run + a dataset).
+
+* :class:`ShopEnv` - one user per episode, a ``gymnasium.Env`` (registered ``nudgegym/Shop-v0``).
+* :class:`ShopVecEnv` - N users stepped together, an SB3 ``VecEnv`` with one predictor forward
+  per step; finished users restart at once from a fresh start state (SB3 auto-reset semantics,
+  with ``terminal_observation`` and ``TimeLimit.truncated`` in their infos).
+
+Both share :class:`envs.simulator.ShopSimulator` and a :class:`LearnedShop` bundle, so their
+dynamics are identical.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pandas as pd
+from gymnasium import spaces
+from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvObs, VecEnvStepReturn
+
+from envs.simulator import (
+    ActivityModel,
+    CapConfig,
+    ShopSimulator,
+    StartStates,
+    build_start_states,
+)
+from predictors.models import BehaviorPredictor
+from predictors import (
+    DatasetSpec,
+    FeatureConfig,
+    build_panel,
+    load_users,
+    open_dataset,
+)
+
+
+@dataclass
+class LearnedShop:
+    """Everything a learned-shop env needs: the simulator and the users it starts from."""
+
+    simulator: ShopSimulator
+    starts: StartStates
+    spec: DatasetSpec
+
+    @property
+    def observation_names(self) -> list[str]:
+        """Names of the observation vector's entries, in order."""
+        return self.simulator.observation_names
+
+
+def load_learned_shop(predictor: str | Path | BehaviorPredictor, data: str | Path, *,
+                      start_period: int | None = None, horizon: int = 26,
+                      start_users: str = "test", caps: CapConfig | None = None,
+                      device: str = "cpu",
+                      feature_config: FeatureConfig | None = None) -> LearnedShop:
+    """Build the learned shop from a predictor run folder and its dataset folder.
+
+    Args:
+        predictor: Predictor run folder (``nudgegym train-predictor --out``) or a fitted one.
+        data: Dataset folder the predictor was trained on (or another with the same catalog).
+        start_period: Episodes start from users' histories before this period; default the
+            dataset's last period + 1 - ``horizon`` (so logged behaviour after the start exists
+            for fidelity checks), at least 1.
+        horizon: Only used for the default start period.
+        start_users: ``test`` (the predictor's held-out users; the default), ``val``, ``train``
+            or ``all``.
+        caps: Frequency caps (action masks).
+        device: Device of the predictor's forward passes.
+        feature_config: Observation options.
+    """
+    pred = (predictor if isinstance(predictor, BehaviorPredictor)
+            else BehaviorPredictor.load(predictor, device=device))
+    ds = open_dataset(data)
+    panel = build_panel(ds)
+    users = load_users(ds)
+    last = int(panel["period"].max())
+    t0 = max(1, last + 1 - horizon) if start_period is None else int(start_period)
+    if not 1 <= t0 <= last + 1:
+        raise ValueError(f"`start_period` must be in [1, {last + 1}]; got {t0}")
+    ids = _start_user_ids(pred, panel, start_users, t0)
+    starts = build_start_states(pred, panel, ds.spec, ids, t0, users, feature_config)
+    sim = ShopSimulator(pred, ds.spec, ActivityModel.fit(panel), caps, feature_config)
+    return LearnedShop(sim, starts, ds.spec)
+
+
+def _start_user_ids(pred: BehaviorPredictor, panel: pd.DataFrame, which: str,
+                    t0: int) -> np.ndarray:
+    present = panel.loc[panel["period"] < t0, "user_id"].unique()
+    if which == "all":
+        ids = present
+    else:
+        split = getattr(pred, "split_", None)
+        if split is None:
+            raise ValueError("the predictor has no saved user split; use start_users='all'")
+        if which not in set(split["split"]):
+            raise ValueError(f"`start_users` must be one of {sorted(set(split['split']))} "
+                             f"or 'all'; got {which!r}")
+        chosen = split.loc[split["split"] == which, "user_id"].to_numpy()
+        ids = np.intersect1d(chosen, present)
+    if len(ids) == 0:
+        raise ValueError(f"no '{which}' users have history before period {t0}")
+    return np.sort(ids)
+
+
+class ShopEnv(gym.Env):
+    """One user of the learned shop per episode.
+
+    Action Space:
+        ``Discrete(n_actions)``: the dataset's action catalog in order (e.g. none, email, push,
+        coupon_10, coupon_20). With frequency caps, :meth:`action_masks` tells the allowed
+        actions; a refused action raises ``ValueError`` (``invalid_action="raise"``) or is
+        replaced by ``none`` with ``info["refused"] = True`` (``"noop"``).
+
+    Observation Space:
+        ``Box(-inf, inf, (d,), float32)``: :func:`predictors.observation_names` (recency,
+        frequency, monetary, last periods' summaries, contacts and coupons in recent windows,
+        response to past contacts, channel status, tenure) followed by the encoded static
+        features; ``observation_names`` lists them. Only observable history enters it.
+
+    Rewards:
+        Revenue of the period minus the intervention's cost (send cost, plus the discount on the
+        basket when a coupon is redeemed), in the dataset's currency.
+
+    Starting State:
+        A user drawn uniformly from the start users (default: the predictor's held-out users)
+        as they stood at the start period, history replayed through the predictor.
+
+    Episode End:
+        Terminated when the user churns (sampled from the predictor's churn head); truncated
+        after ``horizon`` periods (default 26).
+
+    Version History:
+        v0: first version.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, shop: LearnedShop, horizon: int = 26, invalid_action: str = "raise") -> None:
+        if horizon < 1:
+            raise ValueError(f"`horizon` must be >= 1; got {horizon}")
+        if invalid_action not in ("raise", "noop"):
+            raise ValueError(f"`invalid_action` must be 'raise' or 'noop'; got {invalid_action!r}")
+        self.shop, self.sim, self.horizon = shop, shop.simulator, horizon
+        self.invalid_action = invalid_action
+        self.observation_names = list(shop.observation_names)
+        self.action_names = list(shop.spec.action_names)
+        self.action_space = spaces.Discrete(self.sim.n_actions)
+        self.observation_space = spaces.Box(-np.inf, np.inf, (len(self.observation_names),),
+                                            np.float32)
+        self.render_mode = None
+        self._ready = False
+
+    def reset(self, *, seed: int | None = None,
+              options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        options = options or {}
+        j = options.get("start_index")
+        if j is None:
+            j = int(self.np_random.integers(len(self.shop.starts)))
+        self.sim.load(self.shop.starts, np.array([j]))
+        self._ready = True
+        return self.sim.observation()[0], {"user_id": self.shop.starts.user_ids[j]}
+
+    def action_masks(self) -> np.ndarray:
+        """``(n_actions,)`` bool: actions the frequency caps allow now."""
+        return self.sim.action_masks()[0]
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
+        if not self._ready:
+            raise RuntimeError("call reset() before step()")
+        a = int(action)
+        if not 0 <= a < self.sim.n_actions:
+            raise ValueError(f"`action` must be in [0, {self.sim.n_actions}); got {action!r}")
+        refused = not self.action_masks()[a]
+        if refused:
+            if self.invalid_action == "raise":
+                raise ValueError(f"action {self.action_names[a]!r} is refused by the frequency "
+                                 f"caps now ({self.sim.caps}); check action_masks()")
+            a = self.sim.none_index if self.sim.none_index is not None else a
+        out = self.sim.step(np.array([a]), self.np_random)
+        terminated = bool(out["churn"][0])
+        truncated = bool(self.sim.t[0] >= self.horizon) and not terminated
+        if terminated or truncated:
+            self._ready = False
+        info = {k: (float(v[0]) if v.dtype.kind == "f" else bool(v[0])) for k, v in out.items()
+                if k != "reward"}
+        info["refused"] = refused
+        return self.sim.observation()[0], float(out["reward"][0]), terminated, truncated, info
+
+
+class ShopVecEnv(VecEnv):
+    """N users of the learned shop stepped together (SB3 ``VecEnv``), one forward per step.
+
+    Each slot is one user; when a user churns or reaches the horizon the slot restarts from a
+    start user drawn at random. Same dynamics as :class:`ShopEnv`. Per-step arrays of the last
+    step (revenue, cost, purchase ...) are in :attr:`last_step` for evaluation code that wants
+    them without per-user info dicts.
+
+    Args:
+        shop: From :func:`load_learned_shop`.
+        n_envs: Number of simultaneous users.
+        horizon: Episode length in periods.
+        seed: Seed of the simulator's generator (also settable by ``seed()`` before reset).
+        invalid_action: ``raise`` or ``noop`` for actions the caps refuse.
+    """
+
+    def __init__(self, shop: LearnedShop, n_envs: int = 1024, horizon: int = 26,
+                 seed: int | None = None, invalid_action: str = "raise") -> None:
+        if n_envs < 1:
+            raise ValueError(f"`n_envs` must be >= 1; got {n_envs}")
+        if invalid_action not in ("raise", "noop"):
+            raise ValueError(f"`invalid_action` must be 'raise' or 'noop'; got {invalid_action!r}")
+        self.shop, self.sim, self.horizon = shop, shop.simulator, horizon
+        self.invalid_action = invalid_action
+        self.observation_names = list(shop.observation_names)
+        self.render_mode = None
+        obs_space = spaces.Box(-np.inf, np.inf, (len(self.observation_names),), np.float32)
+        super().__init__(n_envs, obs_space, spaces.Discrete(self.sim.n_actions))
+        self._rng = np.random.default_rng(seed)
+        self._actions = np.zeros(n_envs, np.int64)
+        self.last_step: dict[str, np.ndarray] = {}
+
+    def seed(self, seed: int | None = None) -> list[int | None]:  # type: ignore[override]
+        self._rng = np.random.default_rng(seed)
+        return [seed] * self.num_envs
+
+    def reset(self) -> VecEnvObs:
+        src = self._rng.integers(len(self.shop.starts), size=self.num_envs)
+        self.sim.load(self.shop.starts, src)
+        return self.sim.observation()
+
+    def action_masks(self) -> np.ndarray:
+        """``(n_envs, n_actions)`` bool, as sb3-contrib's MaskablePPO expects."""
+        return self.sim.action_masks()
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._actions = np.asarray(actions).reshape(self.num_envs).astype(np.int64)
+
+    def step_wait(self) -> VecEnvStepReturn:
+        a = self._actions
+        if self.sim.caps.active:
+            ok = self.sim.action_masks()[np.arange(self.num_envs), a]
+            if not ok.all():
+                if self.invalid_action == "raise":
+                    i = int(np.flatnonzero(~ok)[0])
+                    raise ValueError(f"action {a[i]} of env {i} is refused by the frequency caps;"
+                                     " use action_masks() (e.g. MaskablePPO)")
+                a = np.where(ok, a, self.sim.none_index)
+        out = self.sim.step(a, self._rng)
+        self.last_step = out
+        terminated = out["churn"]
+        truncated = (self.sim.t >= self.horizon) & ~terminated
+        dones = terminated | truncated
+        obs = self.sim.observation()
+        infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
+        done_rows = np.flatnonzero(dones)
+        if len(done_rows):
+            for i in done_rows:
+                infos[i]["terminal_observation"] = obs[i].copy()
+                infos[i]["TimeLimit.truncated"] = bool(truncated[i])
+            src = self._rng.integers(len(self.shop.starts), size=len(done_rows))
+            self.sim.replace(done_rows, self.shop.starts, src)
+            obs[done_rows] = self.sim.observation()[done_rows]
+        return obs, out["reward"].astype(np.float32), dones, infos
+
+    def close(self) -> None:
+        return None
+
+    def get_attr(self, attr_name: str, indices: Any = None) -> list[Any]:
+        return [getattr(self, attr_name)] * len(self._get_indices(indices))
+
+    def set_attr(self, attr_name: str, value: Any, indices: Any = None) -> None:
+        setattr(self, attr_name, value)
+
+    def env_method(self, method_name: str, *method_args: Any, indices: Any = None,
+                   **method_kwargs: Any) -> list[Any]:
+        if method_name == "action_masks":
+            return list(self.action_masks()[list(self._get_indices(indices))])
+        return [getattr(self, method_name)(*method_args, **method_kwargs)
+                for _ in self._get_indices(indices)]
+
+    def env_is_wrapped(self, wrapper_class: type, indices: Any = None) -> list[bool]:
+        return [False] * len(self._get_indices(indices))
+
+
+def make_shop_env(predictor: str, data: str, horizon: int = 26, start_users: str = "test",
+                  coupon_gap: int = 0, max_contacts: int = 0, contact_window: int = 4,
+                  device: str = "cpu", invalid_action: str = "raise") -> ShopEnv:
+    """Entry point of ``gymnasium.make("nudgegym/Shop-v0", predictor=RUN, data=DIR)``."""
+    shop = load_learned_shop(predictor, data, horizon=horizon, start_users=start_users,
+                             caps=CapConfig(coupon_gap, max_contacts, contact_window),
+                             device=device)
+    return ShopEnv(shop, horizon=horizon, invalid_action=invalid_action)

@@ -1,0 +1,379 @@
+"""The learned shop: a batched simulator of N users driven by a trained behavior predictor.
+
+One :meth:`ShopSimulator.step` advances every user by one decision period with ONE predictor
+forward pass for the whole batch (the predictor carries each user's state, so nothing re-reads a
+history window), samples each user's response to the chosen intervention, and updates the
+observation features of :mod:`predictors.features` incrementally.
+
+Response sampling for action ``a`` of user ``u`` (predictions ``p_*[u, a]``):
+
+* visit ~ Bernoulli(p_visit); purchase | visit ~ Bernoulli(p_purchase / p_visit), so the
+  purchase marginal is p_purchase; revenue | purchase ~ LogNormal(mu, sigma);
+* views, carts and favs (inputs of the predictor's next step, not predicted by it) ~ Poisson with
+  the training panel's mean given (visited, purchased);
+* unsubscribe from the action's channel ~ Bernoulli(p_unsubscribe) when a message was sent;
+* churn: the predictor's churn label is "this period is the user's last active one", which only
+  happens in a period with activity, so churn | visit ~ Bernoulli(p_churn / p_visit); a churned
+  user's episode terminates after this period's reward.
+
+A message on a channel the user unsubscribed from costs its send cost but has no effect: the
+outcome is drawn from the ``none`` action's predictions.
+
+Reward = revenue - send cost - redeemed discount (discount_rate x revenue when a discount action
+was sent and the user purchased in that period).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+
+from predictors.models import BehaviorPredictor
+from predictors import (
+    DatasetSpec,
+    FeatureConfig,
+    HistoryTracker,
+    observation_names,
+)
+
+#: Raw row layout the predictor steps on (see predictors.models.sequence.RAW_COLUMNS).
+RAW_COLUMNS = ("visits", "views", "carts", "purchases", "favs", "unsubscribes", "revenue")
+State = tuple[torch.Tensor, ...]
+
+
+@dataclass(frozen=True)
+class CapConfig:
+    """Frequency caps, exposed as action masks.
+
+    Attributes:
+        coupon_gap: At most one discount action per user in any ``coupon_gap`` consecutive
+            periods (0 = no cap).
+        max_contacts: At most this many contacts (any non-``none`` action) per user in any
+            ``contact_window`` consecutive periods (0 = no cap).
+        contact_window: Length of the window of ``max_contacts``.
+    """
+
+    coupon_gap: int = 0
+    max_contacts: int = 0
+    contact_window: int = 4
+
+    def __post_init__(self) -> None:
+        for name in ("coupon_gap", "max_contacts", "contact_window"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 0:
+                raise ValueError(f"CapConfig.{name} must be an int >= 0; got {v!r}")
+        if self.contact_window < 1:
+            raise ValueError(f"CapConfig.contact_window must be >= 1; got {self.contact_window}")
+
+    @property
+    def active(self) -> bool:
+        """Whether any cap is set."""
+        return self.coupon_gap > 0 or self.max_contacts > 0
+
+
+def _batch_dims(predictor: BehaviorPredictor) -> tuple[int, ...]:
+    """The batch axis of each tensor of the predictor's carried state (found by probing)."""
+    s1, s2 = predictor.initial_state(1), predictor.initial_state(2)
+    dims = []
+    for a, b in zip(s1, s2):
+        diff = [i for i, (x, y) in enumerate(zip(a.shape, b.shape)) if x != y]
+        dims.append(diff[0] if diff else 0)
+    return tuple(dims)
+
+
+def take_state(state: State, idx: np.ndarray, dims: tuple[int, ...]) -> State:
+    """Rows ``idx`` of a carried state."""
+    t = torch.as_tensor(idx, dtype=torch.long, device=state[0].device)
+    return tuple(s.index_select(d, t) for s, d in zip(state, dims))
+
+
+def put_state(state: State, idx: np.ndarray, src: State, dims: tuple[int, ...]) -> State:
+    """``state`` with rows ``idx`` replaced by ``src`` (same order)."""
+    t = torch.as_tensor(idx, dtype=torch.long, device=state[0].device)
+    return tuple(s.index_copy(d, t, v) for s, v, d in zip(state, src, dims))
+
+
+@dataclass
+class StartStates:
+    """Users as they stand at the start of period ``period``: the simulator's starting points.
+
+    Attributes:
+        user_ids: ``(S,)`` user ids from the dataset.
+        period: The period the episodes start at (history = periods before it).
+        tracker: Observation features of the S users.
+        state: The predictor's carried state of the S users.
+        static: ``(S, n_static)`` encoded static features.
+        unsub: ``(S, 2)`` email / push unsubscribed.
+        since_coupon: ``(S,)`` periods since the last discount action (large if never).
+        contacts: ``(S, W)`` contact indicator of the last W periods (most recent first).
+    """
+
+    user_ids: np.ndarray
+    period: int
+    tracker: HistoryTracker
+    state: State
+    static: np.ndarray
+    unsub: np.ndarray
+    since_coupon: np.ndarray
+    contacts: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.user_ids)
+
+
+def build_start_states(predictor: BehaviorPredictor, panel: pd.DataFrame, spec: DatasetSpec,
+                       user_ids: np.ndarray, period: int, users: pd.DataFrame | None = None,
+                       feature_config: FeatureConfig | None = None,
+                       contact_window: int = 8) -> StartStates:
+    """Replay each user's logged history before ``period`` through the features and predictor.
+
+    Args:
+        predictor: A fitted predictor.
+        panel: The dataset's panel (``predictors.build_panel``).
+        spec: The dataset's spec (action catalog).
+        user_ids: Users to start from (e.g. the predictor's held-out test users).
+        period: Episodes start at this period; history is every period before it.
+        users: The dataset's static user table (``None`` if it has none).
+        feature_config: Observation options (must match what policies are trained with).
+        contact_window: History kept for contact frequency caps.
+    """
+    user_ids = np.asarray(user_ids)
+    if len(user_ids) == 0:
+        raise ValueError("`user_ids` is empty: no start states to build")
+    if period < 1:
+        raise ValueError(f"`period` must be >= 1 (a start needs history); got {period}")
+    sub = panel[panel["user_id"].isin(user_ids) & (panel["period"] < period)]
+    order = {u: i for i, u in enumerate(user_ids)}
+    known = set(sub["user_id"].unique())
+    missing = [u for u in user_ids if u not in known]
+    if missing:
+        raise ValueError(f"{len(missing)} start users have no history before period {period} "
+                         f"(first: {missing[0]!r})")
+    n, t0 = len(user_ids), int(sub["period"].min())
+    steps = period - t0
+    row = sub["user_id"].map(order).to_numpy()
+    col = sub["period"].to_numpy() - t0
+    raw = np.zeros((n, steps, len(RAW_COLUMNS)), np.float32)
+    for j, c in enumerate(RAW_COLUMNS):
+        raw[row, col, j] = sub[c].to_numpy(dtype=np.float32)
+    act = np.full((n, steps), -1, np.int64)
+    act[row, col] = sub["action_index"].to_numpy()
+    present = np.zeros((n, steps), bool)
+    present[row, col] = True
+
+    catalog = spec.actions
+    channel = np.array([a.channel or "" for a in catalog])
+    is_coupon = np.array([a.kind == "discount" for a in catalog])
+    is_contact = np.array([a.kind != "none" for a in catalog])
+
+    static = _encode_static(predictor, users, user_ids)
+    tracker = HistoryTracker(n, spec, feature_config)
+    dims = _batch_dims(predictor)
+    state = predictor.initial_state(n, static)
+    unsub = np.zeros((n, 2), bool)
+    since_coupon = np.full(n, 10_000, np.int64)
+    contacts = np.zeros((n, contact_window), bool)
+    for s in range(steps):
+        idx = np.flatnonzero(present[:, s])
+        if len(idx) == 0:
+            continue
+        a = act[idx, s]
+        ch = np.where(a >= 0, channel[np.clip(a, 0, None)], "")
+        unsubscribed = raw[idx, s, 5] > 0
+        unsub[idx, 0] |= unsubscribed & (ch != "push")
+        unsub[idx, 1] |= unsubscribed & (ch == "push")
+        coupon = (a >= 0) & is_coupon[np.clip(a, 0, None)]
+        contact = (a >= 0) & is_contact[np.clip(a, 0, None)]
+        since_coupon[idx] = np.where(coupon, 1, since_coupon[idx] + 1)
+        contacts[idx, 1:] = contacts[idx, :-1]
+        contacts[idx, 0] = contact
+        _update_rows(tracker, idx, raw[idx, s], a, unsub[idx])
+        if len(idx) == n:
+            state = predictor.step(state, raw[:, s], act[:, s])
+        else:
+            part = predictor.step(take_state(state, idx, dims), raw[idx, s], a)
+            state = put_state(state, idx, part, dims)
+    return StartStates(user_ids, int(period), tracker, state, static, unsub, since_coupon,
+                       contacts)
+
+
+def _encode_static(predictor: BehaviorPredictor, users: pd.DataFrame | None,
+                   user_ids: np.ndarray) -> np.ndarray:
+    enc = predictor.encoder_
+    if enc.n_features == 0 or users is None:
+        return np.zeros((len(user_ids), enc.n_features), np.float32)
+    return np.asarray(enc.transform(users, user_ids), np.float32)
+
+
+def _update_rows(tracker: HistoryTracker, idx: np.ndarray, raw: np.ndarray, action: np.ndarray,
+                 unsub: np.ndarray) -> None:
+    """HistoryTracker.update restricted to rows ``idx`` (other users saw no period)."""
+    kw = dict(visits=raw[:, 0], views=raw[:, 1], carts=raw[:, 2], purchases=raw[:, 3],
+              revenue=raw[:, 6], action_index=action, unsubscribed_email=unsub[:, 0],
+              unsubscribed_push=unsub[:, 1])
+    if len(idx) == tracker.n:
+        tracker.update(**kw)
+        return
+    part = tracker.subset(idx)
+    part.update(**kw)
+    for k, v in part.arrays.items():
+        tracker.arrays[k][idx] = v
+
+
+@dataclass
+class ActivityModel:
+    """Mean views, carts and favs per period given (visited, purchased), from a panel."""
+
+    means: np.ndarray = field(default_factory=lambda: np.zeros((2, 2, 3)))
+
+    @classmethod
+    def fit(cls, panel: pd.DataFrame) -> ActivityModel:
+        """Estimate the 2 x 2 x 3 table of means."""
+        v = (panel["visits"].to_numpy() > 0).astype(int)
+        p = (panel["purchases"].to_numpy() > 0).astype(int)
+        means = np.zeros((2, 2, 3))
+        for i in range(2):
+            for j in range(2):
+                m = (v == i) & (p == j)
+                if m.any():
+                    means[i, j] = [panel.loc[m, c].mean() for c in ("views", "carts", "favs")]
+        return cls(means)
+
+    def sample(self, visit: np.ndarray, purchase: np.ndarray,
+               rng: np.random.Generator) -> np.ndarray:
+        """``(n, 3)`` views, carts, favs."""
+        lam = self.means[visit.astype(int), purchase.astype(int)]
+        return rng.poisson(lam).astype(np.float32)
+
+
+class ShopSimulator:
+    """N simulated users stepped together by one predictor forward per period.
+
+    Args:
+        predictor: Fitted behavior predictor (moved to ``device``).
+        spec: Dataset spec (catalog with costs, discount rates and channels).
+        activity: Views/carts/favs model (:meth:`ActivityModel.fit` on the training panel).
+        caps: Frequency caps exposed as action masks.
+        feature_config: Observation options.
+    """
+
+    def __init__(self, predictor: BehaviorPredictor, spec: DatasetSpec, activity: ActivityModel,
+                 caps: CapConfig | None = None,
+                 feature_config: FeatureConfig | None = None) -> None:
+        if tuple(predictor.action_names_) != tuple(spec.action_names):
+            raise ValueError(f"predictor actions {list(predictor.action_names_)} differ from "
+                             f"the dataset catalog {spec.action_names}")
+        self.predictor, self.spec, self.activity = predictor, spec, activity
+        self.caps = caps or CapConfig()
+        self.feature_config = feature_config or FeatureConfig()
+        cat = spec.actions
+        self.cost = np.array([a.cost for a in cat])
+        self.discount = np.array([a.discount_rate if a.kind == "discount" else 0.0 for a in cat])
+        self.is_coupon = np.array([a.kind == "discount" for a in cat])
+        self.is_contact = np.array([a.kind != "none" for a in cat])
+        self.channel = np.array([{"email": 0, "push": 1}.get(a.channel or "", -1) for a in cat])
+        names = spec.action_names
+        self.none_index = names.index("none") if "none" in names else None
+        self.dims = _batch_dims(predictor)
+        self.n_static = predictor.encoder_.n_features
+        self.observation_names = (observation_names(self.feature_config)
+                                  + [f"static_{i}" for i in range(self.n_static)])
+
+    @property
+    def n_actions(self) -> int:
+        """Size of the action catalog."""
+        return len(self.cost)
+
+    # ------------------------------------------------------------------ state handling
+    def load(self, starts: StartStates, src: np.ndarray) -> None:
+        """Make the batch the start users ``src`` (one per simulated user)."""
+        self.n = len(src)
+        self.tracker = starts.tracker.subset(src)
+        self.state = take_state(starts.state, src, self.dims)
+        self.static = starts.static[src].copy()
+        self.unsub = starts.unsub[src].copy()
+        self.since_coupon = starts.since_coupon[src].copy()
+        self.contacts = starts.contacts[src].copy()
+        self.t = np.zeros(self.n, np.int64)
+
+    def replace(self, rows: np.ndarray, starts: StartStates, src: np.ndarray) -> None:
+        """Restart simulated users ``rows`` from start users ``src``."""
+        part = starts.tracker.subset(src)
+        for k, v in part.arrays.items():
+            self.tracker.arrays[k][rows] = v
+        self.state = put_state(self.state, rows, take_state(starts.state, src, self.dims),
+                               self.dims)
+        self.static[rows] = starts.static[src]
+        self.unsub[rows] = starts.unsub[src]
+        self.since_coupon[rows] = starts.since_coupon[src]
+        self.contacts[rows] = starts.contacts[src]
+        self.t[rows] = 0
+
+    def observation(self) -> np.ndarray:
+        """``(n, d)`` float32 observation of every user."""
+        obs = self.tracker.observation()
+        if self.n_static:
+            obs = np.concatenate([obs, self.static.astype(np.float32)], axis=1)
+        return obs
+
+    def action_masks(self) -> np.ndarray:
+        """``(n, n_actions)`` bool: which actions the caps allow for each user."""
+        mask = np.ones((self.n, self.n_actions), bool)
+        c = self.caps
+        if c.coupon_gap > 0:
+            blocked = self.since_coupon < c.coupon_gap
+            mask[np.ix_(blocked, self.is_coupon)] = False
+        if c.max_contacts > 0:
+            recent = self.contacts[:, : c.contact_window - 1].sum(axis=1)
+            full = recent >= c.max_contacts
+            mask[np.ix_(full, self.is_contact)] = False
+        return mask
+
+    # ------------------------------------------------------------------ dynamics
+    def step(self, action: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """Advance every user one period under ``action`` ``(n,)``.
+
+        Returns:
+            Per-user arrays: ``reward``, ``revenue``, ``cost``, ``visit``, ``purchase``,
+            ``unsubscribe``, ``churn`` (the last four bool).
+        """
+        action = np.asarray(action, dtype=np.int64)
+        n = self.n
+        pred = self.predictor.predict_from_state(self.state)
+        ch = self.channel[action]
+        blocked = (ch >= 0) & self.unsub[np.arange(n), np.clip(ch, 0, 1)]
+        effective = action.copy()
+        if self.none_index is not None:
+            effective[blocked] = self.none_index
+        out = pred.sample(effective, rng)
+        visit, purchase, revenue = out["visit"], out["purchase"], out["revenue"]
+        r = np.arange(n)
+        pv = pred.p_visit[r, effective]
+        churn = visit & (rng.random(n) < np.minimum(1.0, pred.p_churn[r, effective]
+                                                    / np.maximum(pv, 1e-12)))
+        unsubscribe = out["unsubscribe"] & (ch >= 0) & ~blocked
+        discount = np.where(purchase & ~blocked, self.discount[action] * revenue, 0.0)
+        cost = self.cost[action] + discount
+        reward = revenue - cost
+        # Observable bookkeeping of the period.
+        if unsubscribe.any():
+            rows = np.flatnonzero(unsubscribe)
+            self.unsub[rows, ch[rows]] = True
+        acts = self.activity.sample(visit, purchase, rng)
+        raw = np.stack([visit.astype(np.float32), acts[:, 0], acts[:, 1],
+                        purchase.astype(np.float32), acts[:, 2],
+                        unsubscribe.astype(np.float32), revenue.astype(np.float32)], axis=1)
+        self.tracker.update(visits=raw[:, 0], views=raw[:, 1], carts=raw[:, 2],
+                            purchases=raw[:, 3], revenue=raw[:, 6], action_index=action,
+                            unsubscribed_email=self.unsub[:, 0],
+                            unsubscribed_push=self.unsub[:, 1])
+        self.state = self.predictor.step(self.state, raw, action)
+        self.since_coupon = np.where(self.is_coupon[action], 1, self.since_coupon + 1)
+        self.contacts[:, 1:] = self.contacts[:, :-1]
+        self.contacts[:, 0] = self.is_contact[action]
+        self.t += 1
+        return {"reward": reward, "revenue": revenue, "cost": cost, "visit": visit,
+                "purchase": purchase, "unsubscribe": unsubscribe, "churn": churn}

@@ -1,0 +1,60 @@
+"""A tiny dataset and predictor shared by the learned-shop env tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from predictors import DatasetSpec, build_panel, default_catalog, write_dataset
+
+
+def make_tiny_dataset(folder: Path, n_users: int = 80, n_periods: int = 10,
+                      seed: int = 0) -> Path:
+    """Random users who visit/buy more when e-mailed, logged with uniform propensities."""
+    rng = np.random.default_rng(seed)
+    spec = DatasetSpec(actions=default_catalog(), period="7D", currency="USD",
+                       origin="2025-01-06T00:00:00+00:00", source="test", licence="test")
+    origin = pd.Timestamp("2025-01-06", tz="UTC")
+    ev, iv = [], []
+    n_a = len(spec.actions)
+    for p in range(n_periods):
+        a = rng.integers(n_a, size=n_users)
+        t = origin + pd.Timedelta(days=7 * p)
+        iv.append(pd.DataFrame({"user_id": np.arange(n_users), "timestamp": t,
+                                "action": np.array(spec.action_names)[a],
+                                "propensity": 1.0 / n_a}))
+        visit = rng.random(n_users) < 0.3 + 0.2 * (a > 0)
+        buy = visit & (rng.random(n_users) < 0.4)
+        for mask, kind in ((visit, "visit"), (visit, "view"), (buy, "purchase")):
+            u = np.flatnonzero(mask)
+            ev.append(pd.DataFrame({
+                "user_id": u, "timestamp": t + pd.Timedelta(hours=12), "event_type": kind,
+                "revenue": np.where(kind == "purchase", rng.lognormal(3, 0.5, len(u)), np.nan)}))
+    events = pd.concat(ev, ignore_index=True)
+    events["timestamp"] = events["timestamp"] + pd.to_timedelta(np.arange(len(events)) % 3600,
+                                                                unit="s")
+    users = pd.DataFrame({"user_id": np.arange(n_users),
+                          "region": rng.choice(["north", "south"], n_users)})
+    write_dataset(folder, spec, events, pd.concat(iv, ignore_index=True), users)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(dataset folder, predictor run folder) with a 1-epoch GRU."""
+    from predictors.models import BehaviorPredictor, PredictorConfig
+
+    root = tmp_path_factory.mktemp("shop")
+    data = make_tiny_dataset(root / "data")
+    from predictors import load_users, open_dataset
+
+    ds = open_dataset(data)
+    panel = build_panel(ds)
+    pred = BehaviorPredictor(PredictorConfig(family="gru", epochs=1, hidden=8, history=4,
+                                             device="cpu", seed=0))
+    pred.fit(panel, ds.spec.action_names, users=load_users(ds), progress=False)
+    pred.save(root / "pred")
+    return data, root / "pred"
