@@ -44,7 +44,8 @@ from predictors.importers._common import (
 )
 
 TIME_FORMATS = ("iso", "epoch", "epoch_ms")
-_OFFSET = r"(?:[Zz]|[+-]\d{2}(?::?\d{2})?)$"
+#: A UTC offset after a clock time (so the day of a bare date is not read as an offset).
+_OFFSET = r"\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(?:[Zz]|[+-]\d{2}(?::?\d{2})?)$"
 _INT_ID = r"^(?:0|-?[1-9]\d{0,17})$"
 
 
