@@ -1,0 +1,1 @@
+"""The synthetic shop: a world with known truth, its logging policies, generator and rollouts."""
