@@ -144,7 +144,8 @@ class ShopEnv(gym.Env):
             raise ValueError(f"`horizon` must be >= 1; got {horizon}")
         if invalid_action not in ("raise", "noop"):
             raise ValueError(f"`invalid_action` must be 'raise' or 'noop'; got {invalid_action!r}")
-        self.shop, self.sim, self.horizon = shop, shop.simulator, horizon
+        # Each env owns its users: a clone shares the predictor, not the per-user state.
+        self.shop, self.sim, self.horizon = shop, shop.simulator.clone(), horizon
         self.invalid_action = invalid_action
         self.observation_names = list(shop.observation_names)
         self.action_names = list(shop.spec.action_names)
@@ -214,7 +215,7 @@ class ShopVecEnv(VecEnv):
             raise ValueError(f"`n_envs` must be >= 1; got {n_envs}")
         if invalid_action not in ("raise", "noop"):
             raise ValueError(f"`invalid_action` must be 'raise' or 'noop'; got {invalid_action!r}")
-        self.shop, self.sim, self.horizon = shop, shop.simulator, horizon
+        self.shop, self.sim, self.horizon = shop, shop.simulator.clone(), horizon
         self.invalid_action = invalid_action
         self.observation_names = list(shop.observation_names)
         self.render_mode = None

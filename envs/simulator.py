@@ -25,6 +25,7 @@ was sent and the user purchased in that period).
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -286,6 +287,13 @@ class ShopSimulator:
     def n_actions(self) -> int:
         """Size of the action catalog."""
         return len(self.cost)
+
+    def clone(self) -> ShopSimulator:
+        """A simulator with the same predictor and catalog but its own (unloaded) users."""
+        new = copy.copy(self)  # shares the read-only parts; load() gives it its own users
+        for name in ("n", "tracker", "state", "static", "unsub", "since_coupon", "contacts", "t"):
+            new.__dict__.pop(name, None)
+        return new
 
     # ------------------------------------------------------------------ state handling
     def load(self, starts: StartStates, src: np.ndarray) -> None:

@@ -12,6 +12,7 @@ from agents.cli._app import app, bench_app, run_main
 # Command modules register themselves on import.
 from agents.cli import (  # noqa: F401,E402
     cmd_data,
+    cmd_env,
     cmd_generate,
     cmd_import,
     cmd_ope,
