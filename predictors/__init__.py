@@ -34,6 +34,19 @@ from predictors.models import (
 from predictors.loaders import load_dataset, load_events, load_interventions, load_users
 from predictors.panel import PANEL_COLUMNS, build_panel, panel_summary
 from predictors.validate import check_dataset, validate_dataset
+from predictors.synthetic import (
+    CampaignPolicy,
+    GenerateConfig,
+    StartStates,
+    UniformPolicy,
+    World,
+    WorldConfig,
+    WorldState,
+    generate,
+    read_start_states,
+    sample_start_states,
+    true_policy_value,
+)
 
 __version__ = "0.1.0"
 
@@ -76,4 +89,16 @@ __all__ = [
     "PredictorConfig",
     "Predictions",
     "resolve_device",
+    # synthetic shop
+    "CampaignPolicy",
+    "GenerateConfig",
+    "StartStates",
+    "UniformPolicy",
+    "World",
+    "WorldConfig",
+    "WorldState",
+    "generate",
+    "read_start_states",
+    "sample_start_states",
+    "true_policy_value",
 ]

@@ -1,1 +1,43 @@
 """The synthetic shop: a world with known truth, its logging policies, generator and rollouts."""
+
+from predictors.synthetic.generate import GenerateConfig, generate, read_start_states
+from predictors.synthetic.logging_policy import CampaignPolicy, UniformPolicy, make_logging_policy
+from predictors.synthetic.rollout import (
+    StartStates,
+    greedy_policy,
+    policy_rewards,
+    sample_start_states,
+    schedule_policy,
+    segment_schedule_policy,
+    true_policy_value,
+)
+from predictors.synthetic.world import (
+    Outcomes,
+    SegmentProfile,
+    World,
+    WorldConfig,
+    WorldState,
+    default_segments,
+)
+
+__all__ = [
+    "CampaignPolicy",
+    "GenerateConfig",
+    "Outcomes",
+    "SegmentProfile",
+    "StartStates",
+    "UniformPolicy",
+    "World",
+    "WorldConfig",
+    "WorldState",
+    "default_segments",
+    "generate",
+    "greedy_policy",
+    "make_logging_policy",
+    "policy_rewards",
+    "read_start_states",
+    "sample_start_states",
+    "schedule_policy",
+    "segment_schedule_policy",
+    "true_policy_value",
+]

@@ -40,6 +40,13 @@ class StartStates:
         """The users ``index`` (positions or boolean mask), copied."""
         return StartStates(self.state.subset(index), self.history.subset(index))
 
+    def advance(self, world: World, action: np.ndarray,
+                rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """Step every user once (in place), record the history; return :meth:`World.step`'s."""
+        out = world.step(self.state, action, rng)
+        track(self.history, out)
+        return out
+
 
 def track(history: HistoryTracker, out: dict[str, np.ndarray]) -> None:
     """Feed one :meth:`World.step` outcome to a history tracker."""
@@ -63,12 +70,13 @@ def burn_in(world: World, state: WorldState, periods: int, rng: np.random.Genera
 
 
 def sample_start_states(world: World, n: int, seed: int | np.random.Generator,
-                        observed_periods: int = 8,
-                        features: FeatureConfig | None = None) -> StartStates:
+                        observed_periods: int = 8, features: FeatureConfig | None = None,
+                        segment: np.ndarray | None = None) -> StartStates:
     """Fresh users after the world's burn-in plus ``observed_periods`` tracked periods.
 
     The observed periods run the campaign logging policy (no control group), so the
-    observation at the start describes a realistic history.
+    observation at the start describes a realistic history. ``segment`` (n,) fixes the users'
+    segment indices instead of drawing them by share.
 
     Example:
         >>> start = sample_start_states(World(), 10, seed=0, observed_periods=2)
@@ -76,7 +84,7 @@ def sample_start_states(world: World, n: int, seed: int | np.random.Generator,
         (10, (10, 31))
     """
     rng = np.random.default_rng(seed)
-    state = world.sample_users(n, rng)
+    state = world.sample_users(n, rng, segment=segment)
     burn_in(world, state, world.config.burn_in, rng)
     history = HistoryTracker(n, world.config.actions, features)
     policy = CampaignPolicy(world.config.actions, features=history.config)
