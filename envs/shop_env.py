@@ -63,9 +63,9 @@ def load_learned_shop(predictor: str | Path | BehaviorPredictor, data: str | Pat
         predictor: Predictor run folder (``nudgegym train-predictor --out``) or a fitted one.
         data: Dataset folder the predictor was trained on (or another with the same catalog).
         start_period: Episodes start from users' histories before this period; default the
-            dataset's last period + 1 - ``horizon`` (so logged behaviour after the start exists
-            for fidelity checks), at least 1.
-        horizon: Only used for the default start period.
+            end of the log (the dataset's last period + 1): where the customers are now. The
+            fidelity report starts ``horizon`` periods earlier, so logged behaviour follows.
+        horizon: Episode length (informational here; the envs take their own).
         start_users: ``test`` (the predictor's held-out users; the default), ``val``, ``train``
             or ``all``.
         caps: Frequency caps (action masks).
@@ -78,7 +78,7 @@ def load_learned_shop(predictor: str | Path | BehaviorPredictor, data: str | Pat
     panel = build_panel(ds)
     users = load_users(ds)
     last = int(panel["period"].max())
-    t0 = max(1, last + 1 - horizon) if start_period is None else int(start_period)
+    t0 = last + 1 if start_period is None else int(start_period)
     if not 1 <= t0 <= last + 1:
         raise ValueError(f"`start_period` must be in [1, {last + 1}]; got {t0}")
     ids = _start_user_ids(pred, panel, start_users, t0)
