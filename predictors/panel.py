@@ -111,14 +111,18 @@ dataset folder; found no such folder
 
 
 def _build(con: duckdb.DuckDBPyConnection, ds: Dataset) -> pd.DataFrame:
+    """Aggregate the sparse user-periods in DuckDB, then expand them to the dense grid."""
     spec = ds.spec
     uid = user_id_type(con, ds)  # registers views events / interventions
     ev_t = {str(r[0]): str(r[1]) for r in con.execute("DESCRIBE events").fetchall()}
     rev = number_sql("revenue", ev_t["revenue"]) if "revenue" in ev_t else "NULL"
+    types = "[" + ", ".join(lit(t) for t in COUNT_COLUMNS.values()) + "]"
+    # Event types match exactly (as validation does); other types get code 0 and are not counted.
     con.execute(
         f"CREATE TEMP VIEW ev AS SELECT {id_sql('user_id', uid)} AS user_id, "
         f"epoch_us({timestamp_sql('timestamp', ev_t['timestamp'])}) AS t, "
-        f"{text_sql('event_type')} AS et, CAST({rev} AS DOUBLE) AS rev FROM events")
+        f"coalesce(list_position({types}, CAST(event_type AS VARCHAR)), 0)::UTINYINT AS code, "
+        f"CAST({rev} AS DOUBLE) AS rev FROM events")
     has_iv = ds.interventions_path is not None
     if has_iv:
         iv_t = {str(r[0]): str(r[1]) for r in con.execute("DESCRIBE interventions").fetchall()}
@@ -126,57 +130,88 @@ def _build(con: duckdb.DuckDBPyConnection, ds: Dataset) -> pd.DataFrame:
         con.execute(
             f"CREATE TEMP VIEW iv AS SELECT {id_sql('user_id', uid)} AS user_id, "
             f"epoch_us({timestamp_sql('timestamp', iv_t['timestamp'])}) AS t, "
-            f"{text_sql('action')} AS action, CAST({prop} AS DOUBLE) AS prop, "
+            f"CAST(action AS VARCHAR) AS action, CAST({prop} AS DOUBLE) AS prop, "
             f"row_number() OVER () AS rn FROM interventions")
     times = "SELECT t FROM ev" + (" UNION ALL SELECT t FROM iv" if has_iv else "")
     t_min, t_max = con.execute(f"SELECT min(t), max(t) FROM ({times})").fetchone()
     if t_min is None:
         return _empty(uid)
     origin = origin_timestamp(spec)
-    o_us = (int(origin.value // 1000) if origin is not None
-            else (t_min // 86_400_000_000) * 86_400_000_000)
+    day = 86_400_000_000
+    o_us = int(origin.value // 1000) if origin is not None else (t_min // day) * day
     p_us = spec.period_seconds * 1_000_000
-    early = con.execute(f"SELECT count(*) FROM ({times}) WHERE t < {o_us}").fetchone()[0]
-    if early:
+    if t_min < o_us:
+        early = con.execute(f"SELECT count(*) FROM ({times}) WHERE t < {o_us}").fetchone()[0]
         warnings.warn(f"{ds.folder}: {early} events/interventions before origin "
                       f"{spec.origin} are left out of the panel", UserWarning, stacklevel=3)
-    last = (t_max - o_us) // p_us
-    counts = ", ".join(f"count(*) FILTER (WHERE et = {lit(t)})::INTEGER AS {c}"
-                       for c, t in COUNT_COLUMNS.items())
+    last = int((t_max - o_us) // p_us)
     period = f"((t - {o_us}) // {p_us})::INTEGER"
-    act_cte = (f"act AS (SELECT user_id, {period} AS period, action, prop FROM iv "
-               f"WHERE t >= {o_us} QUALIFY row_number() OVER "
-               f"(PARTITION BY user_id, {period} ORDER BY t, rn) = 1)" if has_iv else
-               "act AS (SELECT NULL::{uid} AS user_id, NULL::INTEGER AS period, "
-               "NULL::VARCHAR AS action, NULL::DOUBLE AS prop WHERE false)".replace("{uid}", uid))
-    default = lit("none") if has_iv and "none" in spec.action_names else "NULL"
+    counts = ", ".join(f"count_if(code = {i})::INTEGER AS {c}"
+                       for i, c in enumerate(COUNT_COLUMNS, start=1))
     names = "[" + ", ".join(lit(n) for n in spec.action_names) + "]::VARCHAR[]"
+    act = (f"SELECT user_id, {period} AS period, action, prop FROM iv WHERE t >= {o_us} "
+           f"QUALIFY row_number() OVER (PARTITION BY user_id, {period} ORDER BY t, rn) = 1"
+           if has_iv else f"SELECT NULL::{uid} AS user_id, NULL::INTEGER AS period, "
+           "NULL::VARCHAR AS action, NULL::DOUBLE AS prop WHERE false")
     fills = ", ".join(f"coalesce(a.{c}, 0)::INTEGER AS {c}" for c in COUNT_COLUMNS)
-    sql = f"""
+    con.execute(f"""
+    CREATE TEMP TABLE sparse AS
     WITH agg AS (
         SELECT user_id, {period} AS period, {counts},
-               coalesce(sum(rev) FILTER (WHERE et = 'purchase'), 0)::DOUBLE AS revenue
+               coalesce(sum(rev) FILTER (WHERE code = 4), 0)::DOUBLE AS revenue
         FROM ev WHERE t >= {o_us} GROUP BY ALL),
-    {act_cte},
-    span AS (
-        SELECT user_id, min(period) AS first_p, max(period) FILTER (WHERE is_ev) AS last_ev
-        FROM (SELECT user_id, period, true AS is_ev FROM agg
-              UNION ALL SELECT user_id, period, false FROM act) GROUP BY user_id),
-    grid AS (
-        SELECT user_id, last_ev, unnest(range(first_p, {last + 1}))::INTEGER AS period
-        FROM span)
-    SELECT g.user_id, g.period, {fills}, coalesce(a.revenue, 0)::DOUBLE AS revenue,
-           coalesce(c.action, {default}) AS action,
-           coalesce(list_position({names}, coalesce(c.action, {default})) - 1, -1)::SMALLINT
-               AS action_index,
-           c.prop AS propensity,
-           coalesce(g.period <= g.last_ev, false) AS active
-    FROM grid g
-    LEFT JOIN agg a ON a.user_id = g.user_id AND a.period = g.period
-    LEFT JOIN act c ON c.user_id = g.user_id AND c.period = g.period
-    ORDER BY g.user_id, g.period
-    """
-    return con.execute(sql).df()
+    act AS ({act})
+    SELECT coalesce(a.user_id, c.user_id) AS user_id, coalesce(a.period, c.period) AS period,
+           {fills}, coalesce(a.revenue, 0)::DOUBLE AS revenue, a.user_id IS NOT NULL AS has_ev,
+           c.action, coalesce(list_position({names}, c.action) - 1, -2)::SMALLINT AS ai,
+           coalesce(c.prop, 'NaN'::DOUBLE) AS prop
+    FROM agg a FULL OUTER JOIN act c ON a.user_id = c.user_id AND a.period = c.period""")
+    unknown = con.execute("SELECT action FROM sparse WHERE action IS NOT NULL AND ai = -2 "
+                          "LIMIT 1").fetchone()
+    if unknown:
+        raise duckdb.ConversionException(f"unknown action {unknown[0]!r}")
+    con.execute("CREATE TEMP TABLE users AS SELECT user_id, min(period) AS first_p, "
+                "coalesce(max(period) FILTER (WHERE has_ev), -1) AS last_ev, "
+                "row_number() OVER (ORDER BY user_id) - 1 AS uix FROM sparse GROUP BY user_id")
+    users = con.execute("SELECT user_id, first_p, last_ev FROM users ORDER BY uix").fetchnumpy()
+    sp = con.execute(f"SELECT u.uix, s.period, {', '.join('s.' + c for c in COUNT_COLUMNS)}, "
+                     "s.revenue, s.ai, s.prop FROM sparse s JOIN users u USING (user_id)"
+                     ).fetchnumpy()
+    default = spec.action_names.index("none") if has_iv and "none" in spec.action_names else -1
+    return _expand(users, sp, last, default, spec.action_names)
+
+
+def _expand(users: dict[str, np.ndarray], sp: dict[str, np.ndarray], last: int, default: int,
+            names: list[str]) -> pd.DataFrame:
+    """Dense panel from per-user spans and the sparse user-periods (vectorised scatter)."""
+    first = users["first_p"].astype(np.int64)
+    n = last + 1 - first
+    offsets = np.concatenate([[0], np.cumsum(n)[:-1]])
+    rep = np.repeat(np.arange(len(first)), n)
+    period = np.arange(int(n.sum()), dtype=np.int64) - offsets[rep] + first[rep]
+    uix = sp["uix"].astype(np.int64)
+    pos = offsets[uix] + sp["period"].astype(np.int64) - first[uix]
+    out: dict[str, object] = {"user_id": users["user_id"][rep], "period": period.astype(np.int32)}
+    for c in COUNT_COLUMNS:
+        col = np.zeros(len(period), dtype=np.int32)
+        col[pos] = sp[c]
+        out[c] = col
+    revenue = np.zeros(len(period))
+    revenue[pos] = sp["revenue"]
+    logged = sp["ai"] >= 0
+    index = np.full(len(period), default, dtype=np.int16)
+    index[pos[logged]] = sp["ai"][logged]
+    prop = np.full(len(period), np.nan)
+    prop[pos[logged]] = sp["prop"][logged]
+    categories = pd.Index(list(names), dtype="str")
+    out.update({
+        "revenue": revenue,
+        "action": pd.Categorical.from_codes(index, categories=categories).astype("str"),
+        "action_index": index,
+        "propensity": prop,
+        "active": period <= users["last_ev"].astype(np.int64)[rep],
+    })
+    return pd.DataFrame(out)
 
 
 def _empty(uid: str) -> pd.DataFrame:

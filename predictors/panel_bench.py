@@ -39,7 +39,7 @@ t0 = time.perf_counter()
 panel = build_panel(folder, memory_limit=memory_limit,
                     threads=None if threads == "0" else int(threads), validate=validate == "1")
 seconds = time.perf_counter() - t0
-print(json.dumps({"seconds": seconds, "panel_rows": len(panel),
+print("PANEL_BENCH " + json.dumps({"seconds": seconds, "panel_rows": len(panel),
                   "self_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
@@ -140,7 +140,10 @@ def run_panel_job(folder: str | Path, *, memory_limit: str = "4GB", threads: int
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise NudgeGymError(f"panel job failed (exit {proc.returncode}): {tail}")
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    marked = [ln for ln in proc.stdout.splitlines() if ln.startswith("PANEL_BENCH ")]
+    if not marked:
+        raise NudgeGymError(f"panel job printed no result: {proc.stdout[-300:]!r}")
+    out = json.loads(marked[-1].removeprefix("PANEL_BENCH "))
     rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     seconds = float(out["seconds"]) if out["seconds"] > 0 else wall
     return PanelBenchResult(

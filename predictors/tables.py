@@ -66,6 +66,7 @@ def connect(memory_limit: str = "4GB", threads: int | None = None,
             raise ValueError(f"`threads` must be >= 1; got {threads}")
         con.execute(f"SET threads = {int(threads)}")
     con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET enable_progress_bar = false")
     if temp_directory is not None:
         con.execute(f"SET temp_directory = {lit(str(temp_directory))}")
     return con
