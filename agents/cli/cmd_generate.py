@@ -1,3 +1,69 @@
 """``nudgegym generate``: the synthetic shop (and its benchmark)."""
 
 from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import typer
+
+from agents.cli._app import app, bench_app
+from predictors import GenerateConfig, generate
+from predictors.io import write_json, write_run_config
+
+
+def _summary(folder: Path, seconds: float, cfg: GenerateConfig) -> dict:
+    import pyarrow.parquet as pq
+
+    rows = {name: pq.ParquetFile(folder / f"{name}.parquet").metadata.num_rows
+            for name in ("events", "interventions", "users")}
+    rows["truth/outcomes"] = pq.ParquetFile(folder / "truth" / "outcomes.parquet").metadata.num_rows
+    return {"users": cfg.n_users, "periods": cfg.n_periods, "logging": cfg.logging,
+            "seed": cfg.seed, "seconds": round(seconds, 3),
+            "user_periods_per_second": round(cfg.n_users * cfg.n_periods / seconds, 1),
+            "rows": rows}
+
+
+@app.command("generate")
+def generate_cmd(
+    out: Path = typer.Option(..., "--out", help="Dataset folder to write."),
+    users: int = typer.Option(10_000, "--users", help="Number of users."),
+    periods: int = typer.Option(52, "--periods", help="Logged weekly periods."),
+    logging: str = typer.Option("campaign", "--logging", help="campaign or uniform."),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+) -> None:
+    """Simulate the synthetic shop: a dataset in the data contract plus truth/."""
+    cfg = GenerateConfig(n_users=users, n_periods=periods, logging=logging, seed=seed)
+    t0 = time.perf_counter()
+    generate(cfg, out, progress=True)
+    summary = _summary(out, time.perf_counter() - t0, cfg)
+    write_run_config(out, "generate", {"users": users, "periods": periods, "logging": logging,
+                                       "seed": seed, "out": str(out)}, seed=seed)
+    write_json(out / "generate.json", summary)
+    typer.echo(f"wrote {out}: {summary['rows']['events']} events, "
+               f"{summary['rows']['interventions']} interventions, {users} users "
+               f"({summary['seconds']:.1f} s)")
+
+
+@bench_app.command("generate")
+def bench_generate_cmd(
+    users: int = typer.Option(100_000, "--users", help="Number of users."),
+    periods: int = typer.Option(52, "--periods", help="Logged weekly periods."),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    out: Path | None = typer.Option(None, "--out", help="Write DIR/bench.json."),
+) -> None:
+    """Time a full generation (dataset + truth) into a temporary folder."""
+    cfg = GenerateConfig(n_users=users, n_periods=periods, seed=seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        generate(cfg, Path(tmp) / "data", progress=True)
+        summary = _summary(Path(tmp) / "data", time.perf_counter() - t0, cfg)
+    table = pd.DataFrame([{k: summary[k] for k in ("users", "periods", "seconds",
+                                                    "user_periods_per_second")}])
+    typer.echo(table.to_string(index=False))
+    if out is not None:
+        write_run_config(out, "bench generate", {"users": users, "periods": periods,
+                                                 "seed": seed}, seed=seed)
+        write_json(Path(out) / "bench.json", summary)
