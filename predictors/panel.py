@@ -170,12 +170,13 @@ def _build(con: duckdb.DuckDBPyConnection, ds: Dataset) -> pd.DataFrame:
                           "LIMIT 1").fetchone()
     if unknown:
         raise duckdb.ConversionException(f"unknown action {unknown[0]!r}")
-    con.execute("CREATE TEMP TABLE users AS SELECT user_id, min(period) AS first_p, "
+    con.execute("CREATE TEMP TABLE panel_users AS SELECT user_id, min(period) AS first_p, "
                 "coalesce(max(period) FILTER (WHERE has_ev), -1) AS last_ev, "
                 "row_number() OVER (ORDER BY user_id) - 1 AS uix FROM sparse GROUP BY user_id")
-    users = con.execute("SELECT user_id, first_p, last_ev FROM users ORDER BY uix").fetchnumpy()
+    users = con.execute("SELECT user_id, first_p, last_ev FROM panel_users "
+                        "ORDER BY uix").fetchnumpy()
     sp = con.execute(f"SELECT u.uix, s.period, {', '.join('s.' + c for c in COUNT_COLUMNS)}, "
-                     "s.revenue, s.ai, s.prop FROM sparse s JOIN users u USING (user_id)"
+                     "s.revenue, s.ai, s.prop FROM sparse s JOIN panel_users u USING (user_id)"
                      ).fetchnumpy()
     default = spec.action_names.index("none") if has_iv and "none" in spec.action_names else -1
     return _expand(users, sp, last, default, spec.action_names)
