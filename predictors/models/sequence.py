@@ -34,9 +34,17 @@ PANEL_COLUMNS = ("user_id", "period", *RAW_COLUMNS, "action_index", "propensity"
 _MAX_CATEGORIES = 20
 
 
+def _numeric_dates(s: pd.Series) -> pd.Series:
+    """Datetime columns as days since 1970-01-01 (a numeric feature); others unchanged."""
+    if pd.api.types.is_datetime64_any_dtype(s):
+        days = (s - pd.Timestamp("1970-01-01", tz=getattr(s.dt, "tz", None))).dt.total_seconds()
+        return days / 86400.0
+    return s
+
+
 @dataclass
 class StaticEncoder:
-    """Static user features: numerics standardised, categoricals one-hot (fitted on train users).
+    """Static user features: numerics (and dates, as days) standardised, categoricals one-hot.
 
     Attributes:
         numeric: Numeric column names with their train mean and std.
@@ -61,7 +69,7 @@ class StaticEncoder:
         for col in users.columns:
             if col == "user_id":
                 continue
-            s = users[col]
+            s = _numeric_dates(users[col])
             if pd.api.types.is_bool_dtype(s) or not pd.api.types.is_numeric_dtype(s):
                 counts = s.dropna().astype(str).value_counts()
                 categorical[col] = [str(c) for c in counts.index[:_MAX_CATEGORIES]]
@@ -85,7 +93,7 @@ class StaticEncoder:
         u = users.drop_duplicates("user_id").set_index("user_id").reindex(pd.Index(user_ids))
         j = 0
         for col, (mean, std) in self.numeric.items():
-            v = (pd.to_numeric(u[col], errors="coerce").to_numpy(dtype="float64") - mean) / std
+            v = (pd.to_numeric(_numeric_dates(u[col]), errors="coerce").to_numpy(dtype="float64") - mean) / std
             out[:, j] = np.nan_to_num(v, nan=0.0)
             j += 1
         for col, cats in self.categorical.items():
