@@ -81,3 +81,20 @@ def test_counterfactual_report_known_answer():
     e = r["effects"]["a1"]["p_purchase"]
     assert e["predicted"] == pytest.approx(0.1) and e["true"] == pytest.approx(0.1)
     assert e["relative_error"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_static_encoder_fits_train_users_only():
+    from predictors.models import StaticEncoder
+
+    users = pd.DataFrame({"user_id": [1, 2, 3], "age": [20.0, 40.0, np.nan],
+                          "region": ["n", "s", "w"],
+                          "signup": pd.to_datetime(["2024-01-01", "2024-01-11", "2024-01-21"],
+                                                   utc=True)})
+    enc = StaticEncoder.fit(users.iloc[:2])
+    x = enc.transform(users, np.array([3, 1, 99]))
+    assert enc.categorical == {"region": ["n", "s"]}
+    assert x.shape == (3, 4)
+    np.testing.assert_allclose(x[1], [-1.0, -1.0, 1.0, 0.0])  # user 1: age, signup, n, s
+    np.testing.assert_allclose(x[0], [0.0, 3.0, 0.0, 0.0])  # NaN age -> mean; unseen region
+    np.testing.assert_allclose(x[2], 0.0)  # unknown user
+    assert StaticEncoder.from_dict(enc.to_dict()) == enc
