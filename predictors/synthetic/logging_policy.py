@@ -58,9 +58,10 @@ class CampaignPolicy:
     """A CRM team's targeting rule mixed with uniform exploration.
 
     The rule, on the observable history: lapsed buyers (no purchase for ``winback_after``
-    periods of an observed history at least that long, and no coupon in the last 8) get ``coupon_10``; otherwise users not contacted for
-    ``newsletter_every`` periods get ``email`` (``push`` once email is unsubscribed); the rest get
-    ``none``. With probability ``epsilon`` the action is drawn uniformly instead, so every
+    periods of an observed history at least that long, and no coupon in the last 8) get
+    ``coupon_10``; otherwise users not contacted for ``newsletter_every`` periods get ``email``
+    (``push`` once email is unsubscribed); the rest get ``none``. With probability
+    ``epsilon`` the action is drawn uniformly instead, so every
     probability is at least ``epsilon / n_actions``.
 
     Attributes:
@@ -125,7 +126,8 @@ class CampaignPolicy:
         return sample_actions(self.action_probabilities(obs, control), rng)
 
 
-def make_logging_policy(name: str, actions: tuple[ActionSpec, ...]) -> UniformPolicy | CampaignPolicy:
+def make_logging_policy(name: str,
+                        actions: tuple[ActionSpec, ...]) -> UniformPolicy | CampaignPolicy:
     """``uniform`` or ``campaign`` logging policy over ``actions``."""
     if name == "uniform":
         return UniformPolicy(len(actions))

@@ -16,6 +16,8 @@ One period with action ``a`` (channel ``ch(a)``, discount rate ``d(a)``, send co
     buy|visit  p_b = sigmoid(b0 + w_hb * h - kappa * c + 10 * s_c * C / (1 + omega * c))
     purchase   p_p = p_v * p_b,  basket ~ LogNormal(mu, sigma),  E[basket] = exp(mu + sigma^2/2)
     revenue    R = basket if purchase else 0                 (gross, at list price)
+    events     visit; views 1 + Geometric(mean 1.5, +1 if buying); cart if buying, else
+               w.p. 0.25; fav w.p. 0.1; unsubscribe event when a channel unsubscribes
     reward     = R - k(a) - C * R                            (send cost + redeemed discount)
     fatigue    f' = rho_f * f + D
     unsub      P(unsubscribe ch(a)) = D * sigmoid(u0 + psi * s_f * f')
@@ -37,6 +39,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
+from scipy.special import ndtri
 
 from predictors.contract import ActionSpec, default_catalog
 
@@ -341,15 +344,17 @@ class World:
         s = state
         d = self._drivers(s, action)
         n = s.n
-        u = rng.random((5, n))
+        # one fixed-size block of uniforms per period: runs of different policies with the
+        # same seed share their random numbers (common random numbers, paired comparisons)
+        u = rng.random((8, n))
         visited = u[0] < d["p_visit"]
         purchased = visited & (u[1] < d["p_buy"])
-        basket = np.exp(s.basket_mu + s.basket_sigma * rng.standard_normal(n))
+        basket = np.exp(s.basket_mu + s.basket_sigma * ndtri(u[5]))
         revenue = np.where(purchased, np.round(basket, 2), 0.0)
         discount = np.round(d["coupon"] * revenue, 2)
-        views = visited * (1 + rng.poisson(1.5 + purchased, n))
+        views = visited * (1 + np.floor(-np.log1p(-u[6]) * (1.5 + purchased)))
         carts = purchased + (visited & ~purchased & (u[2] < 0.25))
-        favs = visited & (rng.random(n) < 0.1)
+        favs = visited & (u[7] < 0.1)
         unsub = u[3] < d["p_unsub"]
         churn = u[4] < d["p_churn"]
         cost = self._cost[d["action"]] + discount
