@@ -25,14 +25,13 @@ import pandas as pd
 from predictors.dataset import Dataset, open_dataset
 from predictors.errors import DataValidationError
 from predictors.tables import (
-    ident,
     id_sql,
     id_type,
+    ident,
     lit,
     number_sql,
     register,
     spilling_connection,
-    text_sql,
     timestamp_sql,
     unreadable,
 )
@@ -138,7 +137,7 @@ def _load(ds: Dataset, name: str, path: Path, memory_limit: str) -> pd.DataFrame
             ts = timestamp_sql("timestamp", t["timestamp"])
             select.append(f"CAST({ts} AS TIMESTAMP) AS timestamp")
             if name == "events":
-                select.append(f"{text_sql('event_type')} AS event_type")
+                select.append('CAST("event_type" AS VARCHAR) AS event_type')
                 if "item_id" in t:
                     item = id_type(con, [(scan.view, "item_id", t["item_id"])])
                     select.append(f"{id_sql('item_id', item)} AS item_id")
@@ -147,7 +146,7 @@ def _load(ds: Dataset, name: str, path: Path, memory_limit: str) -> pd.DataFrame
                 known = _EVENT_COLS
                 strings = ["event_type"]
             else:
-                select.append(f"{text_sql('action')} AS action")
+                select.append('CAST("action" AS VARCHAR) AS action')
                 prop = number_sql("propensity", t["propensity"]) if "propensity" in t else "NULL"
                 select.append(f"CAST({prop} AS DOUBLE) AS propensity")
                 known = _INTERVENTION_COLS

@@ -35,11 +35,13 @@ _CHILD = """
 import json, resource, sys, time
 from predictors.panel import build_panel
 folder, memory_limit, threads, validate = sys.argv[1:5]
+baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 t0 = time.perf_counter()
 panel = build_panel(folder, memory_limit=memory_limit,
                     threads=None if threads == "0" else int(threads), validate=validate == "1")
 seconds = time.perf_counter() - t0
 print("PANEL_BENCH " + json.dumps({"seconds": seconds, "panel_rows": len(panel),
+                  "baseline_rss_mb": baseline,
                   "self_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
@@ -54,6 +56,7 @@ class PanelBenchResult:
         seconds: Wall time of ``build_panel`` in the child (interpreter start excluded).
         events_per_s: ``events / seconds``.
         peak_rss_mb: Peak resident memory of the child process (MiB).
+        baseline_rss_mb: Resident memory of the child after its imports, before the build.
         panel_rows: Rows of the resulting panel.
         memory_limit: DuckDB memory cap used.
         validated: Whether the timed run included validation.
@@ -64,6 +67,7 @@ class PanelBenchResult:
     seconds: float
     events_per_s: float
     peak_rss_mb: float
+    baseline_rss_mb: float
     panel_rows: int
     memory_limit: str
     validated: bool
@@ -149,5 +153,6 @@ def run_panel_job(folder: str | Path, *, memory_limit: str = "4GB", threads: int
     return PanelBenchResult(
         events=n_events, interventions=n_interventions, seconds=seconds,
         events_per_s=n_events / seconds if seconds > 0 else float("nan"),
-        peak_rss_mb=rss_mb, panel_rows=int(out["panel_rows"]), memory_limit=memory_limit,
+        peak_rss_mb=rss_mb, baseline_rss_mb=float(out["baseline_rss_mb"]),
+        panel_rows=int(out["panel_rows"]), memory_limit=memory_limit,
         validated=validate)

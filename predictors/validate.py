@@ -108,7 +108,7 @@ def validate_dataset(folder: str | Path, *, memory_limit: str = "2GB",
                 tables[name] = _open(con, name, path, problems)
             except duckdb.Error as e:
                 problems.append(unreadable(path.name, e))
-        for name, table in tables.items():
+        for table in tables.values():
             try:
                 _check_table(con, table, spec, problems)
             except duckdb.Error as e:
@@ -159,56 +159,80 @@ def _open(con: duckdb.DuckDBPyConnection, name: str, path: Path,
         src = f"read_parquet({lit(str(path))}, file_row_number=true)"
         con.execute(f"CREATE TEMP VIEW {view} AS SELECT * EXCLUDE (file_row_number), "
                     f"file_row_number AS {_ROW} FROM {src}")
-        to_row: Callable[[list[int]], dict[int, int]] = lambda ks: {k: k + 1 for k in ks}
+        def to_row(keys: list[int]) -> dict[int, int]:
+            return {k: k + 1 for k in keys}
     else:
         raw, rej = ident(f"raw_{name}"), f"rej_{name}"
         con.execute(f"CREATE TEMP TABLE {raw} AS SELECT * FROM read_csv({lit(str(path))}, "
                     f"{CSV_OPTIONS}, store_rejects=true, rejects_table={lit(rej)}, "
                     f"rejects_scan={lit(rej + '_scan')})")
         con.execute(f"CREATE TEMP VIEW {view} AS SELECT *, rowid AS {_ROW} FROM {raw}")
+        # DuckDB's own line numbers of rejected rows drift after blank lines and quoted line
+        # breaks, so only their order is used: the j-th rejected row gets key -(j + 1).
         rejected = con.execute(
-            f"SELECT error_type, min(line), count(*), arg_min(error_message, line), "
-            f"list(line) FROM {rej} GROUP BY error_type ORDER BY 2").fetchall()
-        for kind, line, count, message, _ in rejected:
-            problems.append(Problem(path.name, int(line), None,
+            f"SELECT error_type, min(j), count(*), arg_min(error_message, j), arg_min(line, j) "
+            f"FROM (SELECT *, row_number() OVER (ORDER BY line, byte_position) - 1 AS j "
+            f"FROM {rej}) GROUP BY error_type ORDER BY 2").fetchall()
+        n_bad = sum(int(r[2]) for r in rejected)
+        n = con.execute(f"SELECT count(*) FROM {raw}").fetchone()[0]
+        n_cols = len(con.execute(f"DESCRIBE {raw}").fetchall())
+        to_row = _csv_line_finder(path, int(n), n_cols, n_bad,
+                                  {-(int(j) + 1): int(line) for _, j, _, _, line in rejected})
+        firsts = to_row([-(int(j) + 1) for _, j, _, _, _ in rejected])
+        for kind, j, count, message, _ in rejected:
+            problems.append(Problem(path.name, firsts[-(int(j) + 1)], None,
                                     "a well-formed CSV row (one value per header column, UTF-8)",
                                     f"{kind.lower()}: {message}", "error", int(count)))
-        skipped = {int(x) for *_, lines in rejected for x in lines}
-        n = con.execute(f"SELECT count(*) FROM {raw}").fetchone()[0]
-        to_row = _csv_line_finder(path, int(n), skipped)
     types = {str(r[0]): str(r[1]) for r in con.execute(f"DESCRIBE {view}").fetchall()
              if r[0] != _ROW}
     return _Table(name, path.name, view, types, to_row)
 
 
-def _csv_line_finder(path: Path, n_records: int,
-                     skipped: set[int]) -> Callable[[list[int]], dict[int, int]]:
-    """Map 0-based record keys of a CSV table to the line an editor shows."""
+def _csv_line_finder(path: Path, n_records: int, n_cols: int, n_bad: int,
+                     bad_lines: dict[int, int]) -> Callable[[list[int]], dict[int, int]]:
+    """Map keys of a CSV table to the line an editor shows.
+
+    Key ``k >= 0`` is the 0-based record DuckDB kept; key ``-(j + 1)`` is the ``j``-th row DuckDB
+    rejected (wrong number of values or invalid UTF-8). Lines come from one pass of Python's
+    ``csv`` reader, which follows blank lines and quoted line breaks; without either (and no
+    rejected rows) record ``k`` is simply on line ``k + 2``.
+    """
 
     def find(keys: list[int]) -> dict[int, int]:
-        if not skipped and _count_lines(path) == n_records + 1:
-            return {k: k + 2 for k in keys}  # one line per record, no blank lines
-        wanted, out, key, prev_end, header = set(keys), {}, 0, 0, False
+        if n_bad == 0 and _count_lines(path) == n_records + 1:
+            return {k: k + 2 for k in keys}
+        wanted, out, key, bad, prev_end, header = set(keys), {}, 0, 0, 0, False
         try:
-            with open(path, encoding="utf-8", errors="replace", newline="") as f:
+            with open(path, encoding="utf-8", errors="surrogateescape", newline="") as f:
                 reader = csv.reader(f)
                 for row in reader:
                     start, prev_end = prev_end + 1, reader.line_num
-                    if not row or start in skipped:
+                    if not row:
                         continue
                     if not header:
                         header = True
                         continue
-                    if key in wanted:
-                        out[key] = start
+                    if len(row) != n_cols or any(_undecodable(v) for v in row):
+                        bad += 1
+                        this = -bad
+                    else:
+                        this, key = key, key + 1
+                    if this in wanted:
+                        out[this] = start
                         if len(out) == len(wanted):
                             break
-                    key += 1
         except csv.Error:
-            pass  # fall back to the record-based estimate below
-        return {k: out.get(k, k + 2) for k in keys}
+            pass  # fall back to the estimates below
+        else:
+            if len(out) < len(wanted) and bad != n_bad:
+                out = {}  # the readers disagree on this file: estimates only
+        return {k: out.get(k, bad_lines.get(k, k + 2)) for k in keys}
 
     return find
+
+
+def _undecodable(value: str) -> bool:
+    return any("\udc80" <= ch <= "\udcff" for ch in value)
 
 
 def _count_lines(path: Path) -> int:
@@ -235,11 +259,11 @@ def _checks(table: _Table, spec: DatasetSpec | None) -> list[_Check]:
                    _TS_EXPECTED),
         ]
     if table.name == "events" and "event_type" in types:
-        et = text_sql("event_type")
+        et, exact = text_sql("event_type"), 'CAST("event_type" AS VARCHAR)'
         counted = ", ".join(lit(t) for t in KNOWN_EVENT_TYPES + EXTRA_EVENT_TYPES)
         checks += [
             _Check("event_type", f"{et} IS NULL", "an event type", found=_EMPTY),
-            _Check("event_type", f"{et} IS NOT NULL AND {et} NOT IN ({counted})",
+            _Check("event_type", f"{et} IS NOT NULL AND {exact} NOT IN ({counted})",
                    f"one of {', '.join(KNOWN_EVENT_TYPES + EXTRA_EVENT_TYPES)} "
                    "(other event types are ignored by the panel)", severity="warning"),
         ]
@@ -251,15 +275,15 @@ def _checks(table: _Table, spec: DatasetSpec | None) -> list[_Check]:
             _Check("revenue", f"isfinite({num}) AND {num} < 0", "a number >= 0"),
         ]
         if spec is not None and spec.has_prices and "event_type" in types:
-            checks.append(_Check("revenue", f"{text_sql('event_type')} = 'purchase' AND "
+            checks.append(_Check("revenue", "CAST(\"event_type\" AS VARCHAR) = 'purchase' AND "
                                  f"{raw} IS NULL", "a revenue on every purchase "
                                  "(dataset.json has_prices is true)", found=_EMPTY))
     if table.name == "interventions" and "action" in types:
-        act = text_sql("action")
+        act, exact = text_sql("action"), 'CAST("action" AS VARCHAR)'
         checks.append(_Check("action", f"{act} IS NULL", "an action name", found=_EMPTY))
         if spec is not None:
             names = ", ".join(lit(a) for a in spec.action_names) or "NULL"
-            checks.append(_Check("action", f"{act} IS NOT NULL AND {act} NOT IN ({names})",
+            checks.append(_Check("action", f"{act} IS NOT NULL AND {exact} NOT IN ({names})",
                                  f"an action of the catalog {spec.action_names}"))
     if table.name == "interventions" and "propensity" in types:
         num, raw = number_sql("propensity", types["propensity"]), text_sql("propensity")

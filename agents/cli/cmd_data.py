@@ -96,9 +96,10 @@ def bench_panel_cmd(
                               validate=validate, n_events=events, n_interventions=n_iv)
             bar.update()
     header = (f"{'events':>12} {'interventions':>13} {'seconds':>8} {'events/s':>12} "
-              f"{'peak RSS MB':>11} {'panel rows':>11} {'mem limit':>9}")
+              f"{'peak RSS MB':>11} {'import RSS MB':>13} {'panel rows':>11} {'mem limit':>9}")
     row = (f"{r.events:>12,} {r.interventions:>13,} {r.seconds:>8.2f} {r.events_per_s:>12,.0f} "
-           f"{r.peak_rss_mb:>11,.0f} {r.panel_rows:>11,} {r.memory_limit:>9}")
+           f"{r.peak_rss_mb:>11,.0f} {r.baseline_rss_mb:>13,.0f} {r.panel_rows:>11,} "
+           f"{r.memory_limit:>9}")
     typer.echo(header + "\n" + row + (" (validation included)" if validate else ""))
     if out is not None:
         write_run_config(out, "bench panel", {"events": events, "memory_limit": memory_limit,
