@@ -68,13 +68,12 @@ def run_main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         return 130
-    except Exception as e:  # click usage errors and the like
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
+    except Exception as e:
+        # Usage errors of the command-line parser (click's, vendored or not, by duck typing).
+        if hasattr(e, "show") and hasattr(e, "exit_code"):
             e.show()
-            return e.exit_code
-        if isinstance(e, click.exceptions.Abort):
+            return int(e.exit_code)
+        if type(e).__name__ == "Abort":
             return 1
         if debug:
             raise

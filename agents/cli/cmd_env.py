@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from agents.cli._app import bench_app
+from agents.cli._app import app, bench_app
 from predictors.io import write_json, write_run_config
 
 
@@ -62,3 +62,57 @@ def bench_env_cmd(
                                             "families": fams, "n_envs": sizes, "naive": naive,
                                             "device": device}, seed)
         write_json(out / "bench.json", {"unit": "user-steps per second", "rows": rows})
+
+
+@app.command("fidelity")
+def fidelity_cmd(
+    predictor: Path = typer.Option(..., "--predictor", help="Run folder of train-predictor."),
+    data: Path = typer.Option(..., "--data", help="Dataset folder."),
+    out: Path = typer.Option(..., "--out", help="Run folder to write."),
+    horizon: int = typer.Option(26, help="Periods replayed (and of policy rollouts)."),
+    replicates: int = typer.Option(4, help="Simulated copies of each held-out user."),
+    start_users: str = typer.Option("test", help="test, val, train or all."),
+    seed: int = typer.Option(0, help="Seed."),
+) -> None:
+    """How far the learned shop is from the logs (and, on a synthetic shop, from the world)."""
+    from agents.fidelity import plot_replay, policy_fidelity
+    from envs.fidelity import replay_fidelity
+    from envs.shop_env import load_learned_shop
+    from predictors import build_panel, open_dataset
+
+    ds = open_dataset(data)
+    panel = build_panel(ds)
+    last = int(panel["period"].max())
+    h = min(horizon, last)
+    shop = load_learned_shop(predictor, data, start_period=last + 1 - h, start_users=start_users)
+    rep = replay_fidelity(shop, panel, h, replicates=replicates, seed=seed)
+    result = {"replay": rep}
+    typer.echo(f"replay of the logged actions: {rep['users']} {start_users} users from period "
+               f"{rep['start_period']}, {h} periods, {replicates} replicates")
+    typer.echo(f"  {'metric':<26}{'simulated':>12}{'logged':>12}{'rel. error':>12}")
+    for k, v in rep["summary"].items():
+        rel = "-" if v["rel_error"] is None else f"{v['rel_error']:+.1%}"
+        typer.echo(f"  {k:<26}{v['sim']:>12.4f}{v['log']:>12.4f}{rel:>12}")
+    pp = rep["purchases_per_user"]
+    typer.echo(f"  purchases per user: mean sim {pp['mean_sim']:.3f} log {pp['mean_log']:.3f}, "
+               f"Wasserstein {pp['wasserstein']:.3f}, TV {pp['total_variation']:.3f}")
+    if ds.truth_folder is not None:
+        pol = policy_fidelity(predictor, data, horizon=horizon, start_users=start_users,
+                              seed=seed)
+        result["policies"] = pol
+        typer.echo(f"rule policies, simulated vs TRUE value per user ({horizon} periods, "
+                   f"{pol['users']} users from the end of the log):")
+        typer.echo(f"  {'policy':<22}{'simulated':>11}{'true':>11}{'rel. error':>12}"
+                   f"{'rank sim':>9}{'rank true':>10}")
+        for row in pol["rows"]:
+            typer.echo(f"  {row['policy']:<22}{row['sim']:>11.3f}{row['true']:>11.3f}"
+                       f"{row['rel_error']:>+12.1%}{row['rank_sim']:>9}{row['rank_true']:>10}")
+        typer.echo(f"  max |relative error| {pol['max_abs_rel_error']:.1%}; ranking "
+                   f"{'identical' if pol['ranking_identical'] else 'differs'} "
+                   f"(Spearman {pol['spearman']:.3f})")
+    write_run_config(out, "fidelity", {"predictor": str(predictor), "data": str(data),
+                                       "horizon": horizon, "replicates": replicates,
+                                       "start_users": start_users}, seed)
+    write_json(out / "fidelity.json", result)
+    plot_replay(rep, out / "fidelity_replay.png")
+    typer.echo(f"wrote {out}")
