@@ -1,6 +1,6 @@
 """The synthetic shop: a world with known truth, its logging policies, generator and rollouts."""
 
-from predictors.synthetic.generate import GenerateConfig, generate, read_start_states
+from predictors.synthetic.generate import GenerateConfig, generate, read_start_states, read_world
 from predictors.synthetic.logging_policy import CampaignPolicy, UniformPolicy, make_logging_policy
 from predictors.synthetic.rollout import (
     StartStates,
@@ -36,6 +36,7 @@ __all__ = [
     "make_logging_policy",
     "policy_rewards",
     "read_start_states",
+    "read_world",
     "sample_start_states",
     "schedule_policy",
     "segment_schedule_policy",

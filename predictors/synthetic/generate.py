@@ -171,6 +171,16 @@ def read_start_states(folder: str | Path, period: str = "end") -> StartStates:
     return StartStates(WorldState(**traits, **dyn), history)
 
 
+def read_world(folder: str | Path) -> World:
+    """The TRUE world of a generated dataset, rebuilt from ``truth/world.json``."""
+    import json
+
+    path = Path(folder) / "truth" / "world.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not a generated dataset (real data has no truth)")
+    return World(_config_from_dict(json.loads(path.read_text())).world)
+
+
 def _config_from_dict(meta: dict) -> GenerateConfig:
     from predictors.contract import ActionSpec
     from predictors.synthetic.world import SegmentProfile
