@@ -50,11 +50,11 @@ def load_dataset(folder: str | Path, *, memory_limit: str = "2GB") -> Dataset:
         DataValidationError: The dataset has at least one error; ``problems`` lists them all.
 
     Example:
-        >>> load_dataset("no/such/folder")
-        Traceback (most recent call last):
-        ...
-        predictors.errors.DataValidationError: no/such/folder: no/such/folder: expected a \
-dataset folder; found no such folder
+        >>> try:
+        ...     load_dataset("no/such/folder")
+        ... except DataValidationError as e:
+        ...     print(e.problems[0].expected)
+        a dataset folder
     """
     for p in check_dataset(folder, memory_limit=memory_limit):
         warnings.warn(str(p), UserWarning, stacklevel=2)

@@ -83,11 +83,11 @@ def build_panel(dataset_or_folder: Dataset | str | Path, *, memory_limit: str = 
         DataValidationError: The dataset breaks the data contract.
 
     Example:
-        >>> build_panel("no/such/folder")
-        Traceback (most recent call last):
-        ...
-        predictors.errors.DataValidationError: no/such/folder: no/such/folder: expected a \
-dataset folder; found no such folder
+        >>> try:
+        ...     build_panel("no/such/folder")
+        ... except DataValidationError as e:
+        ...     print(e.problems[0].expected)
+        a dataset folder
     """
     folder = (dataset_or_folder.folder if isinstance(dataset_or_folder, Dataset)
               else Path(dataset_or_folder))
