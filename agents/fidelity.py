@@ -21,7 +21,7 @@ from predictors import observation_names
 
 #: Rule policies compared by default (``rule:`` names of :func:`agents.baselines.make_rule`).
 FIDELITY_RULES = ("never", "always:email", "email_capped", "always:coupon_10", "winback",
-                  "rfm", "random")
+                  "rfm", "random", "greedy")
 
 
 def _policy_fn(rule, rng: np.random.Generator):
@@ -41,7 +41,7 @@ def policy_fidelity(predictor: str | Path, data: str | Path, *, horizon: int = 2
         JSON-ready dict with ``rows`` (policy, sim, true, rel_error, ranks, standard errors),
         ``max_abs_rel_error``, ``ranking_identical`` and ``spearman``.
     """
-    from agents.baselines import make_rule
+    from agents.baselines import make_rule, parse_rule
     from predictors.synthetic import read_start_states, read_world, true_policy_value
 
     shop = load_learned_shop(predictor, data, horizon=horizon, start_users=start_users)
@@ -53,8 +53,10 @@ def policy_fidelity(predictor: str | Path, data: str | Path, *, horizon: int = 2
     world_names = observation_names(world_start.history.config)
     rows = []
     for k, name in enumerate(rules):
-        sim_rule = make_rule(name, shop.spec, shop.observation_names)
-        true_rule = make_rule(name, shop.spec, world_names)
+        rule, params = parse_rule(f"rule:{name}")
+        extra = {"data": data} if rule == "greedy" else {}
+        sim_rule = make_rule(rule, shop.spec, shop.observation_names, **extra, **params)
+        true_rule = make_rule(rule, shop.spec, world_names, **extra, **params)
         sim = rollout(shop, _policy_fn(sim_rule, np.random.default_rng(seed)), horizon,
                       seed=seed + 1000 * k, replicates=replicates).returns
         true_fn = _policy_fn(true_rule, np.random.default_rng(seed + 1))
