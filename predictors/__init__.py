@@ -24,13 +24,6 @@ from predictors.importers import (
     import_taobao,
     import_transactions,
 )
-from predictors.models import (
-    FAMILIES,
-    BehaviorPredictor,
-    PredictorConfig,
-    Predictions,
-    resolve_device,
-)
 from predictors.loaders import load_dataset, load_events, load_interventions, load_users
 from predictors.panel import PANEL_COLUMNS, build_panel, panel_summary
 from predictors.validate import check_dataset, validate_dataset
@@ -49,6 +42,18 @@ from predictors.synthetic import (
 )
 
 __version__ = "0.1.0"
+
+# The behavior models need torch; they load on first use, so that the data tools and the
+# onnxruntime-only serving path start without importing it (PEP 562 lazy attributes).
+_LAZY = {"FAMILIES", "BehaviorPredictor", "PredictorConfig", "Predictions", "resolve_device"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from predictors import models
+
+        return getattr(models, name)
+    raise AttributeError(f"module 'predictors' has no attribute {name!r}")
 
 __all__ = [
     "ActionSpec",
