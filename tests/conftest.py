@@ -1,4 +1,4 @@
-"""A tiny dataset and predictor shared by the learned-shop env tests."""
+"""Tiny datasets and predictors shared by the env and agent tests."""
 
 from __future__ import annotations
 
@@ -56,5 +56,21 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     pred = BehaviorPredictor(PredictorConfig(family="gru", epochs=1, hidden=8, history=4,
                                              device="cpu", seed=0))
     pred.fit(panel, ds.spec.action_names, users=load_users(ds), progress=False)
+    pred.save(root / "pred")
+    return data, root / "pred"
+
+
+@pytest.fixture(scope="session")
+def tiny_synthetic_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(generated synthetic dataset folder with truth/, predictor run folder), 1-epoch GRU."""
+    from predictors import GenerateConfig, generate, load_users, open_dataset
+    from predictors.models import BehaviorPredictor, PredictorConfig
+
+    root = tmp_path_factory.mktemp("synthetic")
+    data = generate(GenerateConfig(n_users=300, n_periods=8, seed=0), root / "data")
+    ds = open_dataset(data)
+    pred = BehaviorPredictor(PredictorConfig(family="gru", epochs=1, hidden=8, history=4,
+                                             device="cpu", seed=0))
+    pred.fit(build_panel(ds), ds.spec.action_names, users=load_users(ds), progress=False)
     pred.save(root / "pred")
     return data, root / "pred"
