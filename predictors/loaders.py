@@ -100,7 +100,8 @@ def load_users(dataset: Dataset | str | Path, *, validate: bool = True,
 def _resolve(dataset: Dataset | str | Path, validate: bool, memory_limit: str) -> Dataset:
     folder = dataset.folder if isinstance(dataset, Dataset) else Path(dataset)
     if validate:
-        check_dataset(folder, memory_limit=memory_limit)
+        for p in check_dataset(folder, memory_limit=memory_limit):
+            warnings.warn(str(p), UserWarning, stacklevel=3)
     return dataset if isinstance(dataset, Dataset) else open_dataset(folder)
 
 

@@ -73,8 +73,10 @@ def build_panel(dataset_or_folder: Dataset | str | Path, *, memory_limit: str = 
         dataset_or_folder: A :class:`Dataset` or a dataset folder.
         memory_limit: DuckDB memory cap (e.g. ``"4GB"``); larger work spills to disk.
         threads: DuckDB threads (``None``: all cores).
-        validate: Validate the dataset first. When off, values DuckDB cannot convert still
-            raise DataValidationError (after a validation run that names them).
+        validate: Validate the dataset first (its warnings are emitted with
+            :func:`warnings.warn`). When off, the values are trusted, except that unparseable
+            timestamps, empty user ids and unknown actions still raise DataValidationError
+            (after a validation run that names them).
 
     Returns:
         One row per user and period, sorted by ``user_id``, ``period``.
@@ -92,7 +94,8 @@ def build_panel(dataset_or_folder: Dataset | str | Path, *, memory_limit: str = 
     folder = (dataset_or_folder.folder if isinstance(dataset_or_folder, Dataset)
               else Path(dataset_or_folder))
     if validate:
-        check_dataset(folder, memory_limit=memory_limit, threads=threads)
+        for p in check_dataset(folder, memory_limit=memory_limit, threads=threads):
+            warnings.warn(str(p), UserWarning, stacklevel=2)
     ds = (dataset_or_folder if isinstance(dataset_or_folder, Dataset)
           else open_dataset(folder))
     try:
@@ -132,8 +135,13 @@ def _build(con: duckdb.DuckDBPyConnection, ds: Dataset) -> pd.DataFrame:
             f"epoch_us({timestamp_sql('timestamp', iv_t['timestamp'])}) AS t, "
             f"CAST(action AS VARCHAR) AS action, CAST({prop} AS DOUBLE) AS prop, "
             f"row_number() OVER () AS rn FROM interventions")
-    times = "SELECT t FROM ev" + (" UNION ALL SELECT t FROM iv" if has_iv else "")
-    t_min, t_max = con.execute(f"SELECT min(t), max(t) FROM ({times})").fetchone()
+    times = "SELECT user_id, t FROM ev" + (" UNION ALL SELECT user_id, t FROM iv"
+                                           if has_iv else "")
+    t_min, t_max, n_bad = con.execute(
+        f"SELECT min(t), max(t), count(*) FILTER (WHERE t IS NULL OR user_id IS NULL) "
+        f"FROM ({times})").fetchone()
+    if n_bad:
+        raise duckdb.ConversionException(f"{n_bad} rows without a user id or a valid timestamp")
     if t_min is None:
         return _empty(uid)
     origin = origin_timestamp(spec)
