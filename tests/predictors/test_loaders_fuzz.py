@@ -64,15 +64,15 @@ def csv_text(draw: st.DrawFn, table: str) -> bytes:
     return (newline.join(lines) + draw(st.sampled_from(["", newline]))).encode()
 
 
+tables = {"events": csv_text("events"),
+          "interventions": st.one_of(st.none(), csv_text("interventions")),
+          "has_prices": st.booleans()}
+
+
 SPEC = {"actions": [{"name": "none", "kind": "none"}, {"name": "email"}], "period": "1D"}
 
 
-@pytest.mark.filterwarnings("ignore::UserWarning")
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(events=csv_text("events"), interventions=st.one_of(st.none(), csv_text("interventions")),
-       has_prices=st.booleans())
-def test_csv_loads_or_raises_data_validation_error(events: bytes, interventions: bytes | None,
-                                                   has_prices: bool) -> None:
+def check_loads_or_raises(events: bytes, interventions: bytes | None, has_prices: bool) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         (folder / "dataset.json").write_text(json.dumps({**SPEC, "has_prices": has_prices}))
@@ -99,3 +99,21 @@ def test_csv_loads_or_raises_data_validation_error(events: bytes, interventions:
         assert panel[["visits", "views", "carts", "purchases", "favs", "unsubscribes"]
                      ].to_numpy().sum() == counted
         assert isinstance(panel, pd.DataFrame)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(**tables)
+def test_csv_loads_or_raises_data_validation_error(events: bytes, interventions: bytes | None,
+                                                   has_prices: bool) -> None:
+    check_loads_or_raises(events, interventions, has_prices)
+
+
+@pytest.mark.expensive
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(**tables)
+def test_csv_loads_or_raises_data_validation_error_many(events: bytes,
+                                                        interventions: bytes | None,
+                                                        has_prices: bool) -> None:
+    check_loads_or_raises(events, interventions, has_prices)

@@ -150,11 +150,13 @@ def test_matches_pandas_reference_on_random_logs(tmp_path: Path) -> None:
     kind = rng.choice(types, n)
     events = list(zip(rng.integers(0, 200, n).tolist(),
                       (start + rng.permutation(60 * 86400)[:n]).tolist(), kind.tolist(),
-                      np.where(kind == "purchase", rng.gamma(2.0, 10.0, n).round(2), NAN)))
+                      np.where(kind == "purchase", rng.gamma(2.0, 10.0, n).round(2), NAN),
+                      strict=True))
     actions = np.array([a["name"] for a in CATALOG])
     ivs = list(zip(rng.integers(0, 220, n_iv).tolist(),
                    (start + 3600 * rng.permutation(60 * 24)[:n_iv]).tolist(),
-                   rng.choice(actions, n_iv).tolist(), rng.uniform(0.05, 1.0, n_iv).tolist()))
+                   rng.choice(actions, n_iv).tolist(), rng.uniform(0.05, 1.0, n_iv).tolist(),
+                   strict=True))
     folder = make(tmp_path / "ds", "csv", events, ivs, {**SPEC, "origin": None})
     with pytest.warns(UserWarning):
         panel = build_panel(folder)
