@@ -100,12 +100,14 @@ def build_panel(dataset_or_folder: Dataset | str | Path, *, memory_limit: str = 
           else open_dataset(folder))
     try:
         with spilling_connection(memory_limit, threads) as con:
-            df = _build(con, ds)
+            parts = _build(con, ds)
     except duckdb.Error as e:
         problems = validate_dataset(folder, memory_limit=memory_limit, threads=threads)
         if any(p.severity == "error" for p in problems):
             raise DataValidationError(problems, context=str(folder)) from None
         raise NudgeGymError(f"{folder}: building the panel failed: {e}") from e
+    # DuckDB's memory is released before the dense panel is assembled.
+    df = parts if isinstance(parts, pd.DataFrame) else _expand(*parts)
     for col, dtype in _DTYPES.items():
         df[col] = df[col].astype(dtype)
     if df["user_id"].dtype == object:
@@ -113,8 +115,9 @@ def build_panel(dataset_or_folder: Dataset | str | Path, *, memory_limit: str = 
     return df
 
 
-def _build(con: duckdb.DuckDBPyConnection, ds: Dataset) -> pd.DataFrame:
-    """Aggregate the sparse user-periods in DuckDB, then expand them to the dense grid."""
+def _build(con: duckdb.DuckDBPyConnection, ds: Dataset) -> pd.DataFrame | tuple:
+    """Aggregate the sparse user-periods in DuckDB; return them with what :func:`_expand` needs
+    (or the empty panel)."""
     spec = ds.spec
     uid = user_id_type(con, ds)  # registers views events / interventions
     ev_t = {str(r[0]): str(r[1]) for r in con.execute("DESCRIBE events").fetchall()}
@@ -187,7 +190,7 @@ def _build(con: duckdb.DuckDBPyConnection, ds: Dataset) -> pd.DataFrame:
                      "s.revenue, s.ai, s.prop FROM sparse s JOIN panel_users u USING (user_id)"
                      ).fetchnumpy()
     default = spec.action_names.index("none") if has_iv and "none" in spec.action_names else -1
-    return _expand(users, sp, last, default, spec.action_names)
+    return users, sp, last, default, spec.action_names
 
 
 def _expand(users: dict[str, np.ndarray], sp: dict[str, np.ndarray], last: int, default: int,
@@ -220,7 +223,7 @@ def _expand(users: dict[str, np.ndarray], sp: dict[str, np.ndarray], last: int, 
         "propensity": prop,
         "active": period <= users["last_ev"].astype(np.int64)[rep],
     })
-    return pd.DataFrame(out)
+    return pd.DataFrame(out, copy=False)
 
 
 def _empty(uid: str) -> pd.DataFrame:
