@@ -7,8 +7,16 @@ from agents.ope.base import (
     effective_sample_size,
     poisson_bootstrap,
 )
+from agents.ope.fqe import FittedQ, FQEConfig, cross_fit_q, fit_fqe
 from agents.ope.data import LoggedData, Trajectories, target_action_dist
 from agents.ope.one_step import DM, DR, IPS, SNDR, SNIPS, OneStepEstimator, SwitchDR
+from agents.ope.sequential import (
+    FQE,
+    PDIS,
+    WPDIS,
+    SequentialDR,
+    SequentialEstimator,
+)
 from agents.ope.reward_model import (
     RewardModel,
     RidgeRewardModel,
@@ -19,6 +27,15 @@ from agents.ope.reward_model import (
 
 __all__ = [
     "DM",
+    "FQE",
+    "PDIS",
+    "WPDIS",
+    "FQEConfig",
+    "FittedQ",
+    "SequentialDR",
+    "SequentialEstimator",
+    "cross_fit_q",
+    "fit_fqe",
     "DR",
     "IPS",
     "SNDR",

@@ -103,12 +103,13 @@ class RidgeRewardModel:
 
 @dataclass(frozen=True)
 class TabularRewardModel:
-    """Mean reward per (group, action), shrunk toward the action's overall mean.
+    """Mean reward per (group, action), shrunk toward the action's mean, itself shrunk toward
+    the overall mean.
 
     ``obs`` holds one integer group key per row (shape ``(n,)`` or ``(n, 1)``), e.g. the slot
     position of a recommendation. With ``prior_strength`` = m the estimate of a cell with
-    ``n`` rows and mean ``y`` is ``(n * y + m * action_mean) / (n + m)``; unseen cells get the
-    action mean (or the overall mean for an action never logged).
+    ``n`` rows and mean ``y`` is ``(n * y + m * action_mean) / (n + m)``, where ``action_mean``
+    is likewise ``(n_a * y_a + m * overall_mean) / (n_a + m)``.
 
     Attributes:
         prior_strength: Pseudo-rows of the action mean added to every cell.
@@ -139,8 +140,10 @@ class TabularRewardModel:
         total = np.bincount(cell, weights=reward_train, minlength=size).reshape(n_groups, -1)
         overall = float(reward_train.mean()) if len(reward_train) else 0.0
         a_count, a_total = count.sum(axis=0), total.sum(axis=0)
-        a_mean = np.where(a_count > 0, a_total / np.maximum(a_count, 1), overall)
         m = self.prior_strength
+        a_denom = a_count + m
+        a_mean = np.where(a_denom > 0, (a_total + m * overall) / np.maximum(a_denom, 1e-12),
+                          overall)
         denom = count + m
         table = np.where(denom > 0, (total + m * a_mean) / np.where(denom > 0, denom, 1), a_mean)
         return table[g_test]
