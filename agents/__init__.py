@@ -1,24 +1,42 @@
-"""nudgegym.agents: policies, training, evaluation, off-policy evaluation, export and the CLI."""
+"""nudgegym.agents: policies, training, evaluation, off-policy evaluation, export and the CLI.
 
-from agents.baselines import (
-    RULES,
-    EmailCappedPolicy,
-    GreedyUpliftPolicy,
-    RFMPolicy,
-    RulePolicy,
-    WinbackPolicy,
-    make_rule,
-    parse_rule,
-)
+Public names load on first use (PEP 562), so that light entry points such as
+``nudgegym score`` (onnxruntime only) never import torch or Stable-Baselines3. To add a public
+name, add it to ``_EXPORTS`` with the module that defines it.
+"""
 
-__all__: list[str] = [
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS: dict[str, str] = {
     # rule baselines
-    "RULES",
-    "EmailCappedPolicy",
-    "GreedyUpliftPolicy",
-    "RFMPolicy",
-    "RulePolicy",
-    "WinbackPolicy",
-    "make_rule",
-    "parse_rule",
-]
+    "RULES": "agents.baselines",
+    "EmailCappedPolicy": "agents.baselines",
+    "GreedyUpliftPolicy": "agents.baselines",
+    "RFMPolicy": "agents.baselines",
+    "RulePolicy": "agents.baselines",
+    "WinbackPolicy": "agents.baselines",
+    "make_rule": "agents.baselines",
+    "parse_rule": "agents.baselines",
+    # the policy interface
+    "BasePolicy": "agents.policy",
+    "FixedActionPolicy": "agents.policy",
+    "Policy": "agents.policy",
+    "TablePolicy": "agents.policy",
+    "UniformRandomPolicy": "agents.policy",
+    # export and serving
+    "export_policy": "agents.export",
+    "ExportedPolicy": "agents.serving",
+    "score_table": "agents.serving",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'agents' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

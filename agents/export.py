@@ -142,9 +142,12 @@ def export_policy(model: Any, out: str | Path, *, observation_names: list[str],
     if space != (d,):
         raise ValueError(f"the model's observation space {space} does not match "
                          f"{d} observation names")
-    import copy
-
-    policy = copy.deepcopy(model.policy).to("cpu").eval()  # export always starts from a CPU copy
+    # Export always starts from a CPU copy, rebuilt from the constructor parameters and the
+    # weights (as SB3's own policy save/load does).
+    src = model.policy
+    policy = type(src)(**src._get_constructor_parameters())
+    policy.load_state_dict({k: v.detach().cpu() for k, v in src.state_dict().items()})
+    policy = policy.to("cpu").eval()
     graph = PolicyGraph(policy, kind, eps, normalization).eval()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ from agents.cli._app import app, bench_app, run_main
 from agents.cli import (  # noqa: F401,E402
     cmd_data,
     cmd_env,
+    cmd_export,
     cmd_generate,
     cmd_import,
     cmd_ope,
@@ -20,7 +21,7 @@ from agents.cli import (  # noqa: F401,E402
     cmd_quickstart,
 )
 
-__all__ = ["app", "bench_app", "main"]
+__all__ = ["app", "bench_app", "main", "run_main"]
 
 
 def main() -> None:

@@ -12,15 +12,8 @@ import typer
 
 from agents.cli._app import app, bench_app
 from predictors.io import write_json, write_parquet, write_run_config
-from predictors.models import (
-    FAMILIES,
-    BehaviorPredictor,
-    PredictorConfig,
-    counterfactual_report,
-    head_metrics,
-    resolve_device,
-    toy_panel,
-)
+# torch loads only when a predictor command runs (``nudgegym score`` must not import it).
+_FAMILY_NAMES = "logistic, mlp, gru, lstm, transformer"
 
 
 def _load_data(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame | None, Any]:
@@ -59,7 +52,7 @@ def _print_heads(metrics: dict[str, dict[str, float]]) -> None:
 @app.command("train-predictor")
 def train_predictor(
     data: Path = typer.Option(..., "--data", help="Dataset folder."),
-    model: str = typer.Option("gru", "--model", help=f"Family: {', '.join(FAMILIES)}."),
+    model: str = typer.Option("gru", "--model", help=f"Family: {_FAMILY_NAMES}."),
     out: Path = typer.Option(..., "--out", help="Run folder to write."),
     epochs: int = typer.Option(30, help="Maximum epochs (early stopping on validation)."),
     seed: int = typer.Option(0, help="Seed of the user split, init and minibatch order."),
@@ -75,6 +68,7 @@ def train_predictor(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
 ) -> None:
     """Train a behavior predictor on a dataset; write weights, metrics.json and plots."""
+    from predictors.models import BehaviorPredictor, PredictorConfig, head_metrics, resolve_device
     from predictors.models.metrics import logged_outcomes
     from predictors.models.plots import plot_calibration, plot_loss_curves
 
@@ -117,6 +111,7 @@ def eval_predictor(
     out: Path = typer.Option(..., "--out", help="Run folder to write."),
 ) -> None:
     """Test-split metrics per head, and counterfactual accuracy when the data has truth/."""
+    from predictors.models import BehaviorPredictor, counterfactual_report, head_metrics
     from predictors.models.metrics import logged_outcomes
     from predictors.models.plots import plot_calibration
 
@@ -156,6 +151,7 @@ def predict(
     out: Path = typer.Option(..., "--out", help="FILE.parquet, or a folder (predictions.parquet)."),
 ) -> None:
     """Predictions for every user and decision period of a dataset, for every action."""
+    from predictors.models import BehaviorPredictor
     pred = BehaviorPredictor.load(predictor, device="cpu")
     panel, users, _ = _load_data(data)
     keys, p = pred.predict(panel, users)
@@ -175,7 +171,8 @@ def predict(
 
 @bench_app.command("predictor")
 def bench_predictor(
-    families: str = typer.Option(",".join(FAMILIES), help="Comma-separated families."),
+    families: str = typer.Option(_FAMILY_NAMES.replace(" ", ""),
+                                 help="Comma-separated families."),
     users: int = typer.Option(2000, help="Users of the toy panel."),
     periods: int = typer.Option(26, help="Periods of the toy panel."),
     epochs: int = typer.Option(2, help="Training epochs timed."),
@@ -184,6 +181,7 @@ def bench_predictor(
     out: Path | None = typer.Option(None, "--out", help="Write DIR/bench.json."),
 ) -> None:
     """Training and inference throughput per family (user-periods/s)."""
+    from predictors.models import BehaviorPredictor, PredictorConfig, resolve_device, toy_panel
     dev = resolve_device(device)
     panel, users_df = toy_panel(users, periods, seed=0, lift=(0.0, 0.5, 1.0))
     names = ["none", "a1", "a2"]

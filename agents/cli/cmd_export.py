@@ -1,0 +1,91 @@
+"""``nudgegym export`` (a trained policy to ONNX/TorchScript) and ``nudgegym score``.
+
+``score`` runs with onnxruntime alone: this module imports nothing of torch or SB3 at import
+time, and the export command imports them only when it runs.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import typer
+
+from agents.cli._app import app
+from predictors.io import write_json, write_parquet, write_run_config
+
+
+def _run_options(run: Path) -> dict:
+    cfg = run / "config.json"
+    return json.loads(cfg.read_text()).get("options", {}) if cfg.is_file() else {}
+
+
+@app.command("export")
+def export_cmd(
+    policy: Path = typer.Option(..., "--policy", help="Run folder of train-policy."),
+    out: Path = typer.Option(..., "--out", help="Export folder to write."),
+    fmt: str = typer.Option("onnx", "--format", help="onnx or torchscript."),
+    data: Path | None = typer.Option(None, "--data", help="Training dataset (default: the "
+                                     "run's own, from its config.json)."),
+    epsilon: float | None = typer.Option(None, help="DQN: exploration rate of the exported "
+                                         "probabilities (default: the model's final one)."),
+    checkpoint: str | None = typer.Option(None, help="Another model file of the run folder."),
+) -> None:
+    """Export a policy: the model file plus manifest.json (features, actions, versions, sha256)."""
+    from agents.export import export_policy
+    from agents.sb3_policy import load_sb3_policy
+    from predictors import open_dataset
+
+    pol = load_sb3_policy(policy, device="cpu", checkpoint=checkpoint)
+    opts = _run_options(policy)
+    data = data or (Path(opts["data"]) if opts.get("data") else None)
+    if data is None:
+        raise ValueError(f"{policy}: its config.json names no dataset; pass --data")
+    spec = open_dataset(data).spec
+    names = list(pol.observation_names or [])
+    metrics_path = policy / "metrics.json"
+    caps = {"used": False}
+    if metrics_path.is_file():
+        c = json.loads(metrics_path.read_text()).get("config", {})
+        if c.get("coupon_gap") or c.get("max_contacts"):
+            caps = {"used": True, "coupon_gap": c.get("coupon_gap", 0),
+                    "max_contacts": c.get("max_contacts", 0),
+                    "contact_window": c.get("contact_window", 4)}
+    t0 = time.perf_counter()
+    export_policy(pol.model, out, observation_names=names, spec=spec, fmt=fmt, epsilon=epsilon,
+                  masks=caps, data=data, algo=getattr(pol, "algo", None))
+    write_run_config(out, "export", {"policy": str(policy), "format": fmt, "data": str(data),
+                                     "epsilon": epsilon, "checkpoint": checkpoint})
+    manifest = json.loads((out / "manifest.json").read_text())
+    typer.echo(f"exported {manifest['algo']} to {out / manifest['model_file']} "
+               f"(sha256 {manifest['sha256'][:12]}..., {len(names)} features, "
+               f"{spec.n_actions} actions) in {time.perf_counter() - t0:.1f} s")
+
+
+@app.command("score")
+def score_cmd(
+    model: Path = typer.Option(..., "--model", help="Export folder (ONNX)."),
+    input: Path = typer.Option(..., "--input", help="Parquet or CSV: one row per user with "
+                               "the manifest's features (and optionally user_id, mask__A)."),
+    out: Path = typer.Option(..., "--out", help="decisions.parquet to write."),
+    mode: str = typer.Option("sample", help="sample (logs propensities for OPE) or greedy."),
+    seed: int = typer.Option(0, help="Seed of the sampled decisions."),
+) -> None:
+    """Batch decisions with onnxruntime alone; each with its probability (the pscore)."""
+    import pandas as pd
+
+    from agents.serving import ExportedPolicy, score_table
+
+    if not input.is_file():
+        raise FileNotFoundError(f"input not found: {input}")
+    table = (pd.read_parquet(input) if input.suffix == ".parquet" else pd.read_csv(input))
+    pol = ExportedPolicy(model)
+    decisions = score_table(pol, table, mode=mode, seed=seed, source=input.name)
+    write_parquet(out, decisions)
+    counts = decisions["action"].value_counts().to_dict()
+    write_json(out.with_suffix(".json"), {"model": str(model), "input": str(input),
+                                          "rows": len(decisions), "mode": mode, "seed": seed,
+                                          "actions": counts})
+    typer.echo(f"scored {len(decisions):,} rows -> {out}: "
+               + ", ".join(f"{a}={n:,}" for a, n in counts.items()))
