@@ -192,7 +192,7 @@ class TablePolicy(BasePolicy):
             i = int(np.flatnonzero(bad)[0])
             raise ValueError(
                 f"`action_dist` rows must be non-negative and sum to 1; row {i} is {rows[i]} "
-                f"(sum {rows[i].sum()!r})"
+                f"(sum {float(rows[i].sum())})"
             )
         super().__init__(table.shape[-1])
         self.action_dist = table

@@ -101,14 +101,17 @@ def poisson_bootstrap(
     n, k = terms.shape
     rng = np.random.default_rng(seed)
     centre = terms.mean(axis=0)
-    centred = (terms - centre).astype(np.float32)
+    # the last column of ones makes the same product return each replicate's total count
+    # (integers, exact in float32 below 2**24 units)
+    centred = np.hstack([terms - centre, np.ones((n, 1))]).astype(np.float32)
     chunk = max(1, min(n_boot, _CHUNK_CELLS // max(n, 1)))
     out = np.empty(n_boot)
     for start in range(0, n_boot, chunk):
         b = min(chunk, n_boot - start)
         counts = _POISSON_LUT[rng.integers(0, 65536, size=(b, n), dtype=np.uint16)]
-        total = counts.sum(axis=1, dtype=np.float64)
-        sums = (counts @ centred).astype(np.float64) + total[:, None] * centre
+        prod = (counts @ centred).astype(np.float64)
+        total = prod[:, -1]
+        sums = prod[:, :-1] + total[:, None] * centre
         out[start:start + b] = combine(sums, total)
     return out
 

@@ -194,8 +194,8 @@ class LoggedData:
         if missing:
             raise ValueError(f"logged table lacks column(s) {missing}; has {list(df.columns)}")
         names = list(action_names)
-        codes = pd.Categorical(df[action], categories=names).codes
-        bad = codes < 0
+        codes = df[action].map({name: i for i, name in enumerate(names)})
+        bad = codes.isna().to_numpy()
         if bad.any():
             i = _first_row(bad)
             raise ValueError(
@@ -203,7 +203,7 @@ class LoggedData:
                 f"catalog {names}"
             )
         return cls(
-            action=codes.astype(np.int64),
+            action=codes.to_numpy(dtype=np.int64),
             reward=df[reward].to_numpy(dtype=np.float64),
             pscore=df[pscore].to_numpy(dtype=np.float64),
             n_actions=len(names),
@@ -267,7 +267,7 @@ class Trajectories:
             i = int(order[1:][dup][0])
             raise ValueError(
                 f"`user_id`/`time_step` must be unique per row; row {i} repeats user "
-                f"{user_id[i]!r} at time step {time_step[i]}"
+                f"{np.asarray(user_id[i]).tolist()!r} at time step {time_step[i]}"
             )
         counts = np.bincount(inverse, minlength=len(users))
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
@@ -316,7 +316,7 @@ def target_action_dist(policy: Policy | np.ndarray, data: LoggedData) -> np.ndar
     bad = np.abs(sums - 1.0) > _ATOL
     if bad.any():
         i = _first_row(bad)
-        raise ValueError(f"`action_dist` rows must sum to 1; got {sums[i]!r} at row {i}")
+        raise ValueError(f"`action_dist` rows must sum to 1; got {float(sums[i])} at row {i}")
     if data.action_mask is not None:
         bad = ((dist > 0) & ~data.action_mask).any(axis=1)
         if bad.any():

@@ -150,7 +150,7 @@ class TabularRewardModel:
 
     @staticmethod
     def _groups(obs: np.ndarray | None, n: int) -> np.ndarray:
-        if obs is None:
+        if obs is None or (np.ndim(obs) == 2 and np.shape(obs)[1] == 0):
             return np.zeros(n, dtype=np.int64)
         g = np.asarray(obs).reshape(n, -1)
         if g.shape[1] != 1 or g.dtype.kind not in "iu" or (g < 0).any():
@@ -197,11 +197,11 @@ def cross_fit_rewards(
     """
     folds = make_folds(data.n_rounds, n_folds, seed, data.user_id)
     out = np.empty((data.n_rounds, data.n_actions))
+    obs = np.zeros((data.n_rounds, 0)) if data.obs is None else data.obs
     for k in range(n_folds):
         test = folds == k
         train = ~test
-        obs_train = None if data.obs is None else data.obs[train]
-        obs_test = None if data.obs is None else data.obs[test]
+        obs_train, obs_test = obs[train], obs[test]
         out[test] = model.fit_predict(
             obs_train, data.action[train], data.reward[train], obs_test, data.n_actions
         )
