@@ -231,7 +231,8 @@ class UniformRandomPolicy(BasePolicy):
     """Every allowed action with the same probability.
 
     Example:
-        >>> UniformRandomPolicy(4).action_probabilities(np.zeros((1, 2)), np.array([1, 1, 0, 0]) > 0)
+        >>> mask = np.array([True, True, False, False])
+        >>> UniformRandomPolicy(4).action_probabilities(np.zeros((1, 2)), mask)
         array([[0.5, 0.5, 0. , 0. ]])
     """
 

@@ -7,22 +7,22 @@ from agents.ope.base import (
     effective_sample_size,
     poisson_bootstrap,
 )
-from agents.ope.fqe import FittedQ, FQEConfig, cross_fit_q, fit_fqe
 from agents.ope.data import LoggedData, Trajectories, target_action_dist
+from agents.ope.fqe import FittedQ, FQEConfig, cross_fit_q, fit_fqe
 from agents.ope.one_step import DM, DR, IPS, SNDR, SNIPS, OneStepEstimator, SwitchDR
-from agents.ope.sequential import (
-    FQE,
-    PDIS,
-    WPDIS,
-    SequentialDR,
-    SequentialEstimator,
-)
 from agents.ope.reward_model import (
     RewardModel,
     RidgeRewardModel,
     TabularRewardModel,
     cross_fit_rewards,
     make_folds,
+)
+from agents.ope.sequential import (
+    FQE,
+    PDIS,
+    WPDIS,
+    SequentialDR,
+    SequentialEstimator,
 )
 
 __all__ = [

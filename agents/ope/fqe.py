@@ -111,7 +111,7 @@ def _raw_features(
 def _make_net(n_in: int, n_out: int, hidden: tuple[int, ...], gen: torch.Generator) -> nn.Module:
     layers: list[nn.Module] = []
     sizes = [n_in, *[int(h) for h in hidden]]
-    for a, b in zip(sizes[:-1], sizes[1:]):
+    for a, b in zip(sizes[:-1], sizes[1:], strict=True):
         layers += [nn.Linear(a, b), nn.ReLU()]
     layers.append(nn.Linear(sizes[-1], n_out))
     net = nn.Sequential(*layers)

@@ -59,7 +59,8 @@ class RidgeRewardModel:
     Example:
         >>> m = RidgeRewardModel(alpha=1e-6)
         >>> x = np.array([[0.0], [1.0], [0.0], [1.0]])
-        >>> m.fit_predict(x, np.array([0, 0, 1, 1]), np.array([0.0, 1.0, 2.0, 2.0]), x[:2], 2)
+        >>> q = m.fit_predict(x, np.array([0, 0, 1, 1]), np.array([0.0, 1.0, 2.0, 2.0]), x[:2], 2)
+        >>> np.round(q, 3)
         array([[0., 2.],
                [1., 2.]])
     """

@@ -91,8 +91,8 @@ def test_masked_fixed_action_falls_back_to_uniform_over_allowed() -> None:
         (lambda: TablePolicy(np.array([[1.2, -0.2]])), ValueError, "non-negative"),
         (lambda: TablePolicy(np.ones((2, 2)) / 2).action_probabilities(np.zeros((3, 1))),
          ValueError, "2 rows; got 3"),
-        (lambda: UniformRandomPolicy(2).action_probabilities(np.zeros((2, 1)),
-                                                            np.array([[True, True], [False, False]])),
+        (lambda: UniformRandomPolicy(2).action_probabilities(
+            np.zeros((2, 1)), np.array([[True, True], [False, False]])),
          ValueError, "allows no action at row 1"),
         (lambda: UniformRandomPolicy(2).action_probabilities(np.zeros((2, 1)), np.ones((2, 3)) > 0),
          ValueError, "action_mask"),
