@@ -287,3 +287,25 @@ def test_write_dataset_checks_columns_and_content(tmp_path: Path) -> None:
     assert list((tmp_path / "b").iterdir()) == []
     write_dataset(tmp_path / "c", spec, events.assign(revenue=[3.0]))
     assert load_dataset(tmp_path / "c").events_path.name == "events.parquet"
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_loaders_normalise_types(tmp_path: Path, fmt: str) -> None:
+    from predictors.loaders import load_events, load_interventions, load_users
+
+    folder = make_dataset(tmp_path / "ds", fmt)
+    write_table(folder, "users", [{"user_id": "u1", "age": "30"},
+                                  {"user_id": "u2", "age": "41"}], fmt)
+    ev = load_events(folder)
+    assert list(ev.columns) == ["user_id", "timestamp", "event_type", "revenue"]
+    assert str(ev["timestamp"].dtype) == "datetime64[us, UTC]"
+    assert ev["timestamp"].tolist() == list(pd.to_datetime(
+        ["2024-01-01 10:00", "2024-01-02 10:00", "2024-01-03 10:00", "2024-01-04 08:00",
+         "2024-01-05 00:00"], utc=True))
+    assert ev["revenue"].tolist()[1] == 10.5 and ev["revenue"].isna().sum() == 4
+    assert ev["user_id"].tolist() == ["u1", "u1", "u2", "u2", "u3"]
+    iv = load_interventions(folder)
+    assert iv["propensity"].dtype == np.float64 and iv["action"].tolist() == ["email", "none"]
+    users = load_users(folder)
+    assert users["user_id"].tolist() == ["u1", "u2"]
+    assert users["age"].astype(int).tolist() == [30, 41]
