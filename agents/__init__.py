@@ -13,6 +13,7 @@ from typing import Any
 _EXPORTS: dict[str, str] = {
     # rule baselines
     "RULES": "agents.baselines",
+    "CampaignRulePolicy": "agents.baselines",
     "EmailCappedPolicy": "agents.baselines",
     "GreedyUpliftPolicy": "agents.baselines",
     "RFMPolicy": "agents.baselines",
@@ -20,6 +21,15 @@ _EXPORTS: dict[str, str] = {
     "WinbackPolicy": "agents.baselines",
     "make_rule": "agents.baselines",
     "parse_rule": "agents.baselines",
+    # SB3 policies, training, evaluation
+    "SB3Policy": "agents.sb3_policy",
+    "load_sb3_policy": "agents.sb3_policy",
+    "TrainConfig": "agents.train",
+    "train_policy": "agents.train",
+    "EvaluateConfig": "agents.evaluate",
+    "evaluate_policies": "agents.evaluate",
+    "load_policy": "agents.evaluate",
+    "WorldVecEnv": "agents.world_vec_env",
     # the policy interface
     "BasePolicy": "agents.policy",
     "FixedActionPolicy": "agents.policy",

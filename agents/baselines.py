@@ -16,6 +16,8 @@ Rules (CLI names after ``rule:``):
 ``email_capped`` an e-mail when the last contact is at least ``gap`` periods ago
 ``greedy``      myopic uplift: per user the action of highest estimated one-period
                 reward ``E[revenue - cost | obs, action]``
+``campaign``    the synthetic shop's logging rule (targeting + ``epsilon`` exploration,
+                no control group): the logging policy V_logging refers to
 =============== ==========================================================================
 
 Greedy's reward model (a choice, documented here): the policy interface only sees the
@@ -40,6 +42,7 @@ from agents.policy import BasePolicy, FixedActionPolicy, UniformRandomPolicy, ap
 from predictors import (
     ActionSpec,
     DatasetSpec,
+    CampaignPolicy,
     FeatureConfig,
     build_panel,
     observation_names as base_observation_names,
@@ -54,6 +57,7 @@ __all__ = [
     "RFMPolicy",
     "RulePolicy",
     "WinbackPolicy",
+    "CampaignRulePolicy",
     "logged_rewards",
     "make_rule",
     "parse_rule",
@@ -224,6 +228,27 @@ class EmailCappedPolicy(RulePolicy):
         return self._one_hot(np.where(send, self.action, self.none))
 
 
+class CampaignRulePolicy(RulePolicy):
+    """The synthetic shop's campaign logging policy, reading its columns by name.
+
+    Args:
+        spec: The catalog (needs ``none``, ``email``, ``push``, ``coupon_10``).
+        observation_names: Observation column names.
+        epsilon: Uniform exploration share (the generator logs with 0.25).
+        feature_config: The observation options.
+    """
+
+    def __init__(self, spec: Catalog, observation_names: Sequence[str], epsilon: float = 0.25,
+                 feature_config: FeatureConfig | None = None) -> None:
+        super().__init__(spec, observation_names)
+        fc = feature_config or FeatureConfig()
+        self.campaign = CampaignPolicy(self.actions, epsilon=epsilon, features=fc)
+        self._cols = np.array([self._require(n) for n in base_observation_names(fc)])
+
+    def _action_probabilities(self, obs: np.ndarray) -> np.ndarray:
+        return self.campaign.action_probabilities(np.asarray(obs)[:, self._cols])
+
+
 def logged_rewards(panel: pd.DataFrame, spec: Catalog) -> np.ndarray:
     """One-period reward of each logged panel row: revenue - send cost - redeemed discount.
 
@@ -360,7 +385,7 @@ class GreedyUpliftPolicy(RulePolicy):
 
 
 #: Rule names usable as ``rule:NAME`` (``always`` takes the action: ``rule:always:email``).
-RULES = ("never", "always", "random", "winback", "rfm", "email_capped", "greedy")
+RULES = ("never", "always", "random", "winback", "rfm", "email_capped", "greedy", "campaign")
 
 
 def make_rule(name: str, spec: Catalog, observation_names: Sequence[str], *,
@@ -408,6 +433,8 @@ def make_rule(name: str, spec: Catalog, observation_names: Sequence[str], *,
             return RFMPolicy(actions, observation_names, **params, **fc)
         if name == "email_capped":
             return EmailCappedPolicy(actions, observation_names, **params, **fc)
+        if name == "campaign":
+            return CampaignRulePolicy(actions, observation_names, **params, **fc)
         if name == "greedy":
             if data is None:
                 raise ValueError("rule 'greedy' fits its reward model on a dataset; pass `data`")

@@ -17,6 +17,7 @@ from agents.cli import (  # noqa: F401,E402
     cmd_generate,
     cmd_import,
     cmd_ope,
+    cmd_policy,
     cmd_predictor,
     cmd_quickstart,
 )

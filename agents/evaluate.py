@@ -1,0 +1,232 @@
+"""Evaluate policies side by side in the learned shop, and in the true world when there is one.
+
+Every policy runs from the same start users (default: the predictor's held-out ``test`` users
+at the end of the log) with common random numbers (:func:`envs.rollout.rollout` with one seed),
+so per-user differences between two policies are paired. Reported per policy: mean return per
+user with its 95% CI, revenue, cost, contacts and coupons per user, churn and unsubscribe
+rates, and the paired difference (95% CI) against the best rule. On a generated dataset
+(``truth/``) each policy is also run in the TRUE world from the same users' true states at the
+end of the log (:func:`predictors.synthetic.true_policy_value`, one seed for all policies), with
+the same statistics on true returns.
+
+A policy is written ``rule:NAME[:...]`` (:func:`agents.baselines.parse_rule`) or as the folder
+of a ``nudgegym train-policy`` run (greedy actions of the trained model by default).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from agents.baselines import make_rule, parse_rule
+from agents.policy import BasePolicy
+from agents.sb3_policy import load_sb3_policy
+from predictors import ConfigError
+from predictors.io import atomic_path, write_json, write_text
+
+__all__ = ["EvaluateConfig", "evaluate_policies", "load_policy", "mean_ci"]
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """Options of :func:`evaluate_policies`.
+
+    Attributes:
+        horizon: Periods per episode.
+        start_users: Predictor split the episodes start from (``test`` by default).
+        max_users: Evaluate only the first ``max_users`` start users (0 = all).
+        replicates: Simulated copies of each start user in the learned shop.
+        seed: Seed of the common random numbers.
+        true_value: Also evaluate in the true world when the dataset has ``truth/``.
+        stochastic: Sample trained models' actions instead of their greedy action.
+        device: Device of trained models.
+    """
+
+    horizon: int = 26
+    start_users: str = "test"
+    max_users: int = 0
+    replicates: int = 1
+    seed: int = 0
+    true_value: bool = True
+    stochastic: bool = False
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.horizon < 1 or self.replicates < 1 or self.max_users < 0:
+            raise ConfigError("`horizon` and `replicates` must be >= 1 and `max_users` >= 0; "
+                              f"got {self.horizon}, {self.replicates}, {self.max_users}")
+
+
+def mean_ci(x: np.ndarray, z: float = 1.96) -> dict[str, float]:
+    """Mean and normal-approximation 95% CI of the mean of ``x``."""
+    x = np.asarray(x, dtype=float)
+    half = z * x.std(ddof=1) / np.sqrt(len(x)) if len(x) > 1 else float("nan")
+    return {"mean": float(x.mean()), "low": float(x.mean() - half),
+            "high": float(x.mean() + half)}
+
+
+def load_policy(text: str, shop: Any, data: str | Path, cfg: EvaluateConfig) -> BasePolicy:
+    """A policy from ``rule:...`` or a train-policy run folder, for the shop's observations."""
+    names = shop.observation_names
+    if text.startswith("rule:"):
+        name, params = parse_rule(text)
+        return make_rule(name, shop.spec, names, data=data, **params)
+    folder = Path(text)
+    if not folder.is_dir():
+        raise ConfigError(f"policy {text!r}: expected rule:NAME or a train-policy run folder")
+    policy = load_sb3_policy(folder, cfg.device, deterministic=not cfg.stochastic)
+    if policy.observation_names is not None and list(policy.observation_names) != list(names):
+        raise ConfigError(f"{folder}: the model was trained on observations "
+                          f"{policy.observation_names}; this shop has {list(names)}")
+    if policy.action_names is not None and list(policy.action_names) != list(shop.spec.action_names):
+        raise ConfigError(f"{folder}: the model's actions {policy.action_names} differ from the "
+                          f"dataset's {shop.spec.action_names}")
+    return policy
+
+
+def _summary(returns: np.ndarray, extra: dict[str, float]) -> dict[str, Any]:
+    return {"return": mean_ci(returns), **extra}
+
+
+def _sim_stats(res: Any, none: int, coupon: np.ndarray) -> dict[str, float]:
+    alive_act = res.action >= 0
+    return {"revenue": float(res.revenue.sum(1).mean()), "cost": float(res.cost.sum(1).mean()),
+            "contacts": float((alive_act & (res.action != none)).sum(1).mean()),
+            "coupons": float((alive_act & coupon[np.clip(res.action, 0, None)]).sum(1).mean()),
+            "churn_rate": float(res.churn.any(1).mean()),
+            "unsubscribe_rate": float(res.unsubscribe.any(1).mean())}
+
+
+def evaluate_policies(predictor: str | Path, data: str | Path, policies: list[str],
+                      out: str | Path, config: EvaluateConfig | None = None,
+                      progress: bool = True) -> dict[str, Any]:
+    """Evaluate ``policies`` and write ``evaluation.json``, ``evaluation.md`` and plots to ``out``.
+
+    Returns:
+        The content of ``evaluation.json``.
+    """
+    from envs.rollout import rollout
+    from envs.shop_env import load_learned_shop
+
+    cfg = config or EvaluateConfig()
+    if not policies:
+        raise ConfigError("give at least one policy (rule:NAME or a train-policy run folder)")
+    shop = load_learned_shop(predictor, data, start_users=cfg.start_users)
+    n = len(shop.starts)
+    index = np.arange(n if cfg.max_users == 0 else min(n, cfg.max_users))
+    loaded = {text: load_policy(text, shop, data, cfg) for text in policies}
+    names = shop.spec.action_names
+    none = names.index("none")
+    coupon = np.array([a.kind == "discount" for a in shop.spec.actions])
+    truth = cfg.true_value and (Path(data) / "truth" / "world.json").is_file()
+    if truth:
+        from agents.world_vec_env import world_from_dataset, world_start_states
+        from predictors import true_policy_value
+
+        world = world_from_dataset(data)
+        w_starts = world_start_states(data, shop.starts.user_ids[index])
+        static = shop.starts.static[index].astype(np.float32)
+
+    sim_returns, true_returns, rows = {}, {}, {}
+    for text, policy in tqdm(loaded.items(), desc="evaluate", disable=not progress):
+        res = rollout(shop, lambda o, m, r, p=policy: p.act(o, r, m), cfg.horizon,
+                      seed=cfg.seed, replicates=cfg.replicates, start_index=index)
+        sim_returns[text] = res.returns
+        rows[text] = {"policy": text, "is_rule": text.startswith("rule:"),
+                      "sim": _summary(res.returns, _sim_stats(res, none, coupon))}
+        if truth:
+            prng = np.random.default_rng([cfg.seed, 1])
+
+            def act(obs: np.ndarray, p: BasePolicy = policy) -> np.ndarray:
+                full = np.concatenate([obs.astype(np.float32), static], axis=1)
+                return p.act(full, prng).astype(np.int64)
+
+            true_returns[text] = true_policy_value(world, act, w_starts, cfg.horizon,
+                                                   seed=cfg.seed)
+            rows[text]["true"] = _summary(true_returns[text], {})
+
+    rules = [t for t in loaded if t.startswith("rule:")]
+    best = max(rules, key=lambda t: sim_returns[t].mean()) if rules else None
+    best_true = max(rules, key=lambda t: true_returns[t].mean()) if rules and truth else None
+    for text, row in rows.items():
+        if best is not None:
+            diff = (sim_returns[text] - sim_returns[best]).reshape(cfg.replicates, -1).mean(0)
+            row["sim"]["vs_best_rule"] = mean_ci(diff)
+        if best_true is not None:
+            row["true"]["vs_best_rule"] = mean_ci(true_returns[text] - true_returns[best_true])
+    result = {"n_users": int(len(index)), "horizon": cfg.horizon, "seed": cfg.seed,
+              "replicates": cfg.replicates, "start_users": cfg.start_users,
+              "best_rule_sim": best, "best_rule_true": best_true, "has_truth": bool(truth),
+              "policies": list(rows.values())}
+    out = Path(out)
+    write_json(out / "evaluation.json", result)
+    write_text(out / "evaluation.md", markdown_table(result))
+    plot_values(result, out / "values.png")
+    _copy_learning_curves(loaded, out)
+    return result
+
+
+def markdown_table(result: dict[str, Any]) -> str:
+    """The evaluation as a markdown table (money per user over the horizon)."""
+    truth = result["has_truth"]
+    head = ("| policy | sim return [95% CI] | vs best rule (sim) | revenue | cost | contacts | "
+            "coupons | churn | unsub |" + (" TRUE return [95% CI] | vs best rule (true) |"
+                                          if truth else ""))
+    lines = [f"Evaluation over {result['n_users']} start users x {result['replicates']} "
+             f"replicate(s), horizon {result['horizon']}; best rule in the simulator: "
+             f"`{result['best_rule_sim']}`"
+             + (f"; in the true world: `{result['best_rule_true']}`" if truth else ""), "",
+             head, "|" + "---|" * (head.count("|") - 1)]
+
+    def ci(d: dict[str, float] | None) -> str:
+        return "-" if d is None else f"{d['mean']:.2f} [{d['low']:.2f}, {d['high']:.2f}]"
+
+    for row in result["policies"]:
+        s = row["sim"]
+        cells = [row["policy"], ci(s["return"]), ci(s.get("vs_best_rule")), f"{s['revenue']:.2f}",
+                 f"{s['cost']:.2f}", f"{s['contacts']:.2f}", f"{s['coupons']:.2f}",
+                 f"{s['churn_rate']:.3f}", f"{s['unsubscribe_rate']:.3f}"]
+        if truth:
+            cells += [ci(row["true"]["return"]), ci(row["true"].get("vs_best_rule"))]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_values(result: dict[str, Any], path: str | Path) -> Path:
+    """Mean return per policy with 95% CIs (simulator, and true world when known)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result["policies"]
+    y = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(7, 0.5 * len(rows) + 1.5))
+    for key, dy, label in (("sim", -0.15, "simulator"), ("true", 0.15, "true world")):
+        if key == "true" and not result["has_truth"]:
+            continue
+        r = [row[key]["return"] for row in rows]
+        m = np.array([v["mean"] for v in r])
+        err = np.array([[v["mean"] - v["low"] for v in r], [v["high"] - v["mean"] for v in r]])
+        ax.errorbar(m, y + dy, xerr=err, fmt="o", capsize=3, label=label)
+    ax.set_yticks(y, [row["policy"] for row in rows])
+    ax.set_xlabel(f"mean return per user over {result['horizon']} periods (95% CI)")
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
+def _copy_learning_curves(loaded: dict[str, BasePolicy], out: Path) -> None:
+    """Copy each trained policy's learning curve next to the evaluation."""
+    for i, text in enumerate(t for t in loaded if not t.startswith("rule:")):
+        src = Path(text) / "learning_curve.png"
+        if src.is_file():
+            with atomic_path(out / f"learning_curve_{i}_{Path(text).name}.png") as tmp:
+                tmp.write_bytes(src.read_bytes())

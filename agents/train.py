@@ -1,0 +1,308 @@
+"""Train an SB3 policy (PPO, MaskablePPO, DQN) on the batched learned shop, or the true world.
+
+One readable entry point, :func:`train_policy`: config, then the env, then the model, then
+``learn`` with callbacks (periodic evaluation in the simulator on held-out start users with
+:func:`envs.rollout.rollout`, atomic checkpoints, a progress bar). Hyperparameters are YAML per
+algorithm (``agents/hyperparams/{ppo,dqn,maskable_ppo}.yaml``, rl-zoo style: SB3 constructor
+keywords plus ``n_envs`` and ``reward_scale``); a ``--config`` file overrides keys.
+
+Run folder: ``config.json`` (by the CLI), ``hyperparams.yaml``, ``policy.json``, ``model.zip``,
+``checkpoint.zip`` + ``checkpoint.json`` (step count and evaluations so far; ``resume=True``
+continues from them), ``metrics.json``, ``learning_curve.png``, ``progress.csv`` and, when
+TensorBoard is installed, its event file.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import inspect
+import json
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import configure
+from stable_baselines3.common.vec_env import VecMonitor
+from tqdm import tqdm
+
+from agents.batched_sb3 import ALGORITHMS, TrainingRewardWrapper
+from agents.sb3_policy import SB3Policy, write_policy_file
+from predictors import ConfigError, resolve_device
+from predictors.io import atomic_path, write_json, write_text
+
+__all__ = ["TrainConfig", "load_hyperparams", "train_policy"]
+
+#: Keys of the YAML files that are not SB3 constructor arguments.
+_ENV_KEYS = ("n_envs", "reward_scale")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Options of :func:`train_policy`.
+
+    Attributes:
+        algo: ``ppo``, ``maskable-ppo`` or ``dqn``.
+        timesteps: Env steps (user-periods) to train for.
+        env: ``learned`` (the simulator built from the predictor) or ``world`` (the dataset's
+            true synthetic world, for the upper bound; needs ``truth/``).
+        n_envs: Simultaneous users; ``None`` takes the YAML's.
+        horizon: Episode length in periods.
+        seed: Seed of the model, the env and the evaluations.
+        device: ``auto``, ``cpu`` or ``cuda[:n]`` of the policy (the env's predictor runs on CPU).
+        eval_every: Env steps between evaluations (0: ten over the run).
+        eval_users: Held-out start users evaluated (the first ones by id; 0 = all).
+        checkpoint_every: Env steps between checkpoints (0: at each evaluation).
+        coupon_gap, max_contacts: Frequency caps (action masks; others get ``noop``).
+        start_users: Predictor split the training episodes start from.
+        eval_start_users: Predictor split of the periodic evaluations.
+        progress: Progress bar on stderr.
+    """
+
+    algo: str = "ppo"
+    timesteps: int = 200_000
+    env: str = "learned"
+    n_envs: int | None = None
+    horizon: int = 26
+    seed: int = 0
+    device: str = "auto"
+    eval_every: int = 0
+    eval_users: int = 2000
+    checkpoint_every: int = 0
+    coupon_gap: int = 0
+    max_contacts: int = 0
+    start_users: str = "train"
+    eval_start_users: str = "val"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.algo not in ALGORITHMS:
+            raise ConfigError(f"`algo` must be one of {sorted(ALGORITHMS)}; got {self.algo!r}")
+        if self.env not in ("learned", "world"):
+            raise ConfigError(f"`env` must be 'learned' or 'world'; got {self.env!r}")
+        for name in ("timesteps", "horizon"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"`{name}` must be >= 1; got {getattr(self, name)!r}")
+        for name in ("eval_every", "eval_users", "checkpoint_every", "coupon_gap",
+                     "max_contacts"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"`{name}` must be >= 0; got {getattr(self, name)!r}")
+        if self.n_envs is not None and self.n_envs < 1:
+            raise ConfigError(f"`n_envs` must be >= 1; got {self.n_envs!r}")
+
+
+def load_hyperparams(algo: str, path: str | Path | None = None) -> dict[str, Any]:
+    """The default YAML of ``algo`` updated with the keys of ``path``; checked against SB3.
+
+    Raises:
+        ConfigError: Unknown algorithm, unreadable file or a key the algorithm does not take.
+    """
+    if algo not in ALGORITHMS:
+        raise ConfigError(f"`algo` must be one of {sorted(ALGORITHMS)}; got {algo!r}")
+    name = algo.replace("-", "_") + ".yaml"
+    text = importlib.resources.files("agents.hyperparams").joinpath(name).read_text()
+    params = yaml.safe_load(text) or {}
+    if path is not None:
+        try:
+            extra = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise ConfigError(f"{path}: cannot read hyperparameters: {e}") from None
+        if not isinstance(extra, dict):
+            raise ConfigError(f"{path}: expected a mapping of hyperparameters; got "
+                              f"{type(extra).__name__}")
+        params.update(extra)
+    allowed = set(inspect.signature(ALGORITHMS[algo].__init__).parameters) | set(_ENV_KEYS)
+    allowed -= {"self", "policy", "env", "seed", "device", "tensorboard_log", "verbose"}
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        raise ConfigError(f"hyperparameters {unknown} are not arguments of {algo} "
+                          f"(source: {path or name}); allowed: {sorted(allowed)}")
+    return params
+
+
+def _make_envs(cfg: TrainConfig, predictor: str | Path, data: str | Path, n_envs: int):
+    """(training VecEnv, evaluation shop, start user ids of training, observation names)."""
+    from envs.shop_env import CapConfig, ShopVecEnv, load_learned_shop
+
+    caps = CapConfig(coupon_gap=cfg.coupon_gap, max_contacts=cfg.max_contacts)
+    train_shop = load_learned_shop(predictor, data, start_users=cfg.start_users, caps=caps)
+    eval_shop = load_learned_shop(train_shop.simulator.predictor, data,
+                                  start_users=cfg.eval_start_users, caps=caps)
+    names = list(train_shop.observation_names)
+    invalid = "raise" if cfg.algo == "maskable-ppo" else "noop"
+    if cfg.env == "learned":
+        venv = ShopVecEnv(train_shop, n_envs=n_envs, horizon=cfg.horizon, seed=cfg.seed,
+                          invalid_action=invalid)
+    else:
+        from agents.world_vec_env import WorldVecEnv, world_from_dataset, world_start_states
+
+        starts = world_start_states(data, train_shop.starts.user_ids)
+        venv = WorldVecEnv(world_from_dataset(data), starts, n_envs=n_envs, horizon=cfg.horizon,
+                           static=train_shop.starts.static, seed=cfg.seed)
+    return venv, eval_shop, names
+
+
+class _Progress(BaseCallback):
+    """Periodic evaluation in the simulator, atomic checkpoints and a tqdm bar."""
+
+    def __init__(self, run: Path, cfg: TrainConfig, eval_shop: Any, eval_every: int,
+                 checkpoint_every: int, history: list[dict[str, float]]) -> None:
+        super().__init__()
+        self.run, self.cfg, self.shop = run, cfg, eval_shop
+        self.eval_every, self.checkpoint_every = eval_every, checkpoint_every
+        self.history = history
+        n = len(eval_shop.starts)
+        self.index = np.arange(n if cfg.eval_users == 0 else min(n, cfg.eval_users))
+        self.bar: tqdm | None = None
+
+    def _on_training_start(self) -> None:
+        self.next_eval = (self.num_timesteps // self.eval_every + 1) * self.eval_every
+        self.next_ckpt = (self.num_timesteps // self.checkpoint_every + 1) * self.checkpoint_every
+        self.t0, self.steps0 = time.perf_counter(), self.num_timesteps
+        if self.cfg.progress:
+            self.bar = tqdm(total=self.cfg.timesteps, initial=self.num_timesteps,
+                            unit="step", unit_scale=True, desc=f"train {self.cfg.algo}")
+        if not self.history:
+            self.evaluate()
+
+    def evaluate(self) -> None:
+        from envs.rollout import rollout
+
+        policy = SB3Policy(self.model, deterministic=True)
+        res = rollout(self.shop, lambda o, m, r: policy.act(o, r, m), self.cfg.horizon,
+                      seed=self.cfg.seed + 1, start_index=self.index)
+        ret = res.returns
+        half = 1.96 * ret.std(ddof=1) / np.sqrt(len(ret)) if len(ret) > 1 else float("nan")
+        elapsed = time.perf_counter() - self.t0
+        fps = (self.num_timesteps - self.steps0) / elapsed if elapsed > 0 else float("nan")
+        self.history.append({"timesteps": int(self.num_timesteps), "mean_return": float(ret.mean()),
+                             "ci_half_width": float(half), "fps": float(fps)})
+        self.logger.record("eval/mean_return", float(ret.mean()))
+
+    def checkpoint(self) -> None:
+        with atomic_path(self.run / "checkpoint.zip") as tmp:
+            self.model.save(tmp)
+        write_json(self.run / "checkpoint.json", {"timesteps": int(self.num_timesteps),
+                                                  "history": self.history})
+
+    def _on_step(self) -> bool:
+        if self.bar is not None:
+            self.bar.update(self.num_timesteps - self.bar.n)
+        if self.num_timesteps >= self.next_eval:
+            self.evaluate()
+            self.next_eval += self.eval_every
+        if self.num_timesteps >= self.next_ckpt:
+            self.checkpoint()
+            self.next_ckpt += self.checkpoint_every
+        return True
+
+    def _on_training_end(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def train_policy(predictor: str | Path, data: str | Path, out: str | Path,
+                 config: TrainConfig | None = None, hyperparams: str | Path | None = None,
+                 resume: bool = False) -> dict[str, Any]:
+    """Train a policy and write its run folder (see the module docstring).
+
+    Args:
+        predictor: Predictor run folder (``nudgegym train-predictor --out``).
+        data: The dataset folder the predictor was trained on.
+        out: Run folder to write.
+        config: Training options.
+        hyperparams: Optional YAML overriding the algorithm's defaults.
+        resume: Continue from ``out/checkpoint.zip`` (its step count and evaluations).
+
+    Returns:
+        The metrics written to ``metrics.json``.
+
+    Raises:
+        ConfigError: Bad options; ``resume`` without a checkpoint.
+    """
+    cfg = config or TrainConfig()
+    run = Path(out)
+    run.mkdir(parents=True, exist_ok=True)
+    params = load_hyperparams(cfg.algo, hyperparams)
+    if resume and (run / "hyperparams.yaml").is_file():
+        params = yaml.safe_load((run / "hyperparams.yaml").read_text())
+    n_envs = cfg.n_envs or int(params.get("n_envs", 1024))
+    params["n_envs"] = n_envs
+    write_text(run / "hyperparams.yaml", yaml.safe_dump(params, sort_keys=False))
+    sb3_kwargs = {k: v for k, v in params.items() if k not in _ENV_KEYS}
+    device = resolve_device(cfg.device)
+
+    venv, eval_shop, names = _make_envs(cfg, predictor, data, n_envs)
+    env = TrainingRewardWrapper(VecMonitor(venv), reward_scale=float(params.get("reward_scale", 1.0)),
+                                gamma=float(sb3_kwargs.get("gamma", 0.99)))
+    algo_cls = ALGORITHMS[cfg.algo]
+    history: list[dict[str, float]] = []
+    if resume:
+        if not (run / "checkpoint.zip").is_file():
+            raise ConfigError(f"{run / 'checkpoint.zip'}: nothing to resume from")
+        model = algo_cls.load(run / "checkpoint.zip", env=env, device=device)
+        history = json.loads((run / "checkpoint.json").read_text())["history"]
+    else:
+        model = algo_cls("MlpPolicy", env, seed=cfg.seed, device=device, verbose=0, **sb3_kwargs)
+    if hasattr(model.policy, "predict_values"):
+        env.attach(model.policy, model.gamma)  # one batched bootstrap forward per step
+    formats = ["csv"]
+    try:
+        import tensorboard  # noqa: F401
+
+        formats.append("tensorboard")
+    except ImportError:
+        warnings.warn("tensorboard is not installed; logging to progress.csv only", stacklevel=2)
+    model.set_logger(configure(str(run), formats))
+    write_policy_file(run, cfg.algo, names, eval_shop.spec.action_names)
+
+    every = cfg.eval_every or max(cfg.timesteps // 10, n_envs)
+    cb = _Progress(run, cfg, eval_shop, every, cfg.checkpoint_every or every, history)
+    remaining = cfg.timesteps - model.num_timesteps
+    t0, steps0 = time.perf_counter(), model.num_timesteps
+    if remaining > 0:
+        model.learn(remaining, callback=cb, reset_num_timesteps=not resume)
+    seconds = time.perf_counter() - t0
+    if not history or history[-1]["timesteps"] != model.num_timesteps:
+        cb.evaluate()
+    with atomic_path(run / "model.zip") as tmp:
+        model.save(tmp)
+    cb.checkpoint()
+    metrics = {
+        "algo": cfg.algo, "env": cfg.env, "timesteps": int(model.num_timesteps),
+        "n_envs": n_envs, "device": str(device), "train_seconds": seconds,
+        "fps": (model.num_timesteps - steps0) / seconds if seconds > 0 else None,
+        "final_eval": history[-1], "eval_history": history, "config": asdict(cfg),
+        "eval_users": int(len(cb.index)), "eval_start_users": cfg.eval_start_users,
+    }
+    write_json(run / "metrics.json", metrics)
+    plot_learning_curve(history, run / "learning_curve.png", title=f"{cfg.algo} ({cfg.env})")
+    return metrics
+
+
+def plot_learning_curve(history: list[dict[str, float]], path: str | Path,
+                        title: str = "") -> Path:
+    """Mean evaluation return (95% CI band) against env steps, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = np.array([h["timesteps"] for h in history])
+    y = np.array([h["mean_return"] for h in history])
+    e = np.array([h["ci_half_width"] for h in history])
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(x, y, marker="o")
+    ax.fill_between(x, y - e, y + e, alpha=0.25)
+    ax.set_xlabel("env steps (user-periods)")
+    ax.set_ylabel("mean return per user (held-out, simulator)")
+    ax.set_title(title)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return Path(path)

@@ -1,0 +1,165 @@
+"""train-policy: smoke runs per algorithm via the CLI, resume, the SB3 wrapper, the fast paths."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from agents.cli import run_main
+from agents.sb3_policy import SB3Policy, load_sb3_policy
+
+TINY = ["--timesteps", "512", "--n-envs", "32", "--eval-users", "20", "--device", "cpu",
+        "--no-progress"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.mark.parametrize("algo", ["ppo", "dqn", "maskable-ppo"])
+def test_train_policy_cli_smoke(algo: str, tiny_run, tmp_path: Path) -> None:
+    data, pred = tiny_run
+    out = tmp_path / algo
+    cfg = tmp_path / "hp.yaml"
+    cfg.write_text("n_steps: 8\nbatch_size: 64\n" if "ppo" in algo
+                   else "learning_starts: 64\nbatch_size: 64\n")
+    args = ["train-policy", "--predictor", str(pred), "--data", str(data), "--algo", algo,
+            "--out", str(out), "--config", str(cfg), *TINY]
+    if algo == "maskable-ppo":
+        args += ["--coupon-gap", "3"]
+    assert run_main(args) == 0
+    for name in ("config.json", "hyperparams.yaml", "model.zip", "metrics.json",
+                 "learning_curve.png", "policy.json", "checkpoint.zip"):
+        assert (out / name).is_file(), name
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["timesteps"] >= 512 and m["algo"] == algo
+    assert len(m["eval_history"]) >= 2 and np.isfinite(m["final_eval"]["mean_return"])
+    assert "batch_size: 64" in (out / "hyperparams.yaml").read_text()
+
+
+def test_bad_hyperparameter_is_named(tiny_run, tmp_path: Path, capsys) -> None:
+    data, pred = tiny_run
+    cfg = tmp_path / "hp.yaml"
+    cfg.write_text("n_stepz: 8\n")
+    rc = run_main(["train-policy", "--predictor", str(pred), "--data", str(data), "--out",
+                   str(tmp_path / "r"), "--config", str(cfg), *TINY])
+    assert rc == 1 and "n_stepz" in capsys.readouterr().err
+
+
+def test_resume_continues_the_step_count(tiny_run, tmp_path: Path) -> None:
+    data, pred = tiny_run
+    out = tmp_path / "run"
+    cfg = tmp_path / "hp.yaml"
+    cfg.write_text("n_steps: 8\nbatch_size: 64\n")
+    base = ["train-policy", "--predictor", str(pred), "--data", str(data), "--out", str(out),
+            "--config", str(cfg), "--n-envs", "32", "--eval-users", "10", "--device", "cpu",
+            "--no-progress"]
+    assert run_main([*base, "--timesteps", "256"]) == 0
+    first = json.loads((out / "checkpoint.json").read_text())
+    assert first["timesteps"] == 256
+    assert run_main([*base, "--timesteps", "768", "--resume"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["timesteps"] == 768
+    # the evaluations of the first part are kept, and later ones follow them
+    steps = [h["timesteps"] for h in m["eval_history"]]
+    assert steps[: len(first["history"])] == [h["timesteps"] for h in first["history"]]
+    assert steps == sorted(steps) and steps[-1] == 768
+
+
+def test_resume_without_checkpoint_fails(tiny_run, tmp_path: Path, capsys) -> None:
+    data, pred = tiny_run
+    rc = run_main(["train-policy", "--predictor", str(pred), "--data", str(data), "--out",
+                   str(tmp_path / "empty"), "--resume", *TINY])
+    assert rc == 1 and "nothing to resume" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("algo", ["ppo", "dqn"])
+def test_sb3_policy_equals_model_predict(algo: str, tiny_run, tmp_path: Path) -> None:
+    data, pred = tiny_run
+    out = tmp_path / algo
+    assert run_main(["train-policy", "--predictor", str(pred), "--data", str(data), "--algo",
+                     algo, "--out", str(out), *TINY]) == 0
+    policy = load_sb3_policy(out, deterministic=True)
+    obs = np.random.default_rng(0).random((300, len(policy.observation_names)),
+                                          dtype=np.float32) * 2
+    expected, _ = policy.model.predict(obs, deterministic=True)
+    got = policy.act(obs, np.random.default_rng(1))
+    np.testing.assert_array_equal(got, expected)
+    probs = policy.action_probabilities(obs)
+    np.testing.assert_array_equal(probs.argmax(1), expected)
+    # masked: the best allowed action, never a masked one
+    mask = np.ones_like(probs, dtype=bool)
+    mask[np.arange(len(obs)), expected] = False
+    masked = policy.act(obs, np.random.default_rng(1), mask)
+    assert mask[np.arange(len(obs)), masked].all()
+
+
+def test_stochastic_sb3_policy_is_the_distribution(tiny_run, tmp_path: Path) -> None:
+    data, pred = tiny_run
+    out = tmp_path / "ppo"
+    assert run_main(["train-policy", "--predictor", str(pred), "--data", str(data),
+                     "--out", str(out), *TINY]) == 0
+    policy = load_sb3_policy(out, deterministic=False)
+    obs = np.zeros((4, len(policy.observation_names)), np.float32)
+    probs = policy.action_probabilities(obs)
+    t = policy.model.policy.obs_to_tensor(obs)[0]
+    with torch.no_grad():
+        ref = policy.model.policy.get_distribution(t).distribution.probs.numpy()
+    np.testing.assert_allclose(probs, ref, rtol=1e-5)
+    assert isinstance(policy, SB3Policy)
+
+
+def test_batched_bootstrap_matches_sb3_per_env(tiny_run) -> None:
+    """The wrapper's batched bootstrap adds exactly gamma * V(terminal obs) per truncated env."""
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import VecMonitor
+
+    from agents.batched_sb3 import TrainingRewardWrapper
+    from envs.shop_env import ShopVecEnv, load_learned_shop
+
+    data, pred = tiny_run
+    shop = load_learned_shop(pred, data, start_users="all")
+    raw = ShopVecEnv(shop, n_envs=16, horizon=2, seed=0, invalid_action="noop")
+    env = TrainingRewardWrapper(VecMonitor(raw), reward_scale=0.5)
+    model = PPO("MlpPolicy", env, n_steps=4, batch_size=32, seed=0, device="cpu")
+    env.attach(model.policy, 0.9)
+    env.reset()
+    actions = np.zeros(16, np.int64)
+    env.step(actions)
+    obs, rew, dones, infos = env.step(actions)
+    trunc = [i for i in range(16) if infos[i].get("bootstrapped")]
+    assert trunc, "horizon 2 truncates surviving users at the second step"
+    terminal = np.stack([infos[i]["terminal_observation"] for i in trunc])
+    with torch.no_grad():
+        v = model.policy.predict_values(model.policy.obs_to_tensor(terminal)[0]).numpy()[:, 0]
+    raw_reward = raw.last_step["reward"][trunc]
+    np.testing.assert_allclose(rew[trunc], 0.5 * raw_reward + 0.9 * v, rtol=1e-4, atol=1e-4)
+    assert not any(infos[i]["TimeLimit.truncated"] for i in trunc)
+
+
+def test_vectorised_dqn_explores_per_env_with_its_own_rng(tiny_run) -> None:
+    from agents.batched_sb3 import VectorisedDQN
+    from envs.shop_env import ShopVecEnv, load_learned_shop
+
+    data, pred = tiny_run
+    shop = load_learned_shop(pred, data, start_users="all")
+    env = ShopVecEnv(shop, n_envs=500, seed=0, invalid_action="noop")
+    model = VectorisedDQN("MlpPolicy", env, seed=3, device="cpu", learning_starts=0)
+    obs = env.reset()
+    model.exploration_rate = 0.5
+    greedy, _ = model.predict(obs, deterministic=True)
+    a1, _ = model.predict(obs)
+    share = (a1 != greedy).mean()
+    assert 0.3 < share < 0.5  # eps * (1 - 1/n_actions) = 0.4 differ, per env
+    model2 = VectorisedDQN("MlpPolicy", env, seed=3, device="cpu", learning_starts=0)
+    model2.policy.load_state_dict(model.policy.state_dict())
+    model2.exploration_rate = 0.5
+    np.testing.assert_array_equal(model2.predict(obs)[0], a1)  # seeded, no global RNG
