@@ -1,11 +1,12 @@
 """Off-policy evaluation: logged data, one-step and sequential estimators, reward/Q models."""
 
 from agents.ope.base import (
+    BOOTSTRAP_SCHEMES,
     BaseEstimator,
     Interval,
     WeightDegeneracyWarning,
     effective_sample_size,
-    poisson_bootstrap,
+    weighted_bootstrap,
 )
 from agents.ope.data import LoggedData, Trajectories, target_action_dist
 from agents.ope.fqe import FittedQ, FQEConfig, cross_fit_q, fit_fqe
@@ -53,6 +54,7 @@ __all__ = [
     "cross_fit_rewards",
     "effective_sample_size",
     "make_folds",
-    "poisson_bootstrap",
+    "BOOTSTRAP_SCHEMES",
+    "weighted_bootstrap",
     "target_action_dist",
 ]

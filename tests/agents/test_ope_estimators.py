@@ -21,6 +21,7 @@ from agents.ope import (
     cross_fit_rewards,
     effective_sample_size,
     make_folds,
+    weighted_bootstrap,
 )
 from agents.ope.synthetic import make_synthetic_bandit
 from agents.policy import FixedActionPolicy, TablePolicy
@@ -190,3 +191,23 @@ def test_tabular_reward_model_shrinks_cells() -> None:
     np.testing.assert_allclose(pred[:, 0], [0.5, 0.5, 1.0, 1.0])
     with pytest.raises(ValueError, match="integer group key"):
         TabularRewardModel().fit_predict(obs * 0.5, np.zeros(4, int), np.zeros(4), obs, 2)
+
+
+@pytest.mark.parametrize("scheme", ["double-or-nothing", "poisson"])
+def test_bootstrap_matches_the_standard_error_of_a_mean(scheme) -> None:
+    rng = np.random.default_rng(0)
+    values = rng.exponential(size=(20_000, 1))
+    boot = weighted_bootstrap(values, lambda s, c: s[:, 0] / c, n_boot=1000, seed=1,
+                              scheme=scheme)
+    se = values.std() / np.sqrt(len(values))
+    assert boot.std() == pytest.approx(se, rel=0.1)
+    assert boot.mean() == pytest.approx(values.mean(), abs=4 * se / np.sqrt(1000) + 1e-9)
+
+
+def test_bootstrap_schemes_agree_on_interval_width(bandit) -> None:
+    a = SNIPS().interval(bandit.data, bandit.action_dist, n_boot=500, scheme="poisson")
+    b = SNIPS().interval(bandit.data, bandit.action_dist, n_boot=500, scheme="double-or-nothing")
+    assert a.mean == b.mean
+    assert a.half_width == pytest.approx(b.half_width, rel=0.15)
+    with pytest.raises(ValueError, match="scheme"):
+        SNIPS().interval(bandit.data, bandit.action_dist, n_boot=10, scheme="jackknife")
