@@ -36,12 +36,14 @@ dataset's last period (the maximum over all events and interventions). Rows are 
 
 from __future__ import annotations
 
+import tempfile
 import warnings
 from pathlib import Path
 
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from predictors.dataset import Dataset, open_dataset
 from predictors.errors import DataValidationError, NudgeGymError
@@ -51,6 +53,7 @@ from predictors.tables import (
     lit,
     number_sql,
     origin_timestamp,
+    connect,
     spilling_connection,
     text_sql,
     timestamp_sql,
@@ -98,16 +101,21 @@ def build_panel(dataset_or_folder: Dataset | str | Path, *, memory_limit: str = 
             warnings.warn(str(p), UserWarning, stacklevel=2)
     ds = (dataset_or_folder if isinstance(dataset_or_folder, Dataset)
           else open_dataset(folder))
-    try:
-        with spilling_connection(memory_limit, threads) as con:
-            parts = _build(con, ds)
-    except duckdb.Error as e:
-        problems = validate_dataset(folder, memory_limit=memory_limit, threads=threads)
-        if any(p.severity == "error" for p in problems):
-            raise DataValidationError(problems, context=str(folder)) from None
-        raise NudgeGymError(f"{folder}: building the panel failed: {e}") from e
-    # DuckDB's memory is released before the dense panel is assembled.
-    df = parts if isinstance(parts, pd.DataFrame) else _expand(*parts)
+    with tempfile.TemporaryDirectory(prefix="nudgegym-panel-") as tmp:
+        try:
+            con = connect(memory_limit, threads, tmp)
+            try:
+                parts = _build(con, ds, Path(tmp))
+            finally:
+                con.close()
+        except duckdb.Error as e:
+            problems = validate_dataset(folder, memory_limit=memory_limit, threads=threads)
+            if any(p.severity == "error" for p in problems):
+                raise DataValidationError(problems, context=str(folder)) from None
+            raise NudgeGymError(f"{folder}: building the panel failed: {e}") from e
+        # DuckDB is closed (its memory released) before the dense panel is assembled from the
+        # sparse user-periods it left on disk.
+        df = parts if isinstance(parts, pd.DataFrame) else _expand(*parts)
     for col, dtype in _DTYPES.items():
         df[col] = df[col].astype(dtype)
     if df["user_id"].dtype == object:
@@ -115,9 +123,9 @@ def build_panel(dataset_or_folder: Dataset | str | Path, *, memory_limit: str = 
     return df
 
 
-def _build(con: duckdb.DuckDBPyConnection, ds: Dataset) -> pd.DataFrame | tuple:
-    """Aggregate the sparse user-periods in DuckDB; return them with what :func:`_expand` needs
-    (or the empty panel)."""
+def _build(con: duckdb.DuckDBPyConnection, ds: Dataset, tmp: Path) -> pd.DataFrame | tuple:
+    """Aggregate the sparse user-periods in DuckDB into ``tmp``; return what :func:`_expand`
+    needs (or the empty panel)."""
     spec = ds.spec
     uid = user_id_type(con, ds)  # registers views events / interventions
     ev_t = {str(r[0]): str(r[1]) for r in con.execute("DESCRIBE events").fetchall()}
@@ -186,16 +194,20 @@ def _build(con: duckdb.DuckDBPyConnection, ds: Dataset) -> pd.DataFrame | tuple:
                 "row_number() OVER (ORDER BY user_id) - 1 AS uix FROM sparse GROUP BY user_id")
     users = con.execute("SELECT user_id, first_p, last_ev FROM panel_users "
                         "ORDER BY uix").fetchnumpy()
-    sp = con.execute(f"SELECT u.uix, s.period, {', '.join('s.' + c for c in COUNT_COLUMNS)}, "
-                     "s.revenue, s.ai, s.prop FROM sparse s JOIN panel_users u USING (user_id)"
-                     ).fetchnumpy()
+    sparse = tmp / "sparse.parquet"
+    con.execute(f"COPY (SELECT u.uix, s.period, {', '.join('s.' + c for c in COUNT_COLUMNS)}, "
+                "s.revenue, s.ai, s.prop FROM sparse s JOIN panel_users u USING (user_id)) "
+                f"TO {lit(str(sparse))} (FORMAT parquet)")
     default = spec.action_names.index("none") if has_iv and "none" in spec.action_names else -1
-    return users, sp, last, default, spec.action_names
+    return users, sparse, last, default, spec.action_names
 
 
-def _expand(users: dict[str, np.ndarray], sp: dict[str, np.ndarray], last: int, default: int,
+def _expand(users: dict[str, np.ndarray], sparse: Path, last: int, default: int,
             names: list[str]) -> pd.DataFrame:
     """Dense panel from per-user spans and the sparse user-periods (vectorised scatter)."""
+    table = pq.read_table(sparse)
+    sp = {c: table.column(c).to_numpy() for c in table.column_names}
+    del table
     first = users["first_p"].astype(np.int64)
     n = last + 1 - first
     offsets = np.concatenate([[0], np.cumsum(n)[:-1]])

@@ -90,8 +90,11 @@ def check_dtypes(panel: pd.DataFrame) -> None:
 
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
 def test_hand_made_panel(tmp_path: Path, fmt: str) -> None:
+    folder = make(tmp_path / "ds", fmt)
+    pd.DataFrame({"user_id": [10, 20, 30], "age": [31, 42, 53]}).to_csv(
+        folder / "users.csv", index=False)  # a users table must not disturb the panel
     with pytest.warns(UserWarning, match="appear in the events table"):
-        panel = build_panel(make(tmp_path / "ds", fmt))
+        panel = build_panel(folder)
     check_dtypes(panel)
     assert panel["user_id"].dtype == np.int64
     pd.testing.assert_frame_equal(panel, EXPECTED, check_dtype=False)
