@@ -53,6 +53,7 @@ _EXPORTS: dict[str, str] = {
     "RidgeRewardModel": "agents.ope",
     "TabularRewardModel": "agents.ope",
     "cross_fit_rewards": "agents.ope",
+    "logged_data_from_panel": "agents.ope.panel",
     # export and serving
     "export_policy": "agents.export",
     "ExportedPolicy": "agents.serving",

@@ -1,5 +1,8 @@
-"""``nudgegym bench ope*``: off-policy evaluation benchmarks and real-data checks.
+"""``nudgegym ope`` and ``nudgegym bench ope*``: off-policy evaluation on datasets, benchmarks
+and real-data checks.
 
+* ``ope DATA --policy ...``: one-step and sequential estimates of target policies from a
+  dataset's logged decisions (propensities required).
 * ``bench ope``: speed of the six one-step estimators with bootstrap intervals on synthetic
   logs with a known answer.
 * ``bench ope-obd``: the Bernoulli-TS policy's click rate estimated from the Open Bandit
@@ -18,7 +21,7 @@ from typing import Any
 import typer
 from tqdm import tqdm
 
-from agents.cli._app import bench_app
+from agents.cli._app import app, bench_app
 from predictors.io import write_json, write_run_config
 
 #: Public data sets live in ``shared/data`` beside the checkout.
@@ -163,3 +166,101 @@ def bench_ope_hillstrom_cmd(
         mailed = next(iter(by_est.values()))["emailed"]
         typer.echo(f"{policy:<24} {outcome:<10} {mailed:6.1%} " + " ".join(cells))
     _write(out, "bench ope-hillstrom", {"data": str(data), "boot": boot}, seed, {"rows": rows})
+
+
+def _load_target(text: str, spec: Any, data: Path) -> Any:
+    """A target policy: ``rule:NAME[:...]``, an ONNX export folder or a train-policy run."""
+    from predictors import observation_names
+
+    names = observation_names()
+    if text.startswith("rule:"):
+        from agents.baselines import make_rule, parse_rule
+
+        name, params = parse_rule(text)
+        return make_rule(name, spec, names, data=data, **params)
+    folder = Path(text)
+    if (folder / "manifest.json").is_file():
+        from agents.serving import ExportedPolicy
+
+        policy = ExportedPolicy(folder)
+        if list(policy.features) != list(names):
+            raise ValueError(f"{folder}: the export's features {policy.features} differ from "
+                             f"the observation vector {names}")
+        return policy
+    if folder.is_dir():
+        from agents.sb3_policy import load_sb3_policy
+
+        return load_sb3_policy(folder, "cpu", deterministic=True)
+    raise ValueError(f"policy {text!r}: expected rule:NAME[:...], an export folder or a "
+                     "train-policy run folder")
+
+
+@app.command("ope")
+def ope_cmd(
+    data: Path = typer.Argument(..., help="Dataset folder with logged propensities."),
+    policy: list[str] = typer.Option(..., "--policy",
+                                     help="Target policy: rule:NAME[:...], an ONNX export "
+                                          "folder or a train-policy run folder (repeatable)."),
+    reward: str = typer.Option("net", help="Reward per period: net, revenue or purchase."),
+    sequential: bool = typer.Option(True, help="Also run PDIS / WPDIS / sequential DR / FQE "
+                                               "over per-user trajectories."),
+    gamma: float = typer.Option(1.0, help="Discount of the sequential estimators."),
+    boot: int = typer.Option(500, "--boot", help="Bootstrap resamples."),
+    seed: int = typer.Option(0, help="Seed of the folds, the FQE and the bootstrap."),
+    memory_limit: str = typer.Option("4GB", help="DuckDB memory cap for the panel."),
+    out: Path = typer.Option(..., "--out", help="Run folder: config.json and ope.json."),
+) -> None:
+    """Estimate target policies' value from a dataset's logged decisions (OPE)."""
+    from agents.ope import (
+        FQE,
+        PDIS,
+        WPDIS,
+        FQEConfig,
+        RidgeRewardModel,
+        SequentialDR,
+        cross_fit_rewards,
+        target_action_dist,
+    )
+    from agents.ope.panel import logged_data_from_panel
+    from predictors import build_panel, open_dataset
+
+    ds = open_dataset(data)
+    logged = logged_data_from_panel(build_panel(ds, memory_limit=memory_limit), ds.spec,
+                                    reward=reward)
+    write_run_config(out, "ope", {"data": str(data), "policy": policy, "reward": reward,
+                                  "sequential": sequential, "gamma": gamma, "boot": boot,
+                                  "memory_limit": memory_limit}, seed=seed)
+    q = cross_fit_rewards(logged, RidgeRewardModel(), n_folds=2, seed=seed)
+    n_users = len(set(logged.user_id.tolist()))
+    typer.echo(f"{logged.n_rounds:,} logged decisions of {n_users:,} users; reward {reward}; "
+               f"logging policy's mean reward {logged.reward.mean():.4f} per decision")
+    results = []
+    for text in tqdm(policy, desc="policies", leave=False):
+        dist = target_action_dist(_load_target(text, ds.spec, data), logged)
+        rows = []
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for est in _one_step_estimators():
+                iv = est.interval(logged, dist, q if est.requires_reward_model else None,
+                                  n_boot=boot, seed=seed)
+                rows.append({"estimator": est.name, "unit": "decision", **vars(iv)})
+            if sequential:
+                fqe = FQEConfig(seed=seed)
+                for est in (PDIS(gamma=gamma), WPDIS(gamma=gamma),
+                            SequentialDR(gamma=gamma, q_model=fqe, fold_seed=seed),
+                            FQE(gamma=gamma, q_model=fqe)):
+                    iv = est.interval(logged, dist, n_boot=boot, seed=seed)
+                    rows.append({"estimator": est.name, "unit": "user", **vars(iv)})
+        notes = sorted({str(w.message) for w in caught})
+        results.append({"policy": text, "estimates": rows, "warnings": notes})
+        typer.echo(f"\n{text}")
+        for r in rows:
+            typer.echo(f"  {r['estimator']:<10} {r['mean']:10.4f} [{r['low']:10.4f}, "
+                       f"{r['high']:10.4f}] per {r['unit']}")
+        for note in notes:
+            typer.echo(f"  warning: {note}")
+    write_json(out / "ope.json", {"data": str(data), "reward": reward,
+                                  "n_rounds": logged.n_rounds, "n_users": n_users,
+                                  "logging_mean_reward": float(logged.reward.mean()),
+                                  "results": results})
+    typer.echo(f"wrote {out / 'ope.json'}")

@@ -1,0 +1,78 @@
+"""OPE on a dataset: LoggedData from the panel and the ``nudgegym ope`` command."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from agents.cli import run_main
+from agents.ope import SNIPS
+from agents.ope.panel import logged_data_from_panel
+from agents.policy import FixedActionPolicy
+from predictors import DataValidationError, build_panel, open_dataset
+
+
+@pytest.fixture(scope="module")
+def tiny_logged(tiny_run):
+    data, _ = tiny_run
+    ds = open_dataset(data)
+    panel = build_panel(ds)
+    return ds, panel, logged_data_from_panel(panel, ds.spec, reward="net")
+
+
+def test_panel_rows_become_trajectories(tiny_logged) -> None:
+    ds, panel, logged = tiny_logged
+    assert logged.n_actions == ds.spec.n_actions
+    assert logged.action_names == tuple(ds.spec.action_names)
+    assert logged.n_rounds == int((panel["action_index"] >= 0).sum())
+    assert logged.obs.shape[1] == 31
+    traj = logged.trajectories()
+    assert traj.n_trajectories == panel["user_id"].nunique()
+
+
+def test_net_reward_subtracts_costs(tiny_logged) -> None:
+    ds, panel, logged = tiny_logged
+    revenue = logged_data_from_panel(panel, ds.spec, reward="revenue").reward
+    cost = np.array([a.cost for a in ds.spec.actions])[logged.action]
+    assert (logged.reward <= revenue - cost + 1e-9).all()
+    none = ds.spec.action_index("none")
+    np.testing.assert_allclose(logged.reward[logged.action == none],
+                               revenue[logged.action == none])
+
+
+def test_snips_of_a_fixed_action_is_its_logged_mean(tiny_logged) -> None:
+    ds, _, logged = tiny_logged
+    email = ds.spec.action_index("email")
+    value = SNIPS().estimate(logged, FixedActionPolicy(email, ds.spec.n_actions))
+    assert value == pytest.approx(logged.reward[logged.action == email].mean())
+
+
+def test_missing_propensities_are_reported(tiny_logged) -> None:
+    ds, panel, _ = tiny_logged
+    no_p = panel.assign(propensity=np.nan)
+    with pytest.raises(DataValidationError, match="propensity"):
+        logged_data_from_panel(no_p, ds.spec)
+    bad = panel.copy()
+    bad.loc[bad.index[bad["action_index"] >= 0][0], "propensity"] = 0.0
+    with pytest.raises(DataValidationError, match=r"\(0, 1\]"):
+        logged_data_from_panel(bad, ds.spec)
+    with pytest.raises(ValueError, match="reward"):
+        logged_data_from_panel(pd.DataFrame(), ds.spec, reward="profit")
+
+
+def test_ope_command(tiny_run, tmp_path, capsys) -> None:
+    data, _ = tiny_run
+    out = tmp_path / "ope"
+    rc = run_main(["ope", str(data), "--policy", "rule:always:email", "--policy", "rule:never",
+                   "--no-sequential", "--boot", "50", "--out", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    result = json.loads((out / "ope.json").read_text())
+    assert [r["policy"] for r in result["results"]] == ["rule:always:email", "rule:never"]
+    names = [e["estimator"] for e in result["results"][0]["estimates"]]
+    assert names == ["dm", "ips", "snips", "dr", "sndr", "switch-dr"]
+    assert json.loads((out / "config.json").read_text())["command"] == "ope"
+    assert run_main(["ope", str(data), "--policy", "nonsense", "--out", str(out)]) == 1
+    assert "expected rule:NAME" in capsys.readouterr().err
