@@ -124,3 +124,23 @@ def test_duplicate_user_time_rows_are_rejected() -> None:
                      n_actions=N_ACTIONS, obs=data.obs, user_id=data.user_id, time_step=ts)
     with pytest.raises(ValueError, match="unique per row"):
         PDIS().estimate(bad, StatePolicy(PI_E))
+
+
+TINY_FQE = FQEConfig(hidden_sizes=(8,), n_steps=30, batch_size=128)
+
+
+@pytest.mark.parametrize(
+    "est", [PDIS(), WPDIS(), SequentialDR(q_model=TINY_FQE), FQE(q_model=TINY_FQE)],
+    ids=lambda e: e.name)
+def test_conformance(est) -> None:
+    data = simulate(300, seed=6)
+    target = StatePolicy(PI_E)
+    value = est.estimate(data, target)
+    iv = est.interval(data, target, n_boot=200, seed=3)
+    assert iv.mean == pytest.approx(value)
+    assert iv.low <= iv.mean <= iv.high
+    assert est.interval(data, target, n_boot=200, seed=3) == iv
+    with pytest.raises(AttributeError):
+        est.name = "other"
+    with pytest.raises(ValueError, match="gamma"):
+        type(est)(gamma=1.5)
