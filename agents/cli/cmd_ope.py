@@ -49,6 +49,8 @@ def bench_ope_cmd(
     boot: int = typer.Option(200, "--boot", help="Bootstrap resamples per estimator."),
     actions: int = typer.Option(4, "--actions", help="Number of actions."),
     dim: int = typer.Option(5, "--dim", help="Context dimension."),
+    scheme: str = typer.Option("double-or-nothing", "--scheme",
+                               help="Bootstrap weights: double-or-nothing or poisson."),
     seed: int = typer.Option(0, help="Seed of the data and the bootstrap."),
     out: Path | None = typer.Option(None, "--out", help="Write bench.json here."),
 ) -> None:
@@ -73,13 +75,14 @@ def bench_ope_cmd(
         for est in tqdm(_one_step_estimators(), desc="estimators", leave=False):
             t = time.perf_counter()
             iv = est.interval(bandit.data, bandit.action_dist,
-                              q if est.requires_reward_model else None, n_boot=boot, seed=seed)
+                              q if est.requires_reward_model else None, n_boot=boot, seed=seed,
+                              scheme=scheme)
             sec = time.perf_counter() - t
             total += sec
             rows.append({"estimator": est.name, "seconds": sec, "mean": iv.mean, "low": iv.low,
                          "high": iv.high, "rel_error": abs(iv.mean - truth) / truth,
                          "covers_truth": iv.low <= truth <= iv.high})
-    typer.echo(f"{rounds:,} rounds, {actions} actions, {boot} bootstrap resamples; "
+    typer.echo(f"{rounds:,} rounds, {actions} actions, {boot} bootstrap resamples ({scheme}); "
                f"true value {truth:.5f} (data generated in {gen_s:.2f} s)")
     typer.echo(f"{'estimator':<10} {'seconds':>8} {'estimate':>9} {'95% interval':>22} "
                f"{'rel.err':>8} covers")
@@ -90,8 +93,10 @@ def bench_ope_cmd(
                    f"[{r['low']:9.5f}, {r['high']:9.5f}] {r['rel_error']:8.2%} "
                    f"{'yes' if r['covers_truth'] else 'no'}")
     typer.echo(f"{'total':<10} {total:8.2f}")
-    _write(out, "bench ope", {"rounds": rounds, "boot": boot, "actions": actions, "dim": dim},
-           seed, {"rounds": rounds, "boot": boot, "true_value": truth, "total_seconds": total,
+    _write(out, "bench ope", {"rounds": rounds, "boot": boot, "actions": actions, "dim": dim,
+                              "scheme": scheme}, seed,
+           {"rounds": rounds, "boot": boot, "scheme": scheme, "true_value": truth,
+            "total_seconds": total,
                   "data_seconds": gen_s, "reward_model_seconds": fit_s,
                   "estimators": rows})
 
