@@ -204,36 +204,52 @@ def _build(con: duckdb.DuckDBPyConnection, ds: Dataset, tmp: Path) -> pd.DataFra
 
 def _expand(users: dict[str, np.ndarray], sparse: Path, last: int, default: int,
             names: list[str]) -> pd.DataFrame:
-    """Dense panel from per-user spans and the sparse user-periods (vectorised scatter)."""
-    table = pq.read_table(sparse)
-    sp = {c: table.column(c).to_numpy() for c in table.column_names}
-    del table
+    """Dense panel from per-user spans and the sparse user-periods (vectorised scatter).
+
+    Built column by column with int32 temporaries, reading one sparse column at a time, so the
+    peak stays near the size of the output frame.
+    """
     first = users["first_p"].astype(np.int64)
     n = last + 1 - first
+    total = int(n.sum())
     offsets = np.concatenate([[0], np.cumsum(n)[:-1]])
-    rep = np.repeat(np.arange(len(first)), n)
-    period = np.arange(int(n.sum()), dtype=np.int64) - offsets[rep] + first[rep]
-    uix = sp["uix"].astype(np.int64)
-    pos = offsets[uix] + sp["period"].astype(np.int64) - first[uix]
-    out: dict[str, object] = {"user_id": users["user_id"][rep], "period": period.astype(np.int32)}
+    # period runs first[u] .. last for each user: a cumulative sum of +1 steps that jumps back
+    # to first[u] at each user's offset.
+    period = np.ones(total, dtype=np.int32)
+    if total:
+        period[offsets] = np.concatenate([[first[0]], first[1:] - last]).astype(np.int32)
+    np.cumsum(period, out=period)
+    pf = pq.ParquetFile(sparse)
+
+    def column(name: str) -> np.ndarray:
+        return pf.read(columns=[name]).column(0).to_numpy()
+
+    uix = column("uix")
+    pos = offsets[uix] - first[uix]
+    del uix
+    pos += column("period")
+    out: dict[str, object] = {"user_id": np.repeat(users["user_id"], n), "period": period}
     for c in COUNT_COLUMNS:
-        col = np.zeros(len(period), dtype=np.int32)
-        col[pos] = sp[c]
+        col = np.zeros(total, dtype=np.int32)
+        col[pos] = column(c)
         out[c] = col
-    revenue = np.zeros(len(period))
-    revenue[pos] = sp["revenue"]
-    logged = sp["ai"] >= 0
-    index = np.full(len(period), default, dtype=np.int16)
-    index[pos[logged]] = sp["ai"][logged]
-    prop = np.full(len(period), np.nan)
-    prop[pos[logged]] = sp["prop"][logged]
+    revenue = np.zeros(total)
+    revenue[pos] = column("revenue")
+    ai = column("ai")
+    logged = ai >= 0
+    pos, ai = pos[logged], ai[logged]
+    index = np.full(total, default, dtype=np.int16)
+    index[pos] = ai
+    prop = np.full(total, np.nan)
+    prop[pos] = column("prop")[logged]
+    del pos, ai, logged
     categories = pd.Index(list(names), dtype="str")
     out.update({
         "revenue": revenue,
         "action": pd.Categorical.from_codes(index, categories=categories).astype("str"),
         "action_index": index,
         "propensity": prop,
-        "active": period <= users["last_ev"].astype(np.int64)[rep],
+        "active": period <= np.repeat(users["last_ev"].astype(np.int32), n),
     })
     return pd.DataFrame(out, copy=False)
 
