@@ -39,7 +39,8 @@ class EvaluateConfig:
         horizon: Periods per episode.
         start_users: Predictor split the episodes start from (``test`` by default).
         max_users: Evaluate only the first ``max_users`` start users (0 = all).
-        replicates: Simulated copies of each start user in the learned shop.
+        replicates: Simulated copies of each start user (learned shop and true world); CIs
+            are over users (paired differences averaged over a user's copies).
         seed: Seed of the common random numbers.
         true_value: Also evaluate in the true world when the dataset has ``truth/``.
         stochastic: Sample trained models' actions instead of their greedy action.
@@ -128,8 +129,9 @@ def evaluate_policies(predictor: str | Path, data: str | Path, policies: list[st
         from predictors import true_policy_value
 
         world = world_from_dataset(data)
-        w_starts = world_start_states(data, shop.starts.user_ids[index])
-        static = shop.starts.static[index].astype(np.float32)
+        tiled = np.tile(index, cfg.replicates)
+        w_starts = world_start_states(data, shop.starts.user_ids[tiled])
+        static = shop.starts.static[tiled].astype(np.float32)
 
     sim_returns, true_returns, rows = {}, {}, {}
     for text, policy in tqdm(loaded.items(), desc="evaluate", disable=not progress):
@@ -157,7 +159,8 @@ def evaluate_policies(predictor: str | Path, data: str | Path, policies: list[st
             diff = (sim_returns[text] - sim_returns[best]).reshape(cfg.replicates, -1).mean(0)
             row["sim"]["vs_best_rule"] = mean_ci(diff)
         if best_true is not None:
-            row["true"]["vs_best_rule"] = mean_ci(true_returns[text] - true_returns[best_true])
+            diff = (true_returns[text] - true_returns[best_true]).reshape(cfg.replicates, -1)
+            row["true"]["vs_best_rule"] = mean_ci(diff.mean(0))
     result = {"n_users": int(len(index)), "horizon": cfg.horizon, "seed": cfg.seed,
               "replicates": cfg.replicates, "start_users": cfg.start_users,
               "best_rule_sim": best, "best_rule_true": best_true, "has_truth": bool(truth),

@@ -124,6 +124,26 @@ def load_hyperparams(algo: str, path: str | Path | None = None) -> dict[str, Any
     return params
 
 
+#: ``policy_kwargs.activation_fn`` names accepted in the YAML files.
+ACTIVATIONS = {"tanh": "Tanh", "relu": "ReLU", "elu": "ELU", "leaky_relu": "LeakyReLU"}
+
+
+def _sb3_kwargs(params: dict[str, Any]) -> dict[str, Any]:
+    """SB3 constructor keywords: drop the env keys, turn activation names into torch classes."""
+    import torch.nn as nn
+
+    kwargs = {k: v for k, v in params.items() if k not in _ENV_KEYS}
+    pk = dict(kwargs.get("policy_kwargs") or {})
+    act = pk.get("activation_fn")
+    if isinstance(act, str):
+        if act not in ACTIVATIONS:
+            raise ConfigError(f"policy_kwargs.activation_fn must be one of {sorted(ACTIVATIONS)}; "
+                              f"got {act!r}")
+        pk["activation_fn"] = getattr(nn, ACTIVATIONS[act])
+        kwargs["policy_kwargs"] = pk
+    return kwargs
+
+
 def _make_envs(cfg: TrainConfig, predictor: str | Path, data: str | Path, n_envs: int):
     """(training VecEnv, evaluation shop, start user ids of training, observation names)."""
     from envs.shop_env import CapConfig, ShopVecEnv, load_learned_shop
@@ -233,7 +253,7 @@ def train_policy(predictor: str | Path, data: str | Path, out: str | Path,
     n_envs = cfg.n_envs or int(params.get("n_envs", 1024))
     params["n_envs"] = n_envs
     write_text(run / "hyperparams.yaml", yaml.safe_dump(params, sort_keys=False))
-    sb3_kwargs = {k: v for k, v in params.items() if k not in _ENV_KEYS}
+    sb3_kwargs = _sb3_kwargs(params)
     device = resolve_device(cfg.device)
 
     venv, eval_shop, names = _make_envs(cfg, predictor, data, n_envs)
@@ -263,10 +283,10 @@ def train_policy(predictor: str | Path, data: str | Path, out: str | Path,
     every = cfg.eval_every or max(cfg.timesteps // 10, n_envs)
     cb = _Progress(run, cfg, eval_shop, every, cfg.checkpoint_every or every, history)
     remaining = cfg.timesteps - model.num_timesteps
-    t0, steps0 = time.perf_counter(), model.num_timesteps
+    t0, c0, steps0 = time.perf_counter(), time.process_time(), model.num_timesteps
     if remaining > 0:
         model.learn(remaining, callback=cb, reset_num_timesteps=not resume)
-    seconds = time.perf_counter() - t0
+    seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
     if not history or history[-1]["timesteps"] != model.num_timesteps:
         cb.evaluate()
     with atomic_path(run / "model.zip") as tmp:
@@ -276,6 +296,7 @@ def train_policy(predictor: str | Path, data: str | Path, out: str | Path,
         "algo": cfg.algo, "env": cfg.env, "timesteps": int(model.num_timesteps),
         "n_envs": n_envs, "device": str(device), "train_seconds": seconds,
         "fps": (model.num_timesteps - steps0) / seconds if seconds > 0 else None,
+        "cpu_seconds": cpu_seconds,  # process CPU time: with shared cores, fps understates
         "final_eval": history[-1], "eval_history": history, "config": asdict(cfg),
         "eval_users": int(len(cb.index)), "eval_start_users": cfg.eval_start_users,
     }

@@ -101,7 +101,11 @@ def bench_train_cmd(
     seed: int = typer.Option(0, help="Seed."),
     out: Path | None = typer.Option(None, "--out", help="Write bench.json here."),
 ) -> None:
-    """SB3 training throughput (env steps per second) on the batched learned shop."""
+    """SB3 training throughput (env steps per second) on the batched learned shop.
+
+    ``per CPU-s`` divides by the process's CPU time: on shared cores the wall-clock rate
+    understates what the code does on a core of its own.
+    """
     from agents.train import TrainConfig, train_policy
 
     _threads(threads)
@@ -111,15 +115,18 @@ def bench_train_cmd(
     with tempfile.TemporaryDirectory() as tmp:
         if predictor is None:
             predictor, data = _bench_shop(Path(tmp), seed)
-        typer.echo(f"{'algo':<14}{'n_envs':>8}{'steps':>10}{'steps/s':>10}")
+        typer.echo(f"{'algo':<14}{'n_envs':>8}{'steps':>10}{'steps/s':>10}{'per CPU-s':>11}")
         for algo in [a.strip() for a in algos.split(",") if a.strip()]:
             cfg = TrainConfig(algo=algo, timesteps=timesteps, n_envs=n_envs, seed=seed,
                               device=device, eval_every=10 * timesteps, eval_users=64,
                               progress=False)
             m = train_policy(predictor, data, Path(tmp) / f"run_{algo}", cfg)
+            per_cpu = m["timesteps"] / m["cpu_seconds"]
             rows.append({"algo": algo, "n_envs": m["n_envs"], "timesteps": m["timesteps"],
-                         "steps_per_second": m["fps"], "device": m["device"]})
-            typer.echo(f"{algo:<14}{m['n_envs']:>8}{m['timesteps']:>10,}{m['fps']:>10,.0f}")
+                         "steps_per_second": m["fps"], "steps_per_cpu_second": per_cpu,
+                         "threads": threads, "device": m["device"]})
+            typer.echo(f"{algo:<14}{m['n_envs']:>8}{m['timesteps']:>10,}{m['fps']:>10,.0f}"
+                       f"{per_cpu:>11,.0f}")
     if out is not None:
         write_run_config(out, "bench train", {"predictor": str(predictor), "data": str(data),
                                               "algos": algos, "timesteps": timesteps,
