@@ -202,8 +202,10 @@ class RecurrentNet(BehaviorNet):
 
     def forward(self, raw, action, static):
         b, t, _ = raw.shape
-        out, _ = self.rnn(self.encode(raw[:, :-1], action[:, :-1]))
-        h = torch.cat([out.new_zeros(b, 1, self.cfg.hidden), out], dim=1)
+        h = raw.new_zeros(b, 1, self.cfg.hidden)
+        if t > 1:  # a one-period panel has no history to run the RNN over
+            out, _ = self.rnn(self.encode(raw[:, :-1], action[:, :-1]))
+            h = torch.cat([h, out], dim=1)
         st = static.unsqueeze(1).expand(b, t, static.shape[-1])
         return self.heads(torch.cat([h, st], dim=-1))
 
