@@ -49,11 +49,11 @@ from predictors.dataset import Dataset, open_dataset
 from predictors.errors import DataValidationError, NudgeGymError
 from predictors.loaders import user_id_type
 from predictors.tables import (
+    connect,
     id_sql,
     lit,
     number_sql,
     origin_timestamp,
-    connect,
     spilling_connection,
     text_sql,
     timestamp_sql,
