@@ -56,7 +56,8 @@ def load_learned_shop(predictor: str | Path | BehaviorPredictor, data: str | Pat
                       start_period: int | None = None, horizon: int = 26,
                       start_users: str = "test", caps: CapConfig | None = None,
                       device: str = "cpu",
-                      feature_config: FeatureConfig | None = None) -> LearnedShop:
+                      feature_config: FeatureConfig | None = None,
+                      static_in_obs: bool = False) -> LearnedShop:
     """Build the learned shop from a predictor run folder and its dataset folder.
 
     Args:
@@ -71,6 +72,11 @@ def load_learned_shop(predictor: str | Path | BehaviorPredictor, data: str | Pat
         caps: Frequency caps (action masks).
         device: Device of the predictor's forward passes.
         feature_config: Observation options.
+        static_in_obs: Append the users' encoded static features (``static:COL``,
+            ``static:COL=VALUE``) to the observation. Off by default: static features shape
+            the simulated behaviour through the predictor either way, and without them the
+            observation is computed from history alone, identically by the true world env,
+            off-policy evaluation on the logs and a serving system.
     """
     pred = (predictor if isinstance(predictor, BehaviorPredictor)
             else BehaviorPredictor.load(predictor, device=device))
@@ -82,8 +88,10 @@ def load_learned_shop(predictor: str | Path | BehaviorPredictor, data: str | Pat
     if not 1 <= t0 <= last + 1:
         raise ValueError(f"`start_period` must be in [1, {last + 1}]; got {t0}")
     ids = _start_user_ids(pred, panel, start_users, t0)
-    starts = build_start_states(pred, panel, ds.spec, ids, t0, users, feature_config)
-    sim = ShopSimulator(pred, ds.spec, ActivityModel.fit(panel), caps, feature_config)
+    starts = build_start_states(pred, panel, ds.spec, ids, t0, users, feature_config,
+                                static_in_obs=static_in_obs)
+    sim = ShopSimulator(pred, ds.spec, ActivityModel.fit(panel), caps, feature_config,
+                        static_in_obs)
     return LearnedShop(sim, starts, ds.spec)
 
 
@@ -118,8 +126,9 @@ class ShopEnv(gym.Env):
     Observation Space:
         ``Box(-inf, inf, (d,), float32)``: :func:`predictors.observation_names` (recency,
         frequency, monetary, last periods' summaries, contacts and coupons in recent windows,
-        response to past contacts, channel status, tenure) followed by the encoded static
-        features; ``observation_names`` lists them. Only observable history enters it.
+        response to past contacts, channel status, tenure), optionally followed by the
+        encoded static features (``static_in_obs``); ``observation_names`` lists them. Only
+        observable history enters it.
 
     Rewards:
         Revenue of the period minus the intervention's cost (send cost, plus the discount on the

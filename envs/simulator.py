@@ -106,7 +106,9 @@ class StartStates:
         period: The period the episodes start at (history = periods before it).
         tracker: Observation features of the S users.
         state: The predictor's carried state of the S users.
-        static: ``(S, n_static)`` encoded static features.
+        static: ``(S, k)`` static features appended to the observation (``k = 0`` unless the
+            shop was built with ``static_in_obs=True``; the predictor's own encoding of them is
+            already inside ``state``).
         unsub: ``(S, 2)`` email / push unsubscribed.
         since_coupon: ``(S,)`` periods since the last discount action (large if never).
         contacts: ``(S, W)`` contact indicator of the last W periods (most recent first).
@@ -128,7 +130,7 @@ class StartStates:
 def build_start_states(predictor: BehaviorPredictor, panel: pd.DataFrame, spec: DatasetSpec,
                        user_ids: np.ndarray, period: int, users: pd.DataFrame | None = None,
                        feature_config: FeatureConfig | None = None,
-                       contact_window: int = 8) -> StartStates:
+                       contact_window: int = 8, static_in_obs: bool = False) -> StartStates:
     """Replay each user's logged history before ``period`` through the features and predictor.
 
     Args:
@@ -140,6 +142,7 @@ def build_start_states(predictor: BehaviorPredictor, panel: pd.DataFrame, spec: 
         users: The dataset's static user table (``None`` if it has none).
         feature_config: Observation options (must match what policies are trained with).
         contact_window: History kept for contact frequency caps.
+        static_in_obs: Append the encoded static features to the observation.
     """
     user_ids = np.asarray(user_ids)
     if len(user_ids) == 0:
@@ -197,8 +200,19 @@ def build_start_states(predictor: BehaviorPredictor, panel: pd.DataFrame, spec: 
         else:
             part = predictor.step(take_state(state, idx, dims), raw[idx, s], a)
             state = put_state(state, idx, part, dims)
-    return StartStates(user_ids, int(period), tracker, state, static, unsub, since_coupon,
+    obs_static = static if static_in_obs else np.zeros((n, 0), np.float32)
+    return StartStates(user_ids, int(period), tracker, state, obs_static, unsub, since_coupon,
                        contacts)
+
+
+def static_feature_names(predictor: BehaviorPredictor) -> list[str]:
+    """Names of the predictor's encoded static features: ``static:COL`` (standardised number)
+    and ``static:COL=VALUE`` (one-hot)."""
+    enc = predictor.encoder_
+    names = [f"static:{c}" for c in enc.numeric]
+    for col, cats in enc.categorical.items():
+        names += [f"static:{col}={v}" for v in cats]
+    return names
 
 
 def _encode_static(predictor: BehaviorPredictor, users: pd.DataFrame | None,
@@ -259,11 +273,14 @@ class ShopSimulator:
         activity: Views/carts/favs model (:meth:`ActivityModel.fit` on the training panel).
         caps: Frequency caps exposed as action masks.
         feature_config: Observation options.
+        static_in_obs: Whether the observation ends with the encoded static features (the
+            start states must be built the same way).
     """
 
     def __init__(self, predictor: BehaviorPredictor, spec: DatasetSpec, activity: ActivityModel,
                  caps: CapConfig | None = None,
-                 feature_config: FeatureConfig | None = None) -> None:
+                 feature_config: FeatureConfig | None = None,
+                 static_in_obs: bool = False) -> None:
         if tuple(predictor.action_names_) != tuple(spec.action_names):
             raise ValueError(f"predictor actions {list(predictor.action_names_)} differ from "
                              f"the dataset catalog {spec.action_names}")
@@ -279,9 +296,9 @@ class ShopSimulator:
         names = spec.action_names
         self.none_index = names.index("none") if "none" in names else None
         self.dims = _batch_dims(predictor)
-        self.n_static = predictor.encoder_.n_features
-        self.observation_names = (observation_names(self.feature_config)
-                                  + [f"static_{i}" for i in range(self.n_static)])
+        static_names = static_feature_names(predictor) if static_in_obs else []
+        self.n_static = len(static_names)
+        self.observation_names = observation_names(self.feature_config) + static_names
 
     @property
     def n_actions(self) -> int:

@@ -122,3 +122,16 @@ def test_registered_env_makes(tiny_run) -> None:
                    start_users="all")
     obs, _ = env.reset(seed=0)
     assert env.observation_space.contains(obs)
+
+
+def test_static_features_only_on_request(tiny_run) -> None:
+    from predictors import observation_names
+
+    data, pred = tiny_run
+    plain = load_learned_shop(pred, data, start_users="all")
+    assert plain.observation_names == observation_names()
+    with_static = load_learned_shop(pred, data, start_users="all", static_in_obs=True)
+    extra = with_static.observation_names[len(plain.observation_names):]
+    assert extra and all(n.startswith("static:") for n in extra)
+    obs, _ = ShopEnv(with_static).reset(seed=0)
+    assert obs.shape == (len(with_static.observation_names),)
