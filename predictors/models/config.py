@@ -10,7 +10,7 @@ import torch
 from predictors.errors import ConfigError
 
 #: Model families behind the :class:`~predictors.models.BehaviorPredictor` interface.
-FAMILIES = ("logistic", "mlp", "gru", "lstm", "transformer")
+FAMILIES = ("logistic", "mlp", "gru", "lstm", "transformer", "markov")
 #: How the candidate action enters the model.
 CONDITIONINGS = ("heads", "embedding")
 #: Binary heads, in the order of the model's output channels.
@@ -71,6 +71,16 @@ class PredictorConfig:
         seed: Seed of the split, the initial weights and the minibatch order.
         device: ``auto``, ``cpu`` or ``cuda[:N]`` (training device; inference defaults to CPU).
         num_threads: Torch intra-op threads while training/predicting on CPU (0 = leave as is).
+        markov_order: ``markov``: periods whose behavior level (none / visited / carted /
+            purchased) enters the discrete state.
+        markov_recency_edges: ``markov``: bucket edges of the periods since the last active
+            period and since the last purchase (``d < edges[0]``, ..., ``d >= edges[-1]``, never).
+        markov_contact_edges: ``markov``: bucket edges of the contacts received in the last
+            ``markov_contact_window`` periods.
+        markov_contact_window: ``markov``: periods over which contacts are counted.
+        markov_prior: ``markov``: strength (pseudo user-periods) of the Beta/Dirichlet prior
+            that shrinks each cell towards its coarser parent; ``0`` picks it per head on the
+            validation users from a fixed grid.
     """
 
     family: str = "gru"
@@ -91,14 +101,24 @@ class PredictorConfig:
     seed: int = 0
     device: str = "auto"
     num_threads: int = 2
+    markov_order: int = 1
+    markov_recency_edges: tuple[int, ...] = (2, 4, 8, 16)
+    markov_contact_edges: tuple[int, ...] = (1, 2)
+    markov_contact_window: int = 4
+    markov_prior: float = 0.0
 
     def __post_init__(self) -> None:
+        for name in ("markov_recency_edges", "markov_contact_edges"):
+            v = getattr(self, name)
+            if isinstance(v, (list, tuple)):  # JSON gives lists; keep configs hashable/equal
+                object.__setattr__(self, name, tuple(v))
         if self.family not in FAMILIES:
             raise ConfigError(f"`family` must be one of {FAMILIES}; got {self.family!r}")
         if self.conditioning not in CONDITIONINGS:
             raise ConfigError(
                 f"`conditioning` must be one of {CONDITIONINGS}; got {self.conditioning!r}")
-        for name in ("history", "hidden", "layers", "epochs", "batch_size", "patience"):
+        for name in ("history", "hidden", "layers", "epochs", "batch_size", "patience",
+                     "markov_order", "markov_contact_window"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ConfigError(f"`{name}` must be an integer >= 1; got {v!r}")
@@ -106,6 +126,17 @@ class PredictorConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 raise ConfigError(f"`{name}` must be an integer >= 0; got {v!r}")
+        for name in ("markov_recency_edges", "markov_contact_edges"):
+            v = getattr(self, name)
+            ok = isinstance(v, tuple) and all(
+                isinstance(e, int) and not isinstance(e, bool) and e >= 1 for e in v)
+            if not ok or list(v) != sorted(set(v)):
+                raise ConfigError(f"`{name}` must be strictly increasing integers >= 1; got {v!r}")
+        if self.markov_order > 6:
+            raise ConfigError(f"`markov_order` must be <= 6 (5**order states); got "
+                              f"{self.markov_order}")
+        if not (self.markov_prior >= 0):
+            raise ConfigError(f"`markov_prior` must be >= 0; got {self.markov_prior!r}")
         if not (self.lr > 0):
             raise ConfigError(f"`lr` must be > 0; got {self.lr!r}")
         if not (self.weight_decay >= 0):

@@ -16,10 +16,14 @@ unsubscribe logit, churn logit. ``state`` is a tuple of tensors.
 
 Families: ``logistic`` (linear on RFM + recent-period features), ``mlp`` (the same features),
 ``gru``/``lstm`` (the recurrent state summarises the whole history), ``transformer`` (attention
-over the last ``history`` periods; its state is that window).
+over the last ``history`` periods; its state is that window), ``markov`` (a table of smoothed
+counts indexed by a discrete summary of the recent periods, see :mod:`predictors.models.markov`;
+it is fitted in closed form, ``closed_form = True``, instead of by gradient descent).
 """
 
 from __future__ import annotations
+
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -86,7 +90,13 @@ class ActionHeads(nn.Module):
 
 
 class BehaviorNet(nn.Module):
-    """Base class: row encoding, heads and the sequence <-> step contract."""
+    """Base class: row encoding, heads and the sequence <-> step contract.
+
+    ``closed_form`` families are fitted by :meth:`fit_closed_form` (e.g. counting) instead of
+    the gradient training loop.
+    """
+
+    closed_form: ClassVar[bool] = False
 
     def __init__(self, cfg: PredictorConfig, n_actions: int, n_static: int) -> None:
         super().__init__()
@@ -111,6 +121,11 @@ class BehaviorNet(nn.Module):
 
     def readout(self, state: State) -> torch.Tensor:
         raise NotImplementedError
+
+    def fit_closed_form(self, train: Any, val: Any, cfg: PredictorConfig, progress: bool = True,
+                        none_index: int | None = None) -> Any:
+        """Fit without gradients (only where ``closed_form``); returns a ``TrainResult``."""
+        raise NotImplementedError(f"{type(self).__name__} is trained by gradient descent")
 
 
 class FeatureNet(BehaviorNet):
@@ -273,6 +288,10 @@ class TransformerNet(BehaviorNet):
 
 def make_net(cfg: PredictorConfig, n_actions: int, n_static: int) -> BehaviorNet:
     """Build the network of ``cfg.family``."""
+    if cfg.family == "markov":
+        from predictors.models.markov import MarkovNet  # imports this module
+
+        return MarkovNet(cfg, n_actions, n_static)
     if cfg.family in ("logistic", "mlp"):
         return FeatureNet(cfg, n_actions, n_static)
     if cfg.family in ("gru", "lstm"):

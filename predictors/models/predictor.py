@@ -165,9 +165,13 @@ class BehaviorPredictor:
             torch.manual_seed(cfg.seed)
             self.net_ = make_net(cfg, len(action_names), self.encoder_.n_features)
             val = data.subset(np.flatnonzero(split == "val"))
-            self.train_result_ = train_net(self.net_, data.subset(np.flatnonzero(split == "train")),
-                                           val, cfg, progress=progress)
-        self.device_ = next(self.net_.parameters()).device
+            train = data.subset(np.flatnonzero(split == "train"))
+            if self.net_.closed_form:  # e.g. markov: counted, not trained by gradient
+                self.train_result_ = self.net_.fit_closed_form(train, val, cfg, progress,
+                                                                 self.none_index_)
+            else:
+                self.train_result_ = train_net(self.net_, train, val, cfg, progress=progress)
+        self.device_ = next(iter(self.net_.state_dict().values())).device
         return self
 
     def _require_fitted(self) -> BehaviorNet:

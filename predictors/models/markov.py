@@ -1,0 +1,381 @@
+"""The ``markov`` family: next-period behavior from smoothed counts over a discrete state.
+
+The user's history before period ``t`` is summarised by a small discrete state:
+
+* the behavior level of each of the last ``markov_order`` periods: none, visited, carted,
+  purchased (the highest reached), or ``before`` (no such period: before the user's first);
+* periods since the last active period and since the last purchase, bucketed by
+  ``markov_recency_edges`` (plus a ``never`` bucket);
+* contacts (sent actions other than ``none``) in the last ``markov_contact_window`` periods,
+  bucketed by ``markov_contact_edges``;
+* whether the user ever unsubscribed.
+
+For each state ``s`` and candidate action ``a`` every binary head is a Beta posterior mean
+estimated from counts, shrunk hierarchically (backoff) towards coarser cells::
+
+    p(s, a) = (y(s, a) + m * c(s, a)) / (n(s, a) + m),
+    c(s, a) = sigmoid(logit p(s) + logit p(g, a) - logit p(g)),
+
+where ``p(s)`` pools the actions of state ``s`` (shrunk towards its group), ``g`` is the coarse
+group of ``s`` (last level, contact bucket, unsubscribed) and ``p(g, a) - p(g)`` is the action's
+effect in that group on the logit scale (shrunk towards the action's overall effect). A thin cell
+thus takes its level from its state and its action effect from its group. Revenue given a purchase
+is log-normal: the mean and second moment of log revenue are shrunk the same way. ``m`` (pseudo
+user-periods, ``markov_prior``) is picked per head on the validation users when set to ``0``.
+
+The state is computed by one torch function for whole sequences (fitting, batch prediction) and
+carried step by step for the simulator as tensors whose first axis is the batch: behavior levels
+``(B, order)``, periods since activity ``(B,)`` and since purchase ``(B,)`` (0 = never), contacts
+of the last periods ``(B, window)`` and the unsubscribed flag ``(B,)``. The readout is a table
+lookup, so the family plugs into :class:`~predictors.models.BehaviorPredictor` (and the
+simulator) like the neural ones; the tables and raw counts are its saved buffers.
+
+Reference: the first-order Markov chain of customer behavior as in Pfeifer & Carraway (2000),
+"Modeling customer relationships as Markov chains", J. Interactive Marketing 14(2).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from predictors.models.config import PredictorConfig
+from predictors.models.families import BehaviorNet, State
+from predictors.models.sequence import PanelTensors
+from predictors.models.train import LOSS_TERMS, TrainResult, ipw_weights
+
+#: Behavior level codes (the highest of the period) and the padding before a user's first period.
+LEVELS = ("none", "visited", "carted", "purchased", "before")
+BEFORE = 4
+#: Columns of the count table ``(n_states, n_actions, 9)`` (weighted sums).
+COUNT_COLUMNS = ("n", "visit", "purchase", "unsubscribe", "n_churn", "churn", "n_revenue",
+                 "log_revenue", "log_revenue_sq")
+#: Prior strengths tried per head on the validation users when ``markov_prior == 0``.
+PRIOR_GRID = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
+_BINARY = {"visit": (0, 1), "purchase": (0, 2), "unsubscribe": (0, 3), "churn": (4, 5)}
+_CHANNEL = {"visit": 0, "purchase": 1, "unsubscribe": 4, "churn": 5}
+_P_EPS = 1e-6
+_VAR_FLOOR = 1e-4
+
+
+def behavior_level(raw: torch.Tensor) -> torch.Tensor:
+    """``(..., 7) -> (...)`` int64 level: 0 none, 1 visited, 2 carted, 3 purchased."""
+    level = (raw[..., 0] > 0).long()
+    level = torch.where(raw[..., 2] > 0, torch.full_like(level, 2), level)
+    return torch.where(raw[..., 3] > 0, torch.full_like(level, 3), level)
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, _P_EPS, 1 - _P_EPS)
+    return np.log(p) - np.log1p(-p)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _group_sum(x: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarray:
+    """Sum the rows of ``x`` ``(S, ...)`` by ``group`` ``(S,)``."""
+    out = np.zeros((n_groups, *x.shape[1:]))
+    np.add.at(out, group, x)
+    return out
+
+
+def shrink_binary(n: np.ndarray, y: np.ndarray, group: np.ndarray, n_groups: int,
+                  m: float) -> np.ndarray:
+    """Smoothed ``P(y | state, action)`` ``(S, A)`` from weighted counts ``n``, ``y`` ``(S, A)``.
+
+    See the module docstring for the backoff: state x action -> state (+ group action effect)
+    -> group -> action marginal -> global rate.
+    """
+    p0 = (y.sum() + 0.5) / (n.sum() + 1.0)
+    pa = (y.sum(0) + m * p0) / (n.sum(0) + m)
+    ng, yg = _group_sum(n, group, n_groups), _group_sum(y, group, n_groups)
+    pg = (yg.sum(1) + m * p0) / (ng.sum(1) + m)
+    centre = _sigmoid(_logit(pg)[:, None] + _logit(pa)[None, :] - _logit(p0))
+    pga = (yg + m * centre) / (ng + m)
+    ps = (y.sum(1) + m * pg[group]) / (n.sum(1) + m)
+    centre = _sigmoid(_logit(ps)[:, None] + _logit(pga[group]) - _logit(pg[group])[:, None])
+    return np.clip((y + m * centre) / (n + m), _P_EPS, 1 - _P_EPS)
+
+
+def shrink_lognormal(n: np.ndarray, s1: np.ndarray, s2: np.ndarray, group: np.ndarray,
+                     n_groups: int, m: float) -> tuple[np.ndarray, np.ndarray]:
+    """Smoothed mean and variance of log revenue ``(S, A)`` from weighted ``n``, sums ``s1`` of
+    log revenue and ``s2`` of its square; the same backoff as :func:`shrink_binary`."""
+    total = n.sum()
+    mu0 = s1.sum() / total if total > 0 else 0.0
+    v0 = max(s2.sum() / total - mu0 ** 2, _VAR_FLOOR) if total > 1 else 1.0
+
+    def post(k, a1, a2, mu_c, v_c):
+        mu = (a1 + m * mu_c) / (k + m)
+        return mu, np.maximum((a2 + m * (v_c + mu_c ** 2)) / (k + m) - mu ** 2, _VAR_FLOOR)
+
+    mu_a, _ = post(n.sum(0), s1.sum(0), s2.sum(0), mu0, v0)
+    ng, g1, g2 = (_group_sum(x, group, n_groups) for x in (n, s1, s2))
+    mu_g, v_g = post(ng.sum(1), g1.sum(1), g2.sum(1), mu0, v0)
+    mu_ga, _ = post(ng, g1, g2, mu_g[:, None] + mu_a[None, :] - mu0, v_g[:, None])
+    mu_s, v_s = post(n.sum(1), s1.sum(1), s2.sum(1), mu_g[group], v_g[group])
+    return post(n, s1, s2, mu_s[:, None] + mu_ga[group] - mu_g[group][:, None], v_s[:, None])
+
+
+def count_losses(counts: np.ndarray, table: np.ndarray) -> dict[str, float]:
+    """Mean loss per term (as in training: BCE per binary head, Gaussian NLL of log revenue)
+    of ``table`` ``(S, A, 6)`` on the rows summarised by ``counts`` ``(S, A, 9)``."""
+    out: dict[str, float] = {}
+    for head, (cn, cy) in _BINARY.items():
+        n, y = counts[..., cn], counts[..., cy]
+        p = _sigmoid(table[..., _CHANNEL[head]].astype(np.float64))
+        p = np.clip(p, _P_EPS, 1 - _P_EPS)
+        tot = n.sum()
+        out[head] = float(-(y * np.log(p) + (n - y) * np.log1p(-p)).sum() / tot) if tot else 0.0
+    n, s1, s2 = counts[..., 6], counts[..., 7], counts[..., 8]
+    mu, log_sigma = table[..., 2].astype(np.float64), table[..., 3].astype(np.float64)
+    sq = s2 - 2 * mu * s1 + n * mu ** 2
+    nll = n * (log_sigma + 0.5 * np.log(2 * np.pi)) + 0.5 * sq * np.exp(-2 * log_sigma)
+    out["revenue"] = float(nll.sum() / n.sum()) if n.sum() else 0.0
+    return {k: out[k] for k in LOSS_TERMS}
+
+
+class MarkovNet(BehaviorNet):
+    """Count tables indexed by (discrete state, action); see the module docstring.
+
+    Buffers (saved): ``none_index`` (the catalog's ``none``, -1 if absent), ``counts``
+    ``(S, A, 9)`` float64 weighted counts (:data:`COUNT_COLUMNS`), ``prior`` ``(5,)`` the prior
+    strength of each loss term (:data:`~predictors.models.train.LOSS_TERMS` order), ``table``
+    ``(S, A, 6)`` the output channels of every cell.
+    """
+
+    closed_form = True
+
+    def __init__(self, cfg: PredictorConfig, n_actions: int, n_static: int) -> None:
+        super().__init__(cfg, n_actions, n_static)
+        self.order = cfg.markov_order
+        self.window = cfg.markov_contact_window
+        self.register_buffer("recency_edges", torch.tensor(cfg.markov_recency_edges),
+                             persistent=False)
+        self.register_buffer("contact_edges", torch.tensor(cfg.markov_contact_edges),
+                             persistent=False)
+        self.register_buffer("level_weight", 5 ** torch.arange(self.order - 1, -1, -1),
+                             persistent=False)
+        self.n_recency = len(cfg.markov_recency_edges) + 2
+        self.n_contact = len(cfg.markov_contact_edges) + 1
+        self.shape = (5 ** self.order, self.n_recency, self.n_recency, self.n_contact, 2)
+        self.n_states = int(np.prod(self.shape))
+        self.register_buffer("none_index", torch.tensor(-1))
+        self.register_buffer("counts", torch.zeros(self.n_states, n_actions, len(COUNT_COLUMNS),
+                                                   dtype=torch.float64))
+        self.register_buffer("prior", torch.zeros(len(LOSS_TERMS), dtype=torch.float64))
+        self.register_buffer("table", torch.zeros(self.n_states, n_actions, 6))
+
+    # ------------------------------------------------------------------ the discrete state
+    def groups(self) -> tuple[np.ndarray, int]:
+        """Coarse group of every state ``(S,)`` (last level x contact bucket x unsubscribed)."""
+        lv, _, _, con, uns = np.unravel_index(np.arange(self.n_states), self.shape)
+        return ((lv % 5) * self.n_contact + con) * 2 + uns, 5 * self.n_contact * 2
+
+    def _recency(self, since: torch.Tensor) -> torch.Tensor:
+        b = torch.bucketize(since, self.recency_edges, right=True)
+        return torch.where(since > 0, b, torch.full_like(b, self.n_recency - 1))
+
+    def _index(self, levels, since_active, since_buy, contacts, unsub) -> torch.Tensor:
+        code = (levels * self.level_weight).sum(-1)
+        con = torch.bucketize(contacts, self.contact_edges, right=True)
+        idx = (code * self.n_recency + self._recency(since_active)) * self.n_recency
+        idx = ((idx + self._recency(since_buy)) * self.n_contact + con) * 2
+        return idx + unsub.long()
+
+    def _contact(self, action: torch.Tensor) -> torch.Tensor:
+        return ((action >= 0) & (action != self.none_index)).long()
+
+    def state_index(self, raw: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """``raw (B, T, 7)``, ``action (B, T)`` -> ``(B, T)`` state index before each step."""
+        b, t, _ = raw.shape
+        level = behavior_level(raw)
+        padded = torch.cat([level.new_full((b, self.order), BEFORE), level], dim=1)
+        levels = padded.unfold(1, self.order, 1)[:, :t]
+        step = torch.arange(t, device=raw.device).expand(b, t)
+        neg = torch.full_like(step, -1)
+
+        def since(mask: torch.Tensor) -> torch.Tensor:
+            last = torch.cummax(torch.where(mask, step, neg), dim=1).values
+            last = torch.cat([neg[:, :1], last[:, :-1]], dim=1)
+            return torch.where(last >= 0, step - last, torch.zeros_like(step))
+
+        zero = level.new_zeros(b, 1)
+        cum = torch.cat([zero, torch.cumsum(self._contact(action), dim=1)], dim=1)
+        lo = (torch.arange(t, device=raw.device) - self.window).clamp(min=0)
+        contacts = cum[:, :t] - cum[:, lo]
+        unsub = torch.cat([zero, torch.cumsum((raw[..., 5] > 0).long(), dim=1)], 1)[:, :t] > 0
+        return self._index(levels, since(level > 0), since(level == 3), contacts, unsub)
+
+    # ------------------------------------------------------------------ BehaviorNet contract
+    def forward(self, raw, action, static):
+        return self.table[self.state_index(raw, action)]
+
+    def init_state(self, static: torch.Tensor) -> State:
+        b, dev = static.shape[0], static.device
+        z = torch.zeros(b, dtype=torch.long, device=dev)
+        return (torch.full((b, self.order), BEFORE, dtype=torch.long, device=dev), z, z,
+                torch.zeros(b, self.window, dtype=torch.long, device=dev), z)
+
+    def step(self, state, raw, action):
+        levels, since_active, since_buy, contacts, unsub = state
+        level = behavior_level(raw)
+
+        def advance(since: torch.Tensor, event: torch.Tensor) -> torch.Tensor:
+            return torch.where(event, torch.ones_like(since),
+                               torch.where(since > 0, since + 1, since))
+
+        return (torch.cat([levels[:, 1:], level[:, None]], dim=1),
+                advance(since_active, level > 0), advance(since_buy, level == 3),
+                torch.cat([contacts[:, 1:], self._contact(action)[:, None]], dim=1),
+                unsub | (raw[:, 5] > 0).long())
+
+    def readout(self, state):
+        levels, since_active, since_buy, contacts, unsub = state
+        return self.table[self._index(levels, since_active, since_buy, contacts.sum(-1), unsub)]
+
+    # ------------------------------------------------------------------ fitting
+    def count(self, data: PanelTensors, weight: np.ndarray | None = None,
+              chunk_rows: int = 2_000_000, progress: bool = False) -> np.ndarray:
+        """Weighted counts ``(S, A, 9)`` (:data:`COUNT_COLUMNS`) of the labelled steps of
+        ``data``; ``weight`` ``(U, T)`` per step (1 if None)."""
+        s_a = self.n_states * self.n_actions
+        out = np.zeros((len(COUNT_COLUMNS), s_a))
+        steps = max(1, data.raw.shape[1])
+        upb = max(1, chunk_rows // steps)
+        starts = range(0, data.n_users, upb)
+        for s in tqdm(starts, desc="count markov", unit="chunk", disable=not progress,
+                      leave=False):
+            sl = slice(s, s + upb)
+            with torch.no_grad():
+                idx = self.state_index(torch.as_tensor(data.raw[sl]),
+                                       torch.as_tensor(data.action[sl])).numpy()
+            act = data.loss_action[sl]
+            keep = data.valid[sl] & (act >= 0)
+            cell = idx[keep] * self.n_actions + act[keep]
+            r = data.raw[sl][keep].astype(np.float64)
+            w = np.ones(len(cell)) if weight is None else weight[sl][keep].astype(np.float64)
+            churn = data.churn[sl][keep]
+            has = np.isfinite(churn)
+            buy = (r[:, 3] > 0) & (r[:, 6] > 0)
+            logr = np.log(np.where(buy, r[:, 6], 1.0))
+            cols = (w, w * (r[:, 0] > 0), w * (r[:, 3] > 0), w * (r[:, 5] > 0), w * has,
+                    w * (has & (np.nan_to_num(churn) > 0)), w * buy, w * buy * logr,
+                    w * buy * logr ** 2)
+            for j, c in enumerate(cols):
+                out[j] += np.bincount(cell, c, minlength=s_a)
+        return out.T.reshape(self.n_states, self.n_actions, len(COUNT_COLUMNS))
+
+    def tables(self, counts: np.ndarray, prior: dict[str, float]) -> np.ndarray:
+        """Output channels ``(S, A, 6)`` from ``counts`` with one prior strength per term."""
+        group, n_groups = self.groups()
+        out = np.zeros((self.n_states, self.n_actions, 6))
+        for head, (cn, cy) in _BINARY.items():
+            p = shrink_binary(counts[..., cn], counts[..., cy], group, n_groups, prior[head])
+            out[..., _CHANNEL[head]] = _logit(p)
+        mu, var = shrink_lognormal(counts[..., 6], counts[..., 7], counts[..., 8], group,
+                                   n_groups, prior["revenue"])
+        out[..., 2], out[..., 3] = mu, 0.5 * np.log(var)
+        return out
+
+    def fit_closed_form(self, train: PanelTensors, val: PanelTensors | None,
+                        cfg: PredictorConfig, progress: bool = True,
+                        none_index: int | None = None) -> TrainResult:
+        """Count the training users; pick each head's prior on ``val`` when ``markov_prior``
+        is 0 (a fixed 10 without validation users); fill the tables."""
+        t0 = time.perf_counter()
+        self.to("cpu")
+        self.none_index.fill_(-1 if none_index is None else none_index)
+        weight = ipw_weights(train, cfg.ipw_clip) if cfg.ipw else None
+        counts = self.count(train, weight, progress=progress)
+        has_val = val is not None and val.n_users > 0
+        val_counts = self.count(val) if has_val else None
+        if cfg.markov_prior > 0 or val_counts is None:
+            prior = dict.fromkeys(LOSS_TERMS, cfg.markov_prior or 10.0)
+        else:
+            scores = [count_losses(val_counts, self.tables(counts, dict.fromkeys(LOSS_TERMS, m)))
+                      for m in PRIOR_GRID]
+            prior = {k: PRIOR_GRID[int(np.argmin([s[k] for s in scores]))] for k in LOSS_TERMS}
+        table = self.tables(counts, prior)
+        self.counts.copy_(torch.as_tensor(counts))
+        self.prior.copy_(torch.tensor([prior[k] for k in LOSS_TERMS], dtype=torch.float64))
+        self.table.copy_(torch.as_tensor(table, dtype=torch.float32))
+        dt = time.perf_counter() - t0
+        train_terms = count_losses(counts, table)
+        rec: dict[str, float] = {"epoch": 1, "train_loss": sum(train_terms.values()),
+                                 "seconds": dt}
+        if val_counts is not None:
+            vterms = count_losses(val_counts, table)
+            rec["val_loss"] = sum(vterms.values())
+            rec.update({f"val_{k}": v for k, v in vterms.items()})
+        rec.update({f"prior_{k}": v for k, v in prior.items()})
+        from predictors.models.config import resolve_device
+
+        self.to(resolve_device(cfg.device))
+        return TrainResult(history=[rec], best_epoch=1,
+                           rows_per_second=train.n_rows / dt if dt > 0 else 0.0)
+
+    # ------------------------------------------------------------------ interpretation
+    def state_names(self) -> pd.DataFrame:
+        """One row per state: ``levels`` (oldest first), ``since_active``, ``since_purchase``,
+        ``contacts`` bucket labels and ``unsubscribed``."""
+        lv, ra, rp, con, uns = np.unravel_index(np.arange(self.n_states), self.shape)
+        digits = [(lv // 5 ** j) % 5 for j in range(self.order - 1, -1, -1)]
+        levels = ["/".join(LEVELS[d[i]] for d in digits) for i in range(self.n_states)]
+        rec = _bucket_labels(self.recency_edges.tolist()) + ["never"]
+        cl = _bucket_labels(self.contact_edges.tolist(), zero=True)
+        return pd.DataFrame({"levels": levels, "since_active": np.array(rec)[ra],
+                             "since_purchase": np.array(rec)[rp], "contacts": np.array(cl)[con],
+                             "unsubscribed": uns.astype(bool)})
+
+
+def _bucket_labels(edges: list[int], zero: bool = False) -> list[str]:
+    """Labels of the buckets ``[.., e0), [e0, e1), .., [e_last, inf)``."""
+    lo = [0 if zero else 1, *edges]
+    hi = [*edges, None]
+    return [f"{a}+" if b is None else (str(a) if b == a + 1 else f"{a}-{b - 1}")
+            for a, b in zip(lo, hi)]
+
+
+def markov_table(predictor: Any, min_count: float = 1.0) -> pd.DataFrame:
+    """The fitted cells of a ``markov`` predictor as a readable table.
+
+    Args:
+        predictor: A fitted :class:`~predictors.models.BehaviorPredictor` of family ``markov``.
+        min_count: Keep cells with at least this (weighted) number of training user-periods.
+
+    Returns:
+        One row per (state, action) cell: the state columns of :meth:`MarkovNet.state_names`,
+        ``action``, ``n``, ``p_visit``, ``p_purchase``, ``revenue_mu``, ``revenue_sigma``,
+        ``p_unsubscribe``, ``p_churn``, sorted by ``n`` descending.
+
+    Example:
+        >>> from predictors.models import BehaviorPredictor, PredictorConfig, toy_panel
+        >>> panel, users = toy_panel(n_users=50, n_periods=5, seed=0)
+        >>> pred = BehaviorPredictor(PredictorConfig(family="markov", device="cpu")).fit(
+        ...     panel, ["none", "a1"], users, progress=False)
+        >>> list(markov_table(pred).columns[:3])
+        ['levels', 'since_active', 'since_purchase']
+    """
+    net = getattr(predictor, "net_", None)
+    if not isinstance(net, MarkovNet):
+        raise TypeError("`predictor` must be a fitted BehaviorPredictor of family 'markov'")
+    names = net.state_names()
+    counts = net.counts.cpu().numpy()[..., 0]
+    table = net.table.cpu().numpy().astype(np.float64)
+    s, a = np.nonzero(counts >= min_count)
+    out = names.iloc[s].reset_index(drop=True)
+    out["action"] = np.asarray(predictor.action_names_)[a]
+    out["n"] = counts[s, a]
+    cells = table[s, a]
+    for col, ch in (("p_visit", 0), ("p_purchase", 1), ("p_unsubscribe", 4), ("p_churn", 5)):
+        out[col] = _sigmoid(cells[:, ch])
+    out["revenue_mu"], out["revenue_sigma"] = cells[:, 2], np.exp(cells[:, 3])
+    return out.sort_values("n", ascending=False, kind="stable").reset_index(drop=True)
