@@ -13,7 +13,7 @@ import typer
 from agents.cli._app import app, bench_app
 from predictors.io import write_json, write_parquet, write_run_config
 # torch loads only when a predictor command runs (``nudgegym score`` must not import it).
-_FAMILY_NAMES = "logistic, mlp, gru, lstm, transformer"
+_FAMILY_NAMES = "logistic, mlp, gru, lstm, transformer, markov"
 
 
 def _load_data(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame | None, Any]:
@@ -178,17 +178,25 @@ def bench_predictor(
     epochs: int = typer.Option(2, help="Training epochs timed."),
     device: str = typer.Option("auto", help="auto, cpu or cuda[:N]."),
     step_batch: int = typer.Option(4096, help="Users per carried-state step."),
+    panel_kind: str = typer.Option("toy", "--panel", help="toy (per-row simulation, small) or "
+                                   "chain (vectorised Markov chain, for millions of rows)."),
     out: Path | None = typer.Option(None, "--out", help="Write DIR/bench.json."),
 ) -> None:
     """Training and inference throughput per family (user-periods/s)."""
     from predictors.models import BehaviorPredictor, PredictorConfig, resolve_device, toy_panel
+    from predictors.models.chain import chain_panel
     dev = resolve_device(device)
-    panel, users_df = toy_panel(users, periods, seed=0, lift=(0.0, 0.5, 1.0))
+    if panel_kind not in ("toy", "chain"):
+        raise ValueError(f"`--panel` must be toy or chain; got {panel_kind!r}")
+    make = toy_panel if panel_kind == "toy" else chain_panel
+    panel, users_df = make(users, periods, seed=0, lift=(0.0, 0.5, 1.0))
     names = ["none", "a1", "a2"]
     rows = []
     for fam in [f.strip() for f in families.split(",") if f.strip()]:
         cfg = PredictorConfig(family=fam, epochs=epochs, patience=epochs, device=str(dev))
+        t0 = time.perf_counter()
         pred = BehaviorPredictor(cfg).fit(panel, names, users_df, progress=False)
+        fit_s = time.perf_counter() - t0
         data = pred.tensors(panel, users_df)
         t0 = time.perf_counter()
         pred.predict_tensors(data)
@@ -203,18 +211,22 @@ def bench_predictor(
             pred.predict_from_state(state)
             state = pred.step(state, raw, act)
         step = n_steps * step_batch / (time.perf_counter() - t0)
-        rows.append({"family": fam, "device": str(dev),
+        rows.append({"family": fam, "device": str(dev), "fit_seconds": fit_s,
+                     "panel_rows": len(panel),
                      "train_user_periods_per_s": pred.train_result_.rows_per_second,
                      "batch_infer_user_periods_per_s": infer,
                      "carried_state_user_steps_per_s": step})
-    typer.echo(f"{'family':<12} {'train/s':>12} {'infer/s':>12} {'step/s':>12}  ({dev}, "
-               f"{users} users x {periods} periods, step batch {step_batch})")
+    typer.echo(f"{'family':<12} {'fit s':>8} {'train/s':>12} {'infer/s':>12} {'step/s':>12}  "
+               f"({dev}, {panel_kind} panel {users} users x {periods} periods, "
+               f"step batch {step_batch})")
     for r in rows:
-        typer.echo(f"{r['family']:<12} {r['train_user_periods_per_s']:>12,.0f} "
+        typer.echo(f"{r['family']:<12} {r['fit_seconds']:>8.1f} "
+                   f"{r['train_user_periods_per_s']:>12,.0f} "
                    f"{r['batch_infer_user_periods_per_s']:>12,.0f} "
                    f"{r['carried_state_user_steps_per_s']:>12,.0f}")
     if out is not None:
         write_run_config(out, "bench predictor", {"families": families, "users": users,
                                                   "periods": periods, "epochs": epochs,
+                                                  "panel": panel_kind,
                                                   "device": str(dev)})
         write_json(out / "bench.json", {"results": rows})

@@ -56,7 +56,7 @@ BEFORE = 4
 COUNT_COLUMNS = ("n", "visit", "purchase", "unsubscribe", "n_churn", "churn", "n_revenue",
                  "log_revenue", "log_revenue_sq")
 #: Prior strengths tried per head on the validation users when ``markov_prior == 0``.
-PRIOR_GRID = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
+PRIOR_GRID = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0, 10000.0)
 _BINARY = {"visit": (0, 1), "purchase": (0, 2), "unsubscribe": (0, 3), "churn": (4, 5)}
 _CHANNEL = {"visit": 0, "purchase": 1, "unsubscribe": 4, "churn": 5}
 _P_EPS = 1e-6
