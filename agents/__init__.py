@@ -11,6 +11,10 @@ import importlib
 from typing import Any
 
 _EXPORTS: dict[str, str] = {
+    # off-policy evaluation report
+    "ope_report": "agents.ope.report",
+    "ope_table": "agents.ope.report",
+    "plot_ope": "agents.ope.report",
     # rule baselines
     "RULES": "agents.baselines",
     "CampaignRulePolicy": "agents.baselines",

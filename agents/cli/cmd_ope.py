@@ -173,33 +173,6 @@ def bench_ope_hillstrom_cmd(
     _write(out, "bench ope-hillstrom", {"data": str(data), "boot": boot}, seed, {"rows": rows})
 
 
-def _load_target(text: str, spec: Any, data: Path) -> Any:
-    """A target policy: ``rule:NAME[:...]``, an ONNX export folder or a train-policy run."""
-    from predictors import observation_names
-
-    names = observation_names()
-    if text.startswith("rule:"):
-        from agents.baselines import make_rule, parse_rule
-
-        name, params = parse_rule(text)
-        return make_rule(name, spec, names, data=data, **params)
-    folder = Path(text)
-    if (folder / "manifest.json").is_file():
-        from agents.serving import ExportedPolicy
-
-        policy = ExportedPolicy(folder)
-        if list(policy.features) != list(names):
-            raise ValueError(f"{folder}: the export's features {policy.features} differ from "
-                             f"the observation vector {names}")
-        return policy
-    if folder.is_dir():
-        from agents.sb3_policy import load_sb3_policy
-
-        return load_sb3_policy(folder, "cpu", deterministic=True)
-    raise ValueError(f"policy {text!r}: expected rule:NAME[:...], an export folder or a "
-                     "train-policy run folder")
-
-
 @app.command("ope")
 def ope_cmd(
     data: Path = typer.Argument(..., help="Dataset folder with logged propensities."),
@@ -216,56 +189,26 @@ def ope_cmd(
     out: Path = typer.Option(..., "--out", help="Run folder: config.json and ope.json."),
 ) -> None:
     """Estimate target policies' value from a dataset's logged decisions (OPE)."""
-    from agents.ope import (
-        FQE,
-        PDIS,
-        WPDIS,
-        FQEConfig,
-        RidgeRewardModel,
-        SequentialDR,
-        cross_fit_rewards,
-        target_action_dist,
-    )
-    from agents.ope.panel import logged_data_from_panel
-    from predictors import build_panel, open_dataset
+    from agents.ope.report import ope_report, plot_ope
 
-    ds = open_dataset(data)
-    logged = logged_data_from_panel(build_panel(ds, memory_limit=memory_limit), ds.spec,
-                                    reward=reward)
     write_run_config(out, "ope", {"data": str(data), "policy": policy, "reward": reward,
                                   "sequential": sequential, "gamma": gamma, "boot": boot,
                                   "memory_limit": memory_limit}, seed=seed)
-    q = cross_fit_rewards(logged, RidgeRewardModel(), n_folds=2, seed=seed)
-    n_users = len(set(logged.user_id.tolist()))
-    typer.echo(f"{logged.n_rounds:,} logged decisions of {n_users:,} users; reward {reward}; "
-               f"logging policy's mean reward {logged.reward.mean():.4f} per decision")
-    results = []
-    for text in tqdm(policy, desc="policies", leave=False):
-        dist = target_action_dist(_load_target(text, ds.spec, data), logged)
-        rows = []
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            for est in _one_step_estimators():
-                iv = est.interval(logged, dist, q if est.requires_reward_model else None,
-                                  n_boot=boot, seed=seed)
-                rows.append({"estimator": est.name, "unit": "decision", **vars(iv)})
-            if sequential:
-                fqe = FQEConfig(seed=seed)
-                for est in (PDIS(gamma=gamma), WPDIS(gamma=gamma),
-                            SequentialDR(gamma=gamma, q_model=fqe, fold_seed=seed),
-                            FQE(gamma=gamma, q_model=fqe)):
-                    iv = est.interval(logged, dist, n_boot=boot, seed=seed)
-                    rows.append({"estimator": est.name, "unit": "user", **vars(iv)})
-        notes = sorted({str(w.message) for w in caught})
-        results.append({"policy": text, "estimates": rows, "warnings": notes})
-        typer.echo(f"\n{text}")
-        for r in rows:
+    rep = ope_report(data, list(policy), reward=reward, sequential=sequential, gamma=gamma,
+                     n_boot=boot, seed=seed, memory_limit=memory_limit)
+    typer.echo(f"{rep['n_rounds']:,} logged decisions of {rep['n_users']:,} users; reward "
+               f"{reward}; logging policy's mean reward {rep['logging_mean_reward']:.4f} per "
+               "decision")
+    for res in rep["results"]:
+        typer.echo(f"\n{res['policy']}  (one-step ESS {res['ess']:,.0f} = "
+                   f"{res['ess_ratio']:.1%} of the decisions)")
+        for r in res["estimates"]:
             typer.echo(f"  {r['estimator']:<10} {r['mean']:10.4f} [{r['low']:10.4f}, "
                        f"{r['high']:10.4f}] per {r['unit']}")
-        for note in notes:
+        for note in res["warnings"]:
             typer.echo(f"  warning: {note}")
-    write_json(out / "ope.json", {"data": str(data), "reward": reward,
-                                  "n_rounds": logged.n_rounds, "n_users": n_users,
-                                  "logging_mean_reward": float(logged.reward.mean()),
-                                  "results": results})
+    write_json(out / "ope.json", rep)
+    plot_ope(rep, out / "ope_decision.png", unit="decision")
+    if sequential:
+        plot_ope(rep, out / "ope_user.png", unit="user")
     typer.echo(f"wrote {out / 'ope.json'}")

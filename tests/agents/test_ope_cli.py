@@ -45,3 +45,20 @@ def test_bench_ope_obd(tmp_path, capsys) -> None:
     assert "on-policy BTS CTR" in capsys.readouterr().out
     results = json.loads((out / "bench.json").read_text())["results"]
     assert results[0]["campaign"] == "men" and len(results[0]["estimates"]) == 6
+
+
+def test_ope_command_table_plot_and_ess(tiny_synthetic_run, tmp_path) -> None:
+    import json
+
+    data, _ = tiny_synthetic_run
+    out = tmp_path / "ope"
+    rc = run_main(["ope", str(data), "--policy", "rule:never", "--policy", "rule:random",
+                   "--no-sequential", "--boot", "30", "--out", str(out)])
+    assert rc == 0
+    rep = json.loads((out / "ope.json").read_text())
+    assert [r["policy"] for r in rep["results"]] == ["rule:never", "rule:random"]
+    for res in rep["results"]:
+        assert 0 < res["ess"] <= rep["n_rounds"]
+        for e in res["estimates"]:
+            assert e["low"] <= e["high"]
+    assert (out / "ope_decision.png").stat().st_size > 0

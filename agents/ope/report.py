@@ -1,0 +1,158 @@
+"""Off-policy evaluation of target policies on a dataset's logs: the table behind ``nudgegym ope``.
+
+For every target policy: the six one-step estimators (per decision) and, optionally, the
+sequential ones (PDIS, WPDIS, sequential DR, FQE; per user over the logged periods), each with a
+bootstrap 95% interval; the effective sample size of the one-step importance weights
+``w_i = pi(a_i | x_i) / pscore_i`` (Kish: ``(sum w)^2 / sum w^2``) and the weight-degeneracy
+warnings the estimators raised.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from agents.ope.base import effective_sample_size
+from agents.ope.data import LoggedData, target_action_dist
+from agents.ope.fqe import FQEConfig
+from agents.ope.one_step import DM, DR, IPS, SNDR, SNIPS, SwitchDR
+from agents.ope.panel import logged_data_from_panel
+from agents.ope.reward_model import RidgeRewardModel, cross_fit_rewards
+from agents.ope.sequential import FQE, PDIS, WPDIS, SequentialDR
+from agents.policy import BasePolicy
+
+
+def load_target_policy(text: str, spec: Any, data: str | Path) -> Any:
+    """A target policy: ``rule:NAME[:...]``, an ONNX export folder or a train-policy run."""
+    from predictors import observation_names
+
+    names = observation_names()
+    if text.startswith("rule:"):
+        from agents.baselines import make_rule, parse_rule
+
+        name, params = parse_rule(text)
+        return make_rule(name, spec, names, data=data, **params)
+    folder = Path(text)
+    if (folder / "manifest.json").is_file():
+        from agents.serving import ExportedPolicy
+
+        policy = ExportedPolicy(folder)
+        if list(policy.features) != list(names):
+            raise ValueError(f"{folder}: the export's features {policy.features} differ from "
+                             f"the observation vector {names}")
+        return policy
+    if folder.is_dir():
+        from agents.sb3_policy import load_sb3_policy
+
+        policy = load_sb3_policy(folder, "cpu", deterministic=True)
+        if policy.observation_names is not None and list(policy.observation_names) != names:
+            raise ValueError(f"{folder}: the policy observes {len(policy.observation_names)} "
+                             f"features, the logs give {len(names)} (history features only)")
+        return policy
+    raise ValueError(f"policy {text!r}: expected rule:NAME[:...], an export folder or a "
+                     "train-policy run folder")
+
+
+def ope_table(logged: LoggedData, policies: dict[str, BasePolicy | np.ndarray], *,
+              sequential: bool = True, gamma: float = 1.0, n_boot: int = 500, seed: int = 0,
+              progress: bool = True) -> list[dict[str, Any]]:
+    """Estimates with intervals for each target policy on the same logs.
+
+    Args:
+        logged: The logged decisions (with user ids and time steps for the sequential ones).
+        policies: Name -> policy of the common interface (or an action table).
+        sequential: Also run the per-user estimators.
+        gamma: Discount of the sequential estimators.
+        n_boot: Bootstrap resamples.
+        seed: Seed of the folds, the FQE and the bootstrap.
+        progress: tqdm bar over policies.
+
+    Returns:
+        One dict per policy: ``policy``, ``estimates`` (estimator, unit, mean, low, high),
+        ``ess`` and ``ess_ratio`` of the one-step weights, ``warnings``.
+    """
+    q = cross_fit_rewards(logged, RidgeRewardModel(), n_folds=2, seed=seed)
+    results = []
+    for name, policy in tqdm(policies.items(), desc="policies", disable=not progress,
+                             leave=False):
+        dist = target_action_dist(policy, logged)
+        w = dist[np.arange(logged.n_rounds), logged.action] / logged.pscore
+        ess = effective_sample_size(w)
+        rows = []
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for est in (DM(), IPS(), SNIPS(), DR(), SNDR(), SwitchDR()):
+                iv = est.interval(logged, dist, q if est.requires_reward_model else None,
+                                  n_boot=n_boot, seed=seed)
+                rows.append({"estimator": est.name, "unit": "decision", **vars(iv)})
+            if sequential:
+                fqe = FQEConfig(seed=seed)
+                for est in (PDIS(gamma=gamma), WPDIS(gamma=gamma),
+                            SequentialDR(gamma=gamma, q_model=fqe, fold_seed=seed),
+                            FQE(gamma=gamma, q_model=fqe)):
+                    iv = est.interval(logged, dist, n_boot=n_boot, seed=seed)
+                    rows.append({"estimator": est.name, "unit": "user", **vars(iv)})
+        results.append({"policy": name, "estimates": rows, "ess": ess,
+                        "ess_ratio": ess / logged.n_rounds,
+                        "warnings": sorted({str(m.message) for m in caught})})
+    return results
+
+
+def ope_report(data: str | Path, policies: list[str], *, reward: str = "net",
+               sequential: bool = True, gamma: float = 1.0, n_boot: int = 500, seed: int = 0,
+               memory_limit: str = "4GB", progress: bool = True) -> dict[str, Any]:
+    """Off-policy evaluation of ``policies`` (``rule:...``, export or run folders) on ``data``.
+
+    Returns:
+        JSON-ready dict: the logs' size, the logging policy's mean reward and
+        :func:`ope_table`'s rows.
+    """
+    from predictors import build_panel, open_dataset
+
+    ds = open_dataset(data)
+    logged = logged_data_from_panel(build_panel(ds, memory_limit=memory_limit), ds.spec,
+                                    reward=reward)
+    targets = {text: load_target_policy(text, ds.spec, data) for text in policies}
+    return {"data": str(data), "reward": reward, "n_rounds": logged.n_rounds,
+            "n_users": int(len(np.unique(logged.user_id))),
+            "logging_mean_reward": float(logged.reward.mean()),
+            "results": ope_table(logged, targets, sequential=sequential, gamma=gamma,
+                                 n_boot=n_boot, seed=seed, progress=progress)}
+
+
+def plot_ope(report: dict[str, Any], path: str | Path, unit: str = "decision") -> Path:
+    """Estimates with 95% intervals, one row of points per policy, one colour per estimator."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from predictors.io import atomic_path
+
+    results = report["results"]
+    estimators = [r["estimator"] for r in results[0]["estimates"] if r["unit"] == unit]
+    fig, ax = plt.subplots(figsize=(8, 0.6 * len(results) * max(1, len(estimators)) / 3 + 2))
+    for j, est in enumerate(estimators):
+        ys, xs, lo, hi = [], [], [], []
+        for i, res in enumerate(results):
+            r = next(e for e in res["estimates"] if e["estimator"] == est)
+            ys.append(i + (j - len(estimators) / 2) * 0.1)
+            xs.append(r["mean"])
+            lo.append(max(0.0, r["mean"] - r["low"]))
+            hi.append(max(0.0, r["high"] - r["mean"]))
+        ax.errorbar(xs, ys, xerr=[lo, hi], fmt="o", capsize=3, label=est)
+    ax.axvline(report["logging_mean_reward"] if unit == "decision" else np.nan, color="grey",
+               linestyle=":", label="logging policy")
+    ax.set_yticks(range(len(results)), [r["policy"] for r in results])
+    ax.set_xlabel(f"estimated value per {unit} ({report['reward']} reward)")
+    ax.legend(fontsize=8, loc="best")
+    ax.set_title("Off-policy estimates with 95% bootstrap intervals")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return Path(path)
