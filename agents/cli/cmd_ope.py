@@ -212,3 +212,74 @@ def ope_cmd(
     if sequential:
         plot_ope(rep, out / "ope_user.png", unit="user")
     typer.echo(f"wrote {out / 'ope.json'}")
+
+
+@bench_app.command("ope-accuracy")
+def bench_ope_accuracy_cmd(
+    users: int = typer.Option(10_000, "--users", help="Users per generated dataset."),
+    periods: int = typer.Option(52, "--periods", help="Logged periods per dataset."),
+    logging: str = typer.Option("campaign", "--logging", help="Logging policy: campaign or "
+                                                              "uniform."),
+    horizon: int = typer.Option(4, "--horizon", help="Periods evaluated (the log's first H); "
+                                                     "the true value is over the same H."),
+    repeats: int = typer.Option(5, "--repeats", help="Independent datasets (seeds seed..)."),
+    replicates: int = typer.Option(20, "--truth-replicates",
+                                   help="Simulated copies of each user for the true value."),
+    boot: int = typer.Option(200, "--boot", help="Bootstrap resamples per interval."),
+    fqe_steps: int = typer.Option(300, "--fqe-steps", help="Adam steps per FQE iteration."),
+    estimator: list[str] = typer.Option(["pdis", "wpdis", "seq-dr", "fqe"], "--estimator",
+                                        help="Sequential estimators (repeatable)."),
+    policy: list[str] = typer.Option([], "--policy",
+                                     help="Extra target policy: rule:NAME[:...] or a "
+                                          "train-policy run folder trained with --env world "
+                                          "(repeatable; added to the default rules)."),
+    seed: int = typer.Option(0, help="Base seed of the datasets, truth, folds and bootstrap."),
+    out: Path | None = typer.Option(None, "--out", help="Write bench.json here."),
+) -> None:
+    """Sequential OPE estimators against the TRUE value on generated shop logs."""
+    from agents.ope.accuracy import DEFAULT_POLICIES, AccuracyConfig, run_ope_accuracy
+
+    cfg = AccuracyConfig(n_users=users, n_periods=periods, logging=logging, horizon=horizon,
+                         repeats=repeats, truth_replicates=replicates, n_boot=boot,
+                         estimators=tuple(estimator), fqe_steps=fqe_steps, seed=seed)
+    policies = list(DEFAULT_POLICIES) + [p for p in policy if p not in DEFAULT_POLICIES]
+    typer.echo(f"{repeats} datasets of {users:,} users x {periods} periods, {logging} logging; "
+               f"value = sum of reward (revenue - send cost - redeemed discount) per user over "
+               f"the first {horizon} periods, users outside the control group; "
+               f"{len(policies)} policies; truth from {replicates} simulated copies per user; "
+               f"{boot} bootstrap resamples, 95% intervals")
+    res = run_ope_accuracy(cfg, policies)
+    for d in res["datasets"]:
+        rc, pc = d["reward_check"], d["panel_net_reward_check"]
+        worst = max(rc["by_action"].items(), key=lambda kv: abs(kv[1]["z"]))
+        pworst = max(pc["by_action"].items(), key=lambda kv: abs(kv[1]["z"]))
+        typer.echo(f"dataset {d['repeat']} (seed {d['seed']}): {d['n_users']:,} users, "
+                   f"{d['seconds']:.0f} s; reward - true E[reward]: {rc['mean_diff']:+.4f} "
+                   f"(z {rc['z']:+.1f}; worst action {worst[0]} z {worst[1]['z']:+.1f}); "
+                   f"panel net reward: {pc['mean_diff']:+.4f} (z {pc['z']:+.1f}; "
+                   f"{pworst[0]} z {pworst[1]['z']:+.1f}); obs check max|diff| "
+                   f"{d['obs_check_max_abs_diff']:.1e}")
+    ests = list(cfg.estimators)
+    typer.echo(f"\n{'estimator':<8} {'med.rel.err':>11} {'spearman':>9} {'(min)':>6} "
+               f"{'coverage':>9} {'CI width':>9} {'seconds':>8}  goal (<=5%, >=0.9, >=90%)")
+    for s in res["summary"]:
+        rho = "nan" if s["spearman_mean"] is None else f"{s['spearman_mean']:.3f}"
+        lo = "nan" if s["spearman_min"] is None else f"{s['spearman_min']:.2f}"
+        typer.echo(f"{s['estimator']:<8} {s['median_rel_error']:11.1%} {rho:>9} {lo:>6} "
+                   f"{s['coverage']:9.0%} {s['mean_ci_width']:9.3f} {s['seconds']:8.0f}  "
+                   f"{'met' if s['meets_goal'] else 'missed'}")
+    typer.echo(f"\nper policy (mean over datasets): true value (max MC s.e.), each estimator's "
+               f"mean estimate / median rel. error / coverage")
+    typer.echo(f"{'policy':<24} {'truth':>7} {'(se)':>6} "
+               + " ".join(f"{e:>22}" for e in ests))
+    for p in res["per_policy"]:
+        cells = [f"{v['mean_estimate']:7.3f} {v['median_rel_error']:6.1%} {v['coverage']:5.0%}"
+                 for v in (p["estimators"][e] for e in ests)]
+        typer.echo(f"{p['policy'][:24]:<24} {p['true_value_mean']:7.3f} "
+                   f"{p['true_se_max']:6.3f} " + " ".join(f"{c:>22}" for c in cells))
+    typer.echo(f"total {res['seconds']:.0f} s")
+    _write(out, "bench ope-accuracy", {"users": users, "periods": periods, "logging": logging,
+                                       "horizon": horizon, "repeats": repeats,
+                                       "truth_replicates": replicates, "boot": boot,
+                                       "fqe_steps": fqe_steps, "estimator": estimator,
+                                       "policy": policy}, seed, res)
