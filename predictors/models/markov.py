@@ -86,28 +86,46 @@ def _group_sum(x: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarray:
     return out
 
 
+def _safe_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.divide(a, b, out=np.zeros(np.broadcast(a, b).shape), where=b > 0)
+
+
 def shrink_binary(n: np.ndarray, y: np.ndarray, group: np.ndarray, n_groups: int,
-                  m: float) -> np.ndarray:
+                  m: float, iterations: int = 3) -> np.ndarray:
     """Smoothed ``P(y | state, action)`` ``(S, A)`` from weighted counts ``n``, ``y`` ``(S, A)``.
 
-    See the module docstring for the backoff: state x action -> state (+ group action effect)
-    -> group -> action marginal -> global rate.
+    Each cell is a Beta posterior mean centred on ``sigmoid(base[s] + delta[g(s), a])``: the
+    state's baseline logit (its pooled rate, shrunk towards its group's, with the actions'
+    offsets removed) plus the action's logit effect in the state's group. The group effect is
+    observed against expected successes (``sum_s n(s, a) * sigmoid(base[s])``, so the mix of
+    states an action was sent to does not leak into its effect) and shrunk towards the action's
+    overall effect, itself shrunk towards 0. Baselines and effects are refined ``iterations``
+    times (backfitting).
     """
     p0 = (y.sum() + 0.5) / (n.sum() + 1.0)
-    pa = (y.sum(0) + m * p0) / (n.sum(0) + m)
+    ns, ys = n.sum(1), y.sum(1)
     ng, yg = _group_sum(n, group, n_groups), _group_sum(y, group, n_groups)
     pg = (yg.sum(1) + m * p0) / (ng.sum(1) + m)
-    centre = _sigmoid(_logit(pg)[:, None] + _logit(pa)[None, :] - _logit(p0))
-    pga = (yg + m * centre) / (ng + m)
-    ps = (y.sum(1) + m * pg[group]) / (n.sum(1) + m)
-    centre = _sigmoid(_logit(ps)[:, None] + _logit(pga[group]) - _logit(pg[group])[:, None])
+    delta = np.zeros_like(ng)
+    for _ in range(iterations):
+        offset = _safe_div((n * delta[group]).sum(1), ns)
+        base = _logit((ys + m * pg[group]) / (ns + m)) - offset
+        eg = _group_sum(n * _sigmoid(base)[:, None], group, n_groups)
+        ea = np.where(ng.sum(0) > 0, _safe_div(eg.sum(0), ng.sum(0)), p0)
+        delta_a = _logit((yg.sum(0) + m * ea) / (ng.sum(0) + m)) - _logit(ea)
+        e = np.where(ng > 0, _safe_div(eg, ng), p0)
+        centre = _sigmoid(_logit(e) + delta_a[None, :])
+        delta = _logit((yg + m * centre) / (ng + m)) - _logit(e)
+    centre = _sigmoid(base[:, None] + delta[group])
     return np.clip((y + m * centre) / (n + m), _P_EPS, 1 - _P_EPS)
 
 
 def shrink_lognormal(n: np.ndarray, s1: np.ndarray, s2: np.ndarray, group: np.ndarray,
-                     n_groups: int, m: float) -> tuple[np.ndarray, np.ndarray]:
+                     n_groups: int, m: float, iterations: int = 3,
+                     ) -> tuple[np.ndarray, np.ndarray]:
     """Smoothed mean and variance of log revenue ``(S, A)`` from weighted ``n``, sums ``s1`` of
-    log revenue and ``s2`` of its square; the same backoff as :func:`shrink_binary`."""
+    log revenue and ``s2`` of its square; the same backoff as :func:`shrink_binary`, additive
+    on the mean (the action's effect is the shrunk mean residual against the state baseline)."""
     total = n.sum()
     mu0 = s1.sum() / total if total > 0 else 0.0
     v0 = max(s2.sum() / total - mu0 ** 2, _VAR_FLOOR) if total > 1 else 1.0
@@ -116,12 +134,17 @@ def shrink_lognormal(n: np.ndarray, s1: np.ndarray, s2: np.ndarray, group: np.nd
         mu = (a1 + m * mu_c) / (k + m)
         return mu, np.maximum((a2 + m * (v_c + mu_c ** 2)) / (k + m) - mu ** 2, _VAR_FLOOR)
 
-    mu_a, _ = post(n.sum(0), s1.sum(0), s2.sum(0), mu0, v0)
     ng, g1, g2 = (_group_sum(x, group, n_groups) for x in (n, s1, s2))
     mu_g, v_g = post(ng.sum(1), g1.sum(1), g2.sum(1), mu0, v0)
-    mu_ga, _ = post(ng, g1, g2, mu_g[:, None] + mu_a[None, :] - mu0, v_g[:, None])
-    mu_s, v_s = post(n.sum(1), s1.sum(1), s2.sum(1), mu_g[group], v_g[group])
-    return post(n, s1, s2, mu_s[:, None] + mu_ga[group] - mu_g[group][:, None], v_s[:, None])
+    ns = n.sum(1)
+    mu_s, v_s = post(ns, s1.sum(1), s2.sum(1), mu_g[group], v_g[group])
+    delta = np.zeros_like(ng)
+    for _ in range(iterations):
+        base = mu_s - _safe_div((n * delta[group]).sum(1), ns)
+        resid = _group_sum(s1 - n * base[:, None], group, n_groups)
+        delta_a = resid.sum(0) / (ng.sum(0) + m)
+        delta = (resid + m * delta_a[None, :]) / (ng + m)
+    return post(n, s1, s2, base[:, None] + delta[group], v_s[:, None])
 
 
 def count_losses(counts: np.ndarray, table: np.ndarray) -> dict[str, float]:
