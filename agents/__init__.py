@@ -58,6 +58,8 @@ _EXPORTS: dict[str, str] = {
     "TabularRewardModel": "agents.ope",
     "cross_fit_rewards": "agents.ope",
     "logged_data_from_panel": "agents.ope.panel",
+    "AccuracyConfig": "agents.ope.accuracy",
+    "run_ope_accuracy": "agents.ope.accuracy",
     # export and serving
     "export_policy": "agents.export",
     "ExportedPolicy": "agents.serving",

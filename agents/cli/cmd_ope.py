@@ -9,6 +9,8 @@ and real-data checks.
   Dataset's uniform-random logs, against its on-policy click rate.
 * ``bench ope-hillstrom``: targeting policies' visit / conversion / spend on the Hillstrom
   e-mail experiment, off-policy and on the customers whose random arm matches the policy.
+* ``bench ope-accuracy``: the sequential estimators against the TRUE value (simulated in the
+  world) of rules and trained policies, over repeated generated datasets.
 """
 
 from __future__ import annotations
@@ -268,8 +270,8 @@ def bench_ope_accuracy_cmd(
         typer.echo(f"{s['estimator']:<8} {s['median_rel_error']:11.1%} {rho:>9} {lo:>6} "
                    f"{s['coverage']:9.0%} {s['mean_ci_width']:9.3f} {s['seconds']:8.0f}  "
                    f"{'met' if s['meets_goal'] else 'missed'}")
-    typer.echo(f"\nper policy (mean over datasets): true value (max MC s.e.), each estimator's "
-               f"mean estimate / median rel. error / coverage")
+    typer.echo("\nper policy (mean over datasets): true value (max MC s.e.), each estimator's "
+               "mean estimate / median rel. error / coverage")
     typer.echo(f"{'policy':<24} {'truth':>7} {'(se)':>6} "
                + " ".join(f"{e:>22}" for e in ests))
     for p in res["per_policy"]:
@@ -277,7 +279,8 @@ def bench_ope_accuracy_cmd(
                  for v in (p["estimators"][e] for e in ests)]
         typer.echo(f"{p['policy'][:24]:<24} {p['true_value_mean']:7.3f} "
                    f"{p['true_se_max']:6.3f} " + " ".join(f"{c:>22}" for c in cells))
-    typer.echo(f"total {res['seconds']:.0f} s")
+    typer.echo(f"largest MC s.e. of a true value: {res['truth_rel_se_max']:.2%} of it; "
+               f"total {res['seconds']:.0f} s")
     _write(out, "bench ope-accuracy", {"users": users, "periods": periods, "logging": logging,
                                        "horizon": horizon, "repeats": repeats,
                                        "truth_replicates": replicates, "boot": boot,

@@ -384,7 +384,10 @@ def summarize(datasets: list[dict[str, Any]], estimators: Sequence[str],
                 "median_rel_error": float(np.nanmedian([x["rel_error"] for x in e])),
                 "coverage": float(np.mean([x["covers"] for x in e]))}
         per_policy.append(entry)
-    return {"summary": summary, "per_policy": per_policy}
+    rel_se = [r["true_se"] / abs(r["true_value"]) for d in datasets for r in d["policies"]
+              if r["true_value"]]
+    return {"summary": summary, "per_policy": per_policy,
+            "truth_rel_se_max": float(max(rel_se)) if rel_se else float("nan")}
 
 
 def run_ope_accuracy(config: AccuracyConfig | None = None,
@@ -403,11 +406,12 @@ def run_ope_accuracy(config: AccuracyConfig | None = None,
         on_dataset: Called with each dataset's results as soon as they are ready.
 
     Returns:
-        ``{"config", "value", "policies", "datasets", "summary", "per_policy", "goal",
-        "seconds"}``: ``datasets[r]["policies"][j]`` holds the truth (``true_value``,
+        ``{"config", "value", "policies", "datasets", "summary", "per_policy",
+        "truth_rel_se_max", "goal", "seconds"}``: ``datasets[r]["policies"][j]`` holds the truth (``true_value``,
         ``true_se``, ``truth_seed``) and each estimator's ``mean, low, high, rel_error,
         covers``; ``summary`` has per estimator ``median_rel_error``, ``spearman_mean``,
-        ``coverage``, ``mean_ci_width`` and ``meets_goal``.
+        ``coverage``, ``mean_ci_width`` and ``meets_goal``; ``truth_rel_se_max`` is the
+        largest Monte-Carlo standard error of a true value relative to it.
     """
     config = config or AccuracyConfig()
     policies = list(policies)
@@ -431,7 +435,7 @@ def run_ope_accuracy(config: AccuracyConfig | None = None,
                 on_dataset(result)
     from dataclasses import asdict
 
-    return {"config": asdict(config),
+    return {"config": {**asdict(config), "estimators": list(config.estimators)},
             "value": f"undiscounted sum over the first {config.horizon} periods of revenue - "
                      "send cost - redeemed discount, per user outside the control group",
             "policies": policies, "datasets": datasets,
