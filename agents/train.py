@@ -145,7 +145,14 @@ def _sb3_kwargs(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _make_envs(cfg: TrainConfig, predictor: str | Path, data: str | Path, n_envs: int):
-    """(training VecEnv, evaluation shop, start user ids of training, observation names)."""
+    """(training VecEnv, evaluation function, observation names, action names).
+
+    The evaluation function maps a policy to the per-user returns of the held-out start users
+    (``eval_start_users``, the first ``eval_users``) in the env the policy is trained in: the
+    learned shop (:func:`envs.rollout.rollout`) or the true world
+    (:func:`predictors.true_policy_value`), with a fixed seed (common random numbers).
+    """
+    from envs.rollout import rollout
     from envs.shop_env import CapConfig, ShopVecEnv, load_learned_shop
 
     caps = CapConfig(coupon_gap=cfg.coupon_gap, max_contacts=cfg.max_contacts)
@@ -153,30 +160,47 @@ def _make_envs(cfg: TrainConfig, predictor: str | Path, data: str | Path, n_envs
     eval_shop = load_learned_shop(train_shop.simulator.predictor, data,
                                   start_users=cfg.eval_start_users, caps=caps)
     names = list(train_shop.observation_names)
+    n_eval = len(eval_shop.starts)
+    index = np.arange(n_eval if cfg.eval_users == 0 else min(n_eval, cfg.eval_users))
     invalid = "raise" if cfg.algo == "maskable-ppo" else "noop"
     if cfg.env == "learned":
         venv = ShopVecEnv(train_shop, n_envs=n_envs, horizon=cfg.horizon, seed=cfg.seed,
                           invalid_action=invalid)
+
+        def evaluate(policy: SB3Policy) -> np.ndarray:
+            return rollout(eval_shop, lambda o, m, r: policy.act(o, r, m), cfg.horizon,
+                           seed=cfg.seed + 1, start_index=index).returns
     else:
         from agents.world_vec_env import WorldVecEnv, world_from_dataset, world_start_states
+        from predictors import true_policy_value
 
+        world = world_from_dataset(data)
         starts = world_start_states(data, train_shop.starts.user_ids)
-        venv = WorldVecEnv(world_from_dataset(data), starts, n_envs=n_envs, horizon=cfg.horizon,
+        venv = WorldVecEnv(world, starts, n_envs=n_envs, horizon=cfg.horizon,
                            static=train_shop.starts.static, seed=cfg.seed)
-    return venv, eval_shop, names
+        eval_starts = world_start_states(data, eval_shop.starts.user_ids[index])
+        static = eval_shop.starts.static[index].astype(np.float32)
+
+        def evaluate(policy: SB3Policy) -> np.ndarray:
+            rng = np.random.default_rng(cfg.seed + 2)
+
+            def act(obs: np.ndarray) -> np.ndarray:
+                return policy.act(np.concatenate([obs, static], axis=1), rng)
+
+            return true_policy_value(world, act, eval_starts, cfg.horizon, seed=cfg.seed + 1)
+    return venv, evaluate, names, list(eval_shop.spec.action_names)
 
 
 class _Progress(BaseCallback):
-    """Periodic evaluation in the simulator, atomic checkpoints and a tqdm bar."""
+    """Periodic evaluation on held-out users, atomic checkpoints and a tqdm bar."""
 
-    def __init__(self, run: Path, cfg: TrainConfig, eval_shop: Any, eval_every: int,
+    def __init__(self, run: Path, cfg: TrainConfig, evaluate: Any, eval_every: int,
                  checkpoint_every: int, history: list[dict[str, float]]) -> None:
         super().__init__()
-        self.run, self.cfg, self.shop = run, cfg, eval_shop
+        self.run, self.cfg, self.evaluate_fn = run, cfg, evaluate
         self.eval_every, self.checkpoint_every = eval_every, checkpoint_every
         self.history = history
-        n = len(eval_shop.starts)
-        self.index = np.arange(n if cfg.eval_users == 0 else min(n, cfg.eval_users))
+        self.n_eval_users = 0
         self.bar: tqdm | None = None
 
     def _on_training_start(self) -> None:
@@ -190,12 +214,8 @@ class _Progress(BaseCallback):
             self.evaluate()
 
     def evaluate(self) -> None:
-        from envs.rollout import rollout
-
-        policy = SB3Policy(self.model, deterministic=True)
-        res = rollout(self.shop, lambda o, m, r: policy.act(o, r, m), self.cfg.horizon,
-                      seed=self.cfg.seed + 1, start_index=self.index)
-        ret = res.returns
+        ret = self.evaluate_fn(SB3Policy(self.model, deterministic=True))
+        self.n_eval_users = len(ret)
         half = 1.96 * ret.std(ddof=1) / np.sqrt(len(ret)) if len(ret) > 1 else float("nan")
         elapsed = time.perf_counter() - self.t0
         fps = (self.num_timesteps - self.steps0) / elapsed if elapsed > 0 else float("nan")
@@ -256,7 +276,7 @@ def train_policy(predictor: str | Path, data: str | Path, out: str | Path,
     sb3_kwargs = _sb3_kwargs(params)
     device = resolve_device(cfg.device)
 
-    venv, eval_shop, names = _make_envs(cfg, predictor, data, n_envs)
+    venv, evaluate, names, action_names = _make_envs(cfg, predictor, data, n_envs)
     env = TrainingRewardWrapper(VecMonitor(venv), reward_scale=float(params.get("reward_scale", 1.0)),
                                 gamma=float(sb3_kwargs.get("gamma", 0.99)))
     algo_cls = ALGORITHMS[cfg.algo]
@@ -278,10 +298,10 @@ def train_policy(predictor: str | Path, data: str | Path, out: str | Path,
     except ImportError:
         warnings.warn("tensorboard is not installed; logging to progress.csv only", stacklevel=2)
     model.set_logger(configure(str(run), formats))
-    write_policy_file(run, cfg.algo, names, eval_shop.spec.action_names)
+    write_policy_file(run, cfg.algo, names, action_names)
 
     every = cfg.eval_every or max(cfg.timesteps // 10, n_envs)
-    cb = _Progress(run, cfg, eval_shop, every, cfg.checkpoint_every or every, history)
+    cb = _Progress(run, cfg, evaluate, every, cfg.checkpoint_every or every, history)
     remaining = cfg.timesteps - model.num_timesteps
     t0, c0, steps0 = time.perf_counter(), time.process_time(), model.num_timesteps
     if remaining > 0:
@@ -298,7 +318,8 @@ def train_policy(predictor: str | Path, data: str | Path, out: str | Path,
         "fps": (model.num_timesteps - steps0) / seconds if seconds > 0 else None,
         "cpu_seconds": cpu_seconds,  # process CPU time: with shared cores, fps understates
         "final_eval": history[-1], "eval_history": history, "config": asdict(cfg),
-        "eval_users": int(len(cb.index)), "eval_start_users": cfg.eval_start_users,
+        "eval_users": int(cb.n_eval_users), "eval_start_users": cfg.eval_start_users,
+        "eval_env": cfg.env,
     }
     write_json(run / "metrics.json", metrics)
     plot_learning_curve(history, run / "learning_curve.png", title=f"{cfg.algo} ({cfg.env})")
@@ -320,7 +341,7 @@ def plot_learning_curve(history: list[dict[str, float]], path: str | Path,
     ax.plot(x, y, marker="o")
     ax.fill_between(x, y - e, y + e, alpha=0.25)
     ax.set_xlabel("env steps (user-periods)")
-    ax.set_ylabel("mean return per user (held-out, simulator)")
+    ax.set_ylabel("mean return per user (held-out)")
     ax.set_title(title)
     fig.tight_layout()
     with atomic_path(path) as tmp:

@@ -163,3 +163,38 @@ def test_vectorised_dqn_explores_per_env_with_its_own_rng(tiny_run) -> None:
     model2.policy.load_state_dict(model.policy.state_dict())
     model2.exploration_rate = 0.5
     np.testing.assert_array_equal(model2.predict(obs)[0], a1)  # seeded, no global RNG
+
+
+def test_train_in_the_true_world(tiny_synthetic_run, tmp_path: Path) -> None:
+    """--env world trains on the dataset's true world and evaluates there (same obs layout)."""
+    data, pred = tiny_synthetic_run
+    out = tmp_path / "world"
+    assert run_main(["train-policy", "--predictor", str(pred), "--data", str(data), "--env",
+                     "world", "--out", str(out), *TINY]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["eval_env"] == "world" and m["timesteps"] >= 512
+    policy = load_sb3_policy(out)
+    meta = json.loads((out / "policy.json").read_text())
+    assert policy.model.observation_space.shape == (len(meta["observation_names"]),)
+
+
+def test_world_vec_env_restarts_finished_users(tiny_synthetic_run) -> None:
+    from agents.world_vec_env import WorldVecEnv, world_from_dataset, world_start_states
+    from predictors import read_start_states
+
+    import pandas as pd
+
+    data, _ = tiny_synthetic_run
+    n = read_start_states(data, "end").n
+    ids = pd.read_parquet(Path(data) / "truth" / "users.parquet")["user_id"].to_numpy()[:50]
+    env = WorldVecEnv(world_from_dataset(data), world_start_states(data, ids), n_envs=40,
+                      horizon=3, seed=0)
+    obs = env.reset()
+    assert obs.shape == (40, env.observation_space.shape[0]) and n >= 50
+    ended = np.zeros(40, bool)
+    for _ in range(3):
+        obs, rew, dones, infos = env.step(np.zeros(40, np.int64))
+        ended |= dones
+        assert all("terminal_observation" in infos[i] for i in np.flatnonzero(dones))
+        assert (env.t[dones] == 0).all()  # restarted at once
+    assert ended.all()  # every user ends at the horizon or churned before
