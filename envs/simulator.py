@@ -8,7 +8,8 @@ observation features of :mod:`predictors.features` incrementally.
 Response sampling for action ``a`` of user ``u`` (predictions ``p_*[u, a]``):
 
 * visit ~ Bernoulli(p_visit); purchase | visit ~ Bernoulli(p_purchase / p_visit), so the
-  purchase marginal is p_purchase; revenue | purchase ~ LogNormal(mu, sigma);
+  purchase marginal is p_purchase; revenue | purchase ~ LogNormal(mu, sigma), capped at twice
+  the largest revenue of a logged period;
 * views, carts and favs (inputs of the predictor's next step, not predicted by it) ~ Poisson with
   the training panel's mean given (visited, purchased);
 * unsubscribe from the action's channel ~ Bernoulli(p_unsubscribe) when a message was sent;
@@ -240,13 +241,22 @@ def _update_rows(tracker: HistoryTracker, idx: np.ndarray, raw: np.ndarray, acti
 
 @dataclass
 class ActivityModel:
-    """Mean views, carts and favs per period given (visited, purchased), from a panel."""
+    """Mean views, carts and favs per period given (visited, purchased), from a panel, and the
+    revenue cap of one period.
+
+    Attributes:
+        means: ``(2, 2, 3)`` mean views, carts, favs given visited, purchased.
+        revenue_cap: Largest revenue one simulated period may produce: twice the largest
+            logged one. A log-normal revenue head with a wide sigma has a heavy tail; one draw
+            far beyond anything in the logs would dominate every policy's value.
+    """
 
     means: np.ndarray = field(default_factory=lambda: np.zeros((2, 2, 3)))
+    revenue_cap: float = np.inf
 
     @classmethod
     def fit(cls, panel: pd.DataFrame) -> ActivityModel:
-        """Estimate the 2 x 2 x 3 table of means."""
+        """Estimate the 2 x 2 x 3 table of means and the revenue cap."""
         v = (panel["visits"].to_numpy() > 0).astype(int)
         p = (panel["purchases"].to_numpy() > 0).astype(int)
         means = np.zeros((2, 2, 3))
@@ -255,7 +265,8 @@ class ActivityModel:
                 m = (v == i) & (p == j)
                 if m.any():
                     means[i, j] = [panel.loc[m, c].mean() for c in ("views", "carts", "favs")]
-        return cls(means)
+        top = float(panel["revenue"].max()) if len(panel) else 0.0
+        return cls(means, 2.0 * top if top > 0 else np.inf)
 
     def sample(self, visit: np.ndarray, purchase: np.ndarray,
                rng: np.random.Generator) -> np.ndarray:
@@ -374,7 +385,8 @@ class ShopSimulator:
         if self.none_index is not None:
             effective[blocked] = self.none_index
         out = pred.sample(effective, rng)
-        visit, purchase, revenue = out["visit"], out["purchase"], out["revenue"]
+        visit, purchase = out["visit"], out["purchase"]
+        revenue = np.minimum(out["revenue"], self.activity.revenue_cap)
         r = np.arange(n)
         pv = pred.p_visit[r, effective]
         churn = visit & (rng.random(n) < np.minimum(1.0, pred.p_churn[r, effective]

@@ -14,6 +14,7 @@ from pathlib import Path
 import typer
 
 from agents.cli._app import app
+from agents.report import write_report
 from predictors.io import write_json, write_run_config
 
 
@@ -32,22 +33,56 @@ def _run(args: list[str]) -> None:
 
 
 def quickstart_stages(out: Path, fast: bool, seed: int) -> list[tuple[str, list[str]]]:
-    """The quickstart's commands in order (name, argv)."""
-    users, periods, epochs = ("1500", "20", "3") if fast else ("10000", "52", "30")
-    data, pred = out / "data", out / "predictor"
+    """The quickstart's commands in order (name, argv); ``export`` is added once the best
+    trained policy is known."""
+    if fast:
+        users, periods, epochs, ppo_steps, dqn_steps = "1200", "16", "2", "4096", "4096"
+        eval_users, boot = ["--max-users", "200"], "50"
+    else:
+        users, periods, epochs, ppo_steps, dqn_steps = "5000", "52", "10", "300000", "150000"
+        eval_users, boot = [], "200"
+    data, pred, s = out / "data", out / "predictor", str(seed)
+    small = ["--n-envs", "256", "--eval-users", "200"] if fast else []
     return [
         ("generate", ["generate", "--users", users, "--periods", periods, "--logging",
-                      "campaign", "--seed", str(seed), "--out", str(data)]),
+                      "campaign", "--seed", s, "--out", str(data)]),
         ("inspect", ["inspect", str(data), "--out", str(out / "inspect")]),
         ("train-predictor", ["train-predictor", "--data", str(data), "--model", "gru",
-                             "--epochs", epochs, "--seed", str(seed), "--out", str(pred),
+                             "--epochs", epochs, "--seed", s, "--out", str(pred),
                              "--no-progress"]),
         ("eval-predictor", ["eval-predictor", "--predictor", str(pred), "--data", str(data),
                             "--out", str(out / "predictor_eval")]),
         ("fidelity", ["fidelity", "--predictor", str(pred), "--data", str(data),
-                      "--seed", str(seed), "--out", str(out / "fidelity")]
+                      "--seed", s, "--out", str(out / "fidelity")]
          + (["--replicates", "1"] if fast else [])),
+        ("train-ppo", ["train-policy", "--predictor", str(pred), "--data", str(data),
+                       "--algo", "ppo", "--timesteps", ppo_steps, "--seed", s,
+                       "--out", str(out / "ppo"), *small]),
+        ("train-dqn", ["train-policy", "--predictor", str(pred), "--data", str(data),
+                       "--algo", "dqn", "--timesteps", dqn_steps, "--seed", s,
+                       "--out", str(out / "dqn"), *small]),
+        ("evaluate", ["evaluate", "--predictor", str(pred), "--data", str(data),
+                      "--policy", str(out / "ppo"), "--policy", str(out / "dqn"),
+                      *[x for r in QUICKSTART_RULES for x in ("--policy", r)],
+                      "--seed", s, "--out", str(out / "evaluation"), *eval_users]),
+        ("ope", ["ope", str(data), "--policy", str(out / "ppo"), "--policy", str(out / "dqn"),
+                 "--policy", "rule:never", "--policy", "rule:email_capped",
+                 "--policy", "rule:greedy", "--boot", boot, "--seed", s,
+                 "--out", str(out / "ope")] + (["--no-sequential"] if fast else [])),
     ]
+
+
+#: Rule baselines the quickstart compares the trained policies with.
+QUICKSTART_RULES = ("rule:never", "rule:random", "rule:always:email", "rule:email_capped",
+                    "rule:winback", "rule:rfm", "rule:greedy")
+
+
+def _best_trained(out: Path) -> Path:
+    """The trained policy (ppo or dqn) with the higher simulated value in the evaluation."""
+    ev = json.loads((out / "evaluation" / "evaluation.json").read_text())
+    trained = [r for r in ev["policies"] if not r["policy"].startswith("rule:")]
+    best = max(trained, key=lambda r: r["sim"]["return"]["mean"])
+    return Path(best["policy"])
 
 
 @app.command("quickstart")
@@ -56,7 +91,9 @@ def quickstart_cmd(
     fast: bool = typer.Option(False, "--fast", help="A tiny shop and budgets (for tests)."),
     seed: int = typer.Option(0, "--seed", help="Seed of every stage."),
 ) -> None:
-    """Generate the default synthetic shop, train a predictor, check the simulator, report."""
+    """The whole loop: generate the default shop, train the predictor, check the simulator,
+    train PPO and DQN, evaluate against the rules (simulated, off-policy and true value),
+    export the best policy and write report.md."""
     write_run_config(out, "quickstart", {"out": str(out), "fast": fast}, seed=seed)
     timings: dict[str, float] = {}
     t_all = time.perf_counter()
@@ -66,10 +103,16 @@ def quickstart_cmd(
         t0 = time.perf_counter()
         _run(args)
         timings[name] = round(time.perf_counter() - t0, 2)
+    best = _best_trained(out)
+    typer.echo(f"[{len(stages) + 1}/{len(stages) + 1}] export ({best.name})", err=True)
+    t0 = time.perf_counter()
+    _run(["export", "--policy", str(best), "--format", "onnx", "--out", str(out / "export")])
+    timings["export"] = round(time.perf_counter() - t0, 2)
     timings["total"] = round(time.perf_counter() - t_all, 2)
     summary = {"timings_seconds": timings, "out": str(out)}
     summary_path = out / "inspect" / "summary.json"
     if summary_path.is_file():
         summary["dataset"] = json.loads(summary_path.read_text())
     write_json(out / "quickstart.json", summary)
-    typer.echo(f"\nquickstart finished in {timings['total']:.0f} s; results in {out}")
+    report = write_report(out)
+    typer.echo(f"\nquickstart finished in {timings['total']:.0f} s; report: {report}")

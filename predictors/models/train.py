@@ -158,6 +158,36 @@ def _evaluate(net: BehaviorNet, b: Batch, users_per_batch: int) -> tuple[float, 
     return tot / max(n, 1), {k: v / max(n, 1) for k, v in terms.items()}
 
 
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-4), 1 - 1e-4)
+    return math.log(p / (1 - p))
+
+
+def init_output_bias(net: BehaviorNet, data: PanelTensors) -> None:
+    """Start every head at the training data's base rate (and revenue at its log mean/std).
+
+    Without it a short fit starts from P = 0.5 for rare events (a purchase rate of a few %)
+    and from a log-revenue of 0, and a small budget leaves the heads far from the data.
+    """
+    heads = getattr(net, "heads", None)
+    if heads is None:
+        return
+    layer = heads.shared if heads.conditioning == "heads" else heads.mlp[-1]
+    raw = data.raw[data.valid]
+    if len(raw) == 0:
+        return
+    churn = data.churn[data.valid]
+    churn = churn[np.isfinite(churn)]
+    rev = raw[:, 6][(raw[:, 3] > 0) & (raw[:, 6] > 0)]
+    logr = np.log(rev) if len(rev) else np.zeros(1)
+    bias = [_logit(float((raw[:, 0] > 0).mean())), _logit(float((raw[:, 3] > 0).mean())),
+            float(logr.mean()), float(np.log(max(logr.std(), 0.05))),
+            _logit(float((raw[:, 5] > 0).mean())),
+            _logit(float(churn.mean()) if len(churn) else 0.01)]
+    with torch.no_grad():
+        layer.bias.copy_(torch.as_tensor(bias, dtype=layer.bias.dtype))
+
+
 def train_net(net: BehaviorNet, train: PanelTensors, val: PanelTensors | None,
               cfg: PredictorConfig, progress: bool = True) -> TrainResult:
     """Fit ``net`` in place (best validation weights kept) and return the training record."""
@@ -165,6 +195,7 @@ def train_net(net: BehaviorNet, train: PanelTensors, val: PanelTensors | None,
 
     device = resolve_device(cfg.device)
     gen = torch.Generator().manual_seed(cfg.seed)
+    init_output_bias(net, train)
     net.to(device)
     w_train = ipw_weights(train, cfg.ipw_clip) if cfg.ipw else train.valid.astype(np.float32)
     tb = Batch.from_tensors(train, w_train, device)
