@@ -41,13 +41,15 @@ import pandas as pd
 from agents.policy import BasePolicy, FixedActionPolicy, UniformRandomPolicy, apply_action_mask
 from predictors import (
     ActionSpec,
-    DatasetSpec,
     CampaignPolicy,
+    DatasetSpec,
     FeatureConfig,
     build_panel,
-    observation_names as base_observation_names,
     observations_from_panel,
     open_dataset,
+)
+from predictors import (
+    observation_names as base_observation_names,
 )
 
 __all__ = [

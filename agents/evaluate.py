@@ -83,7 +83,8 @@ def load_policy(text: str, shop: Any, data: str | Path, cfg: EvaluateConfig) -> 
     if policy.observation_names is not None and list(policy.observation_names) != list(names):
         raise ConfigError(f"{folder}: the model was trained on observations "
                           f"{policy.observation_names}; this shop has {list(names)}")
-    if policy.action_names is not None and list(policy.action_names) != list(shop.spec.action_names):
+    actions = list(shop.spec.action_names)
+    if policy.action_names is not None and list(policy.action_names) != actions:
         raise ConfigError(f"{folder}: the model's actions {policy.action_names} differ from the "
                           f"dataset's {shop.spec.action_names}")
     return policy
@@ -143,7 +144,8 @@ def evaluate_policies(predictor: str | Path, data: str | Path, policies: list[st
         if truth:
             prng = np.random.default_rng([cfg.seed, 1])
 
-            def act(obs: np.ndarray, p: BasePolicy = policy) -> np.ndarray:
+            def act(obs: np.ndarray, p: BasePolicy = policy,
+                    prng: np.random.Generator = prng) -> np.ndarray:
                 full = np.concatenate([obs.astype(np.float32), static], axis=1)
                 return p.act(full, prng).astype(np.int64)
 

@@ -277,7 +277,8 @@ def train_policy(predictor: str | Path, data: str | Path, out: str | Path,
     device = resolve_device(cfg.device)
 
     venv, evaluate, names, action_names = _make_envs(cfg, predictor, data, n_envs)
-    env = TrainingRewardWrapper(VecMonitor(venv), reward_scale=float(params.get("reward_scale", 1.0)),
+    env = TrainingRewardWrapper(VecMonitor(venv),
+                                reward_scale=float(params.get("reward_scale", 1.0)),
                                 gamma=float(sb3_kwargs.get("gamma", 0.99)))
     algo_cls = ALGORITHMS[cfg.algo]
     history: list[dict[str, float]] = []

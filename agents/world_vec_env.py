@@ -1,4 +1,4 @@
-"""The TRUE synthetic world as a batched SB3 ``VecEnv`` (the upper bound RL in the simulator chases).
+"""The TRUE synthetic world as a batched SB3 ``VecEnv`` (the reference for simulator-trained RL).
 
 :class:`WorldVecEnv` steps N users of :class:`predictors.synthetic.World` together (one numpy
 pass per period) from the logged users' latent states at the end of a generated dataset's log
