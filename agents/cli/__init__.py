@@ -19,6 +19,7 @@ from agents.cli import (  # noqa: F401,E402
     cmd_ope,
     cmd_policy,
     cmd_predictor,
+    cmd_predictor_real,
     cmd_quickstart,
 )
 

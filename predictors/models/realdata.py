@@ -1,0 +1,365 @@
+"""Behavior predictors checked on real data: a randomized e-mail test and two purchase logs.
+
+* :func:`hillstrom_check`: the Hillstrom e-mail experiment (one two-week period per customer,
+  arms assigned at random). Each family is fitted on a seeded half of the customers (train plus
+  validation) and predicts the other half (its test split). For each e-mail and outcome (visit,
+  conversion, spend) the *predicted* average effect, the mean over test customers of the
+  prediction under the e-mail minus under ``none``, is set beside the effect *measured* by the
+  randomized arms of the same test half (difference of arm means with a normal-approximation
+  interval, :func:`difference_in_means`). The visit-uplift ranking of each family is scored by
+  the Qini coefficient next to a two-model logistic baseline on the static features.
+* :func:`next_period_check`: an order or event log cut into periods (Online Retail weekly,
+  Taobao daily). Each family predicts every test user's purchase in each period from the
+  periods before it. Metrics are taken on the periods after a user's first one: the panel starts
+  a user at their first event, so that first period is active by construction (in an order log
+  it always holds a purchase) and is not a forecast.
+
+Every family gets the same budget (:class:`RealDataConfig`); the test split is never used for
+early stopping or any choice.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.stats import norm
+
+from predictors.dataset import open_dataset
+from predictors.errors import ConfigError, DataValidationError, Problem
+from predictors.loaders import load_users
+from predictors.models.config import FAMILIES, PredictorConfig
+from predictors.models.metrics import log_loss, roc_auc
+from predictors.models.predictor import BehaviorPredictor, Predictions
+from predictors.models.sequence import PanelTensors, StaticEncoder
+from predictors.models.uplift import TwoModelLogistic, qini_coefficient
+from predictors.panel import build_panel
+
+#: Hillstrom outcomes: name -> (panel column, Predictions attribute).
+HILLSTROM_OUTCOMES = {"visit": ("visits", "p_visit"), "conversion": ("purchases", "p_purchase"),
+                      "spend": ("revenue", "expected_revenue")}
+#: Hillstrom e-mail actions compared with ``none``.
+HILLSTROM_EMAILS = ("mens_email", "womens_email")
+
+
+@dataclass(frozen=True)
+class RealDataConfig:
+    """The budget every family gets in a real-data check.
+
+    Attributes:
+        families: Families to fit (each one of :data:`FAMILIES`).
+        epochs: Maximum training epochs (early stopping on the validation users).
+        patience: Early-stopping patience in epochs.
+        hidden: Hidden width of every family.
+        batch_size: Minibatch size in user-periods. Small by default: the data are small
+            (Hillstrom has one period per customer, Taobao nine), and 4096 user-periods would
+            leave only a handful of gradient steps per epoch.
+        seed: Seed of the user split, initial weights and minibatch order.
+        val_fraction: Validation users (taken from the training half on Hillstrom).
+        test_fraction: Test users of the purchase logs (Hillstrom always tests on half).
+        alpha: 1 - confidence level of the measured effect intervals.
+        device: Training device (``cpu``, ``auto`` or ``cuda[:N]``).
+    """
+
+    families: tuple[str, ...] = FAMILIES
+    epochs: int = 12
+    patience: int = 3
+    hidden: int = 64
+    batch_size: int = 256
+    seed: int = 0
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    alpha: float = 0.05
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if not self.families:
+            raise ConfigError("`families` must name at least one family")
+        bad = [f for f in self.families if f not in FAMILIES]
+        if bad:
+            raise ConfigError(f"`families` must be among {FAMILIES}; got {bad}")
+        if not (0.0 < self.alpha < 1.0):
+            raise ConfigError(f"`alpha` must be in (0, 1); got {self.alpha!r}")
+        if not (0.0 < self.val_fraction < 0.5):
+            raise ConfigError(f"`val_fraction` must be in (0, 0.5); got {self.val_fraction!r}")
+        self.predictor("logistic", self.test_fraction)  # validates the rest
+
+    def predictor(self, family: str, test_fraction: float) -> PredictorConfig:
+        """The :class:`PredictorConfig` of ``family`` under this budget."""
+        return PredictorConfig(family=family, epochs=self.epochs, patience=self.patience,
+                               hidden=self.hidden, batch_size=self.batch_size, seed=self.seed,
+                               device=self.device, val_fraction=self.val_fraction,
+                               test_fraction=test_fraction)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ArmEffect:
+    """A measured average effect: difference of arm means and its confidence interval."""
+
+    mean: float
+    low: float
+    high: float
+    n_treated: int
+    n_control: int
+
+    def contains(self, value: float) -> bool:
+        """Whether ``value`` lies in ``[low, high]``."""
+        return bool(self.low <= value <= self.high)
+
+
+def difference_in_means(y: np.ndarray, treated: np.ndarray, alpha: float = 0.05) -> ArmEffect:
+    """Treated minus control mean of ``y`` with a normal-approximation interval.
+
+    ``se = sqrt(s_T^2 / n_T + s_C^2 / n_C)`` (sample variances), interval
+    ``mean -/+ z_{1 - alpha/2} * se``: Neyman's conservative interval for a randomized test.
+
+    Example:
+        >>> e = difference_in_means(np.array([1., 0, 1, 1, 0, 0]), np.array([1, 1, 1, 0, 0, 0]))
+        >>> round(e.mean, 4), e.n_treated
+        (0.3333, 3)
+    """
+    y = np.asarray(y, dtype=np.float64)
+    t = np.asarray(treated).astype(bool)
+    if y.shape != t.shape or y.ndim != 1:
+        raise ValueError(f"`y` and `treated` must be 1-D of one length; got {y.shape}, {t.shape}")
+    n_t, n_c = int(t.sum()), int((~t).sum())
+    if n_t < 2 or n_c < 2:
+        raise ValueError(f"each arm needs >= 2 units; got {n_t} treated, {n_c} control")
+    diff = float(y[t].mean() - y[~t].mean())
+    se = float(np.sqrt(y[t].var(ddof=1) / n_t + y[~t].var(ddof=1) / n_c))
+    z = float(norm.ppf(1 - alpha / 2))
+    return ArmEffect(diff, diff - z * se, diff + z * se, n_t, n_c)
+
+
+def _open(folder: str | Path) -> tuple[Any, pd.DataFrame, pd.DataFrame | None]:
+    ds = open_dataset(folder)
+    panel = build_panel(ds)
+    users = load_users(ds, validate=False) if ds.users_path is not None else None
+    return ds, panel, users
+
+
+def _fit(cfg: PredictorConfig, panel: pd.DataFrame, names: tuple[str, ...],
+         users: pd.DataFrame | None, progress: bool) -> tuple[BehaviorPredictor, dict[str, Any]]:
+    t0 = time.perf_counter()
+    pred = BehaviorPredictor(cfg).fit(panel, names, users, progress=progress)
+    res = pred.train_result_
+    info = {"fit_seconds": time.perf_counter() - t0, "best_epoch": res.best_epoch,
+            "epochs_run": len(res.history)}
+    return pred, info
+
+
+def _split_of(pred: BehaviorPredictor, data: PanelTensors) -> np.ndarray:
+    return pred.split_.set_index("user_id")["split"].reindex(data.user_ids).to_numpy()
+
+
+def hillstrom_check(folder: str | Path, config: RealDataConfig | None = None,
+                    progress: bool = False) -> dict[str, Any]:
+    """Predicted vs randomized effects and Qini per family on an imported Hillstrom dataset.
+
+    Args:
+        folder: A dataset folder written by ``import_hillstrom`` (one period per customer).
+        config: The budget; the test split is half of the customers.
+        progress: Show tqdm bars on stderr.
+
+    Returns:
+        JSON-ready dict: ``n_test``, ``measured`` (per e-mail and outcome: ``mean``, ``low``,
+        ``high``), ``families`` (per family: ``effects`` with ``predicted`` and ``inside``,
+        ``n_inside``, ``qini`` per e-mail, fit info) and ``two_model_logistic`` (``qini``).
+
+    Example:
+        >>> cfg = RealDataConfig(families=("logistic",))
+        >>> report = hillstrom_check("data/hillstrom", cfg)  # doctest: +SKIP
+    """
+    config = config or RealDataConfig()
+    ds, panel, users = _open(folder)
+    names = tuple(ds.spec.action_names)
+    needed = ("none", *HILLSTROM_EMAILS)
+    if any(a not in names for a in needed):
+        raise ConfigError(f"{folder}: the Hillstrom check needs actions {list(needed)}; the "
+                          f"catalog has {list(names)}")
+    dup = panel["user_id"].duplicated()
+    if dup.any():
+        row = int(np.flatnonzero(dup.to_numpy())[0])
+        raise DataValidationError(Problem("panel", row + 1, "period", "one period per customer "
+                                          "(an imported Hillstrom dataset)",
+                                          f"a second period of user {panel['user_id'].iloc[row]}"))
+    by_user = panel.set_index("user_id")
+    out: dict[str, Any] = {"families": {}}
+    measured: dict[str, dict[str, ArmEffect]] = {}
+    test_ids = np.zeros(0)
+    for fam in config.families:
+        pred, info = _fit(config.predictor(fam, 0.5), panel, names, users, progress)
+        data = pred.tensors(panel, users)
+        split = _split_of(pred, data)
+        test = data.subset(np.flatnonzero(split == "test"))
+        p = pred.predict_tensors(test)
+        rows = by_user.loc[test.user_ids]
+        arm = rows["action"].astype(str).to_numpy()
+        if not measured:
+            test_ids = test.user_ids
+            measured = _measured(rows, arm, config.alpha)
+            out["n_test"] = int(test.n_users)
+            out["train_ids"] = data.user_ids[split != "test"]
+        elif not np.array_equal(test.user_ids, test_ids):
+            raise RuntimeError("families drew different test halves from one seed")
+        info.update(_hillstrom_family(p, names, arm, rows, measured))
+        out["families"][fam] = info
+    out["measured"] = {e: {o: asdict(m) for o, m in d.items()} for e, d in measured.items()}
+    out["two_model_logistic"] = _two_model(users, out.pop("train_ids"), test_ids, by_user)
+    return out
+
+
+def _measured(rows: pd.DataFrame, arm: np.ndarray,
+              alpha: float) -> dict[str, dict[str, ArmEffect]]:
+    """Effects of each e-mail vs ``none`` measured by the randomized arms of ``rows``."""
+    res: dict[str, dict[str, ArmEffect]] = {}
+    for e in HILLSTROM_EMAILS:
+        sel = (arm == e) | (arm == "none")
+        res[e] = {}
+        for o, (col, _) in HILLSTROM_OUTCOMES.items():
+            y = rows[col].to_numpy(dtype=np.float64)[sel]
+            res[e][o] = difference_in_means(y if o == "spend" else (y > 0).astype(float),
+                                            arm[sel] == e, alpha)
+    return res
+
+
+def _hillstrom_family(p: Predictions, names: tuple[str, ...], arm: np.ndarray,
+                      rows: pd.DataFrame, measured: dict[str, dict[str, ArmEffect]]
+                      ) -> dict[str, Any]:
+    """Predicted effects (inside the measured interval or not) and visit Qini of one family."""
+    none = names.index("none")
+    effects: dict[str, dict[str, Any]] = {}
+    qini: dict[str, float] = {}
+    n_inside = 0
+    visit = rows["visits"].to_numpy() > 0
+    for e in HILLSTROM_EMAILS:
+        j = names.index(e)
+        effects[e] = {}
+        for o, (_, attr) in HILLSTROM_OUTCOMES.items():
+            arr = getattr(p, attr)
+            est = float(np.mean(arr[:, j] - arr[:, none]))
+            inside = measured[e][o].contains(est)
+            n_inside += inside
+            effects[e][o] = {"predicted": est, "inside": inside}
+        sel = (arm == e) | (arm == "none")
+        uplift = p.p_visit[sel, j] - p.p_visit[sel, none]
+        qini[e] = qini_coefficient(uplift, visit[sel], arm[sel] == e)
+    return {"effects": effects, "n_inside": int(n_inside), "qini": qini}
+
+
+def _two_model(users: pd.DataFrame | None, train_ids: np.ndarray, test_ids: np.ndarray,
+               by_user: pd.DataFrame) -> dict[str, Any]:
+    """Visit Qini of two logistic regressions (e-mail arm, none arm) on the static features,
+    fitted on the training half and scored on the test half."""
+    enc = StaticEncoder.fit(None if users is None else users[users["user_id"].isin(train_ids)])
+    res: dict[str, Any] = {"qini": {}, "n_features": enc.n_features}
+    for ids, key in ((train_ids, "train"), (test_ids, "test")):
+        res[key] = (enc.transform(users, ids), by_user.loc[ids, "action"].astype(str).to_numpy(),
+                    by_user.loc[ids, "visits"].to_numpy() > 0)
+    (x_tr, a_tr, y_tr), (x_te, a_te, y_te) = res.pop("train"), res.pop("test")
+    for e in HILLSTROM_EMAILS:
+        s_tr, s_te = (a_tr == e) | (a_tr == "none"), (a_te == e) | (a_te == "none")
+        model = TwoModelLogistic().fit(x_tr[s_tr], y_tr[s_tr], a_tr[s_tr] == e)
+        res["qini"][e] = qini_coefficient(model.predict_uplift(x_te[s_te]), y_te[s_te],
+                                          a_te[s_te] == e)
+    return res
+
+
+def next_period_check(folder: str | Path, config: RealDataConfig | None = None,
+                      progress: bool = False) -> dict[str, Any]:
+    """Next-period purchase AUC / log-loss (and revenue error with prices) per family.
+
+    Args:
+        folder: A dataset folder (e.g. imported Online Retail or Taobao).
+        config: The budget.
+        progress: Show tqdm bars on stderr.
+
+    Returns:
+        JSON-ready dict: ``n_users`` per split, ``n_rows`` (test rows after the first period),
+        ``has_prices``, ``constant`` (the training base rate as prediction) and ``families``
+        (per family: ``purchase_auc``, ``purchase_log_loss``, ``purchase_auc_all_rows``,
+        ``visit_auc``, with prices ``revenue_nll``, ``revenue_mae_log`` on purchase rows and
+        ``expected_revenue_mae`` over all rows, plus fit info).
+
+    Example:
+        >>> report = next_period_check("data/online_retail")  # doctest: +SKIP
+    """
+    config = config or RealDataConfig()
+    ds, panel, users = _open(folder)
+    names = tuple(ds.spec.action_names) or ("none",)
+    prices = bool(ds.spec.has_prices)
+    out: dict[str, Any] = {"has_prices": prices, "families": {}}
+    for fam in config.families:
+        pred, info = _fit(config.predictor(fam, config.test_fraction), panel, names, users,
+                          progress)
+        data = pred.tensors(panel, users)
+        split = _split_of(pred, data)
+        test = data.subset(np.flatnonzero(split == "test"))
+        if "constant" not in out:
+            out["n_users"] = {s: int((split == s).sum()) for s in ("train", "val", "test")}
+            out["constant"] = _constant(data.subset(np.flatnonzero(split == "train")), test,
+                                        prices)
+        info.update(_logged_metrics(test, pred.predict_tensors(test), prices))
+        out["n_rows"] = info.pop("n")
+        out["families"][fam] = info
+    return out
+
+
+def _rows(data: PanelTensors) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per valid step in (user, step) order: raw ``(n, 7)``, attributed action, step >= 1."""
+    _, step = np.nonzero(data.valid)
+    return data.raw[data.valid], data.loss_action[data.valid], step >= 1
+
+
+def _logged_metrics(data: PanelTensors, p: Predictions, prices: bool) -> dict[str, Any]:
+    raw, act, later = _rows(data)
+    keep = later & (act >= 0)
+    r, a = np.flatnonzero(keep), act[keep]
+    y = raw[keep, 3] > 0
+    res: dict[str, Any] = {"purchase_auc": roc_auc(y, p.p_purchase[r, a]),
+                           "purchase_log_loss": log_loss(y, p.p_purchase[r, a]),
+                           "purchase_base_rate": float(y.mean()) if len(y) else float("nan"),
+                           "n": int(len(y))}
+    every = np.flatnonzero(act >= 0)
+    res["purchase_auc_all_rows"] = roc_auc(raw[every, 3] > 0, p.p_purchase[every, act[every]])
+    res["visit_auc"] = roc_auc(raw[keep, 0] > 0, p.p_visit[r, a])
+    if prices:
+        rev = raw[keep, 6]
+        buy = y & (rev > 0)
+        mu, sigma = p.revenue_mu[r, a][buy], p.revenue_sigma[r, a][buy]
+        logr = np.log(rev[buy])
+        res["revenue_nll"] = float(np.mean(np.log(sigma) + 0.5 * ((logr - mu) / sigma) ** 2
+                                           + 0.5 * np.log(2 * np.pi)))
+        res["revenue_mae_log"] = float(np.mean(np.abs(logr - mu)))
+        res["expected_revenue_mae"] = float(np.mean(np.abs(p.expected_revenue[r, a] - rev)))
+    return res
+
+
+def _constant(train: PanelTensors, test: PanelTensors, prices: bool) -> dict[str, Any]:
+    """Reference scores of constant predictions fitted on the training users' later periods."""
+    raw_tr, _, later_tr = _rows(train)
+    raw, _, later = _rows(test)
+    rate = float(np.mean(raw_tr[later_tr, 3] > 0))
+    y = raw[later, 3] > 0
+    res: dict[str, Any] = {"purchase_auc": 0.5, "purchase_log_loss": log_loss(y, np.full(len(y),
+                                                                                         rate)),
+                           "train_purchase_rate": rate}
+    if prices:
+        rev_tr = raw_tr[later_tr, 6]
+        logr_tr = np.log(rev_tr[(raw_tr[later_tr, 3] > 0) & (rev_tr > 0)])
+        mu, sd = float(logr_tr.mean()), float(logr_tr.std())
+        rev = raw[later, 6]
+        logr = np.log(rev[y & (rev > 0)])
+        res["revenue_nll"] = float(np.mean(np.log(sd) + 0.5 * ((logr - mu) / sd) ** 2
+                                           + 0.5 * np.log(2 * np.pi)))
+        res["revenue_mae_log"] = float(np.mean(np.abs(logr - mu)))
+        res["expected_revenue_mae"] = float(np.mean(np.abs(float(rev_tr.mean()) - rev)))
+    return res
