@@ -180,10 +180,10 @@ class MarkovNet(BehaviorNet):
         super().__init__(cfg, n_actions, n_static)
         self.order = cfg.markov_order
         self.window = cfg.markov_contact_window
-        self.register_buffer("recency_edges", torch.tensor(cfg.markov_recency_edges),
-                             persistent=False)
-        self.register_buffer("contact_edges", torch.tensor(cfg.markov_contact_edges),
-                             persistent=False)
+        self.recency_edges = cfg.markov_recency_edges
+        self.contact_edges = cfg.markov_contact_edges
+        self.register_buffer("recency_edge", torch.tensor(self.recency_edges), persistent=False)
+        self.register_buffer("contact_edge", torch.tensor(self.contact_edges), persistent=False)
         self.register_buffer("level_weight", 5 ** torch.arange(self.order - 1, -1, -1),
                              persistent=False)
         self.n_recency = len(cfg.markov_recency_edges) + 2
@@ -202,13 +202,15 @@ class MarkovNet(BehaviorNet):
         lv, _, _, con, uns = np.unravel_index(np.arange(self.n_states), self.shape)
         return ((lv % 5) * self.n_contact + con) * 2 + uns, 5 * self.n_contact * 2
 
+    # Buckets by comparisons, not gathers: on a busy CPU torch's indexing kernels wait on the
+    # thread pool (milliseconds per call) while element-wise ops stay in microseconds.
     def _recency(self, since: torch.Tensor) -> torch.Tensor:
-        b = torch.bucketize(since, self.recency_edges, right=True)
+        b = (since.unsqueeze(-1) >= self.recency_edge).sum(-1)
         return torch.where(since > 0, b, torch.full_like(b, self.n_recency - 1))
 
     def _index(self, levels, since_active, since_buy, contacts, unsub) -> torch.Tensor:
         code = (levels * self.level_weight).sum(-1)
-        con = torch.bucketize(contacts, self.contact_edges, right=True)
+        con = (contacts.unsqueeze(-1) >= self.contact_edge).sum(-1)
         idx = (code * self.n_recency + self._recency(since_active)) * self.n_recency
         idx = ((idx + self._recency(since_buy)) * self.n_contact + con) * 2
         return idx + unsub.long()
@@ -238,8 +240,14 @@ class MarkovNet(BehaviorNet):
         return self._index(levels, since(level > 0), since(level == 3), contacts, unsub)
 
     # ------------------------------------------------------------------ BehaviorNet contract
+    def _lookup(self, idx: torch.Tensor) -> torch.Tensor:
+        """``table[idx]``: ``idx (...)`` -> ``(..., A, 6)`` (numpy's take on the CPU)."""
+        if self.table.device.type == "cpu":
+            return torch.from_numpy(self.table.numpy().take(idx.numpy(), axis=0))
+        return self.table[idx]
+
     def forward(self, raw, action, static):
-        return self.table[self.state_index(raw, action)]
+        return self._lookup(self.state_index(raw, action))
 
     def init_state(self, static: torch.Tensor) -> State:
         b, dev = static.shape[0], static.device
@@ -262,7 +270,7 @@ class MarkovNet(BehaviorNet):
 
     def readout(self, state):
         levels, since_active, since_buy, contacts, unsub = state
-        return self.table[self._index(levels, since_active, since_buy, contacts.sum(-1), unsub)]
+        return self._lookup(self._index(levels, since_active, since_buy, contacts.sum(-1), unsub))
 
     # ------------------------------------------------------------------ fitting
     def count(self, data: PanelTensors, weight: np.ndarray | None = None,
@@ -352,8 +360,8 @@ class MarkovNet(BehaviorNet):
         lv, ra, rp, con, uns = np.unravel_index(np.arange(self.n_states), self.shape)
         digits = [(lv // 5 ** j) % 5 for j in range(self.order - 1, -1, -1)]
         levels = ["/".join(LEVELS[d[i]] for d in digits) for i in range(self.n_states)]
-        rec = _bucket_labels(self.recency_edges.tolist()) + ["never"]
-        cl = _bucket_labels(self.contact_edges.tolist(), zero=True)
+        rec = _bucket_labels(list(self.recency_edges)) + ["never"]
+        cl = _bucket_labels(list(self.contact_edges), zero=True)
         return pd.DataFrame({"levels": levels, "since_active": np.array(rec)[ra],
                              "since_purchase": np.array(rec)[rp], "contacts": np.array(cl)[con],
                              "unsubscribed": uns.astype(bool)})
