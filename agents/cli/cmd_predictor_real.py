@@ -87,7 +87,7 @@ def bench_predictor_real(
     epochs: int = typer.Option(12, help="Maximum epochs per family (early stopping)."),
     patience: int = typer.Option(3, help="Early-stopping patience."),
     hidden: int = typer.Option(64, help="Hidden width of every family."),
-    batch_size: int = typer.Option(256, help="Minibatch size in user-periods."),
+    batch_users: int = typer.Option(32, help="Users per minibatch (all their periods)."),
     seed: int = typer.Option(0, help="Seed of the user splits, weights and minibatches."),
     device: str = typer.Option("cpu", help="cpu, auto or cuda[:N]."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars."),
@@ -104,7 +104,7 @@ def bench_predictor_real(
         raise ValueError(f"`--parts` must name some of {list(SOURCES)}; got {parts!r}")
     fams = tuple(f.strip() for f in families.split(",") if f.strip()) or tuple(FAMILIES)
     cfg = RealDataConfig(families=fams, epochs=epochs, patience=patience, hidden=hidden,
-                         batch_size=batch_size, seed=seed, device=device)
+                         batch_users=batch_users, seed=seed, device=device)
     for p in chosen:
         src = data / SOURCES[p][1]
         if not src.is_file():
@@ -121,7 +121,7 @@ def bench_predictor_real(
                 else:
                     results[p] = next_period_check(folder, cfg, progress=progress)
     typer.echo(f"families {', '.join(fams)}; epochs <= {epochs} (patience {patience}), hidden "
-               f"{hidden}, batch {batch_size} user-periods, seed {seed}, {device}")
+               f"{hidden}, {batch_users} users per minibatch, seed {seed}, {device}")
     for p in chosen:
         if p == "hillstrom":
             _print_hillstrom(results[p])

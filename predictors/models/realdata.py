@@ -55,9 +55,10 @@ class RealDataConfig:
         epochs: Maximum training epochs (early stopping on the validation users).
         patience: Early-stopping patience in epochs.
         hidden: Hidden width of every family.
-        batch_size: Minibatch size in user-periods. Small by default: the data are small
-            (Hillstrom has one period per customer, Taobao nine), and 4096 user-periods would
-            leave only a handful of gradient steps per epoch.
+        batch_users: Users per minibatch, whatever the data's number of periods (the
+            predictor's ``batch_size`` is this times the longest user history). The data are
+            small, so a fixed count of user-periods would leave a one-period set (Hillstrom)
+            or a nine-period one (Taobao) with a handful of gradient steps per epoch.
         seed: Seed of the user split, initial weights and minibatch order.
         val_fraction: Validation users (taken from the training half on Hillstrom).
         test_fraction: Test users of the purchase logs (Hillstrom always tests on half).
@@ -69,7 +70,7 @@ class RealDataConfig:
     epochs: int = 12
     patience: int = 3
     hidden: int = 64
-    batch_size: int = 256
+    batch_users: int = 32
     seed: int = 0
     val_fraction: float = 0.15
     test_fraction: float = 0.15
@@ -82,18 +83,20 @@ class RealDataConfig:
         bad = [f for f in self.families if f not in FAMILIES]
         if bad:
             raise ConfigError(f"`families` must be among {FAMILIES}; got {bad}")
+        if not isinstance(self.batch_users, int) or self.batch_users < 1:
+            raise ConfigError(f"`batch_users` must be an integer >= 1; got {self.batch_users!r}")
         if not (0.0 < self.alpha < 1.0):
             raise ConfigError(f"`alpha` must be in (0, 1); got {self.alpha!r}")
         if not (0.0 < self.val_fraction < 0.5):
             raise ConfigError(f"`val_fraction` must be in (0, 0.5); got {self.val_fraction!r}")
         self.predictor("logistic", self.test_fraction)  # validates the rest
 
-    def predictor(self, family: str, test_fraction: float) -> PredictorConfig:
-        """The :class:`PredictorConfig` of ``family`` under this budget."""
+    def predictor(self, family: str, test_fraction: float, n_steps: int = 1) -> PredictorConfig:
+        """The :class:`PredictorConfig` of ``family`` for histories of up to ``n_steps``."""
         return PredictorConfig(family=family, epochs=self.epochs, patience=self.patience,
-                               hidden=self.hidden, batch_size=self.batch_size, seed=self.seed,
-                               device=self.device, val_fraction=self.val_fraction,
-                               test_fraction=test_fraction)
+                               hidden=self.hidden, batch_size=self.batch_users * max(1, n_steps),
+                               seed=self.seed, device=self.device,
+                               val_fraction=self.val_fraction, test_fraction=test_fraction)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -196,7 +199,7 @@ def hillstrom_check(folder: str | Path, config: RealDataConfig | None = None,
     measured: dict[str, dict[str, ArmEffect]] = {}
     test_ids = np.zeros(0)
     for fam in config.families:
-        pred, info = _fit(config.predictor(fam, 0.5), panel, names, users, progress)
+        pred, info = _fit(config.predictor(fam, 0.5, 1), panel, names, users, progress)
         data = pred.tensors(panel, users)
         split = _split_of(pred, data)
         test = data.subset(np.flatnonzero(split == "test"))
@@ -297,9 +300,11 @@ def next_period_check(folder: str | Path, config: RealDataConfig | None = None,
     names = tuple(ds.spec.action_names) or ("none",)
     prices = bool(ds.spec.has_prices)
     out: dict[str, Any] = {"has_prices": prices, "families": {}}
+    span = panel.groupby("user_id")["period"]
+    n_steps = int((span.max() - span.min()).max()) + 1 if len(panel) else 1
     for fam in config.families:
-        pred, info = _fit(config.predictor(fam, config.test_fraction), panel, names, users,
-                          progress)
+        pred, info = _fit(config.predictor(fam, config.test_fraction, n_steps), panel, names,
+                          users, progress)
         data = pred.tensors(panel, users)
         split = _split_of(pred, data)
         test = data.subset(np.flatnonzero(split == "test"))

@@ -129,6 +129,7 @@ def test_difference_in_means_known_answer_and_errors() -> None:
     ({"alpha": 1.0}, "alpha"),
     ({"val_fraction": 0.6}, "val_fraction"),
     ({"epochs": 0}, "epochs"),
+    ({"batch_users": 0}, "batch_users"),
 ])
 def test_config_invalid(kwargs: dict, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
@@ -159,7 +160,7 @@ def test_hillstrom_check_against_the_csv(tmp_path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         folder = import_hillstrom(src, tmp_path / "ds")
-        cfg = RealDataConfig(families=("logistic",), epochs=1, hidden=4)
+        cfg = RealDataConfig(families=("logistic",), epochs=1, hidden=4, batch_users=256)
         rep = hillstrom_check(folder, cfg)
     assert rep["n_test"] == 600
     # Independent path: the predictor splits users in sorted id order (user_id = 1-based row
