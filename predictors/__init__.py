@@ -25,7 +25,7 @@ from predictors.importers import (
     import_transactions,
 )
 from predictors.loaders import load_dataset, load_events, load_interventions, load_users
-from predictors.panel import PANEL_COLUMNS, build_panel, panel_summary
+from predictors.panel import PANEL_COLUMNS, build_panel, dataset_summary, panel_summary
 from predictors.validate import check_dataset, validate_dataset
 from predictors.synthetic import (
     CampaignPolicy,
@@ -81,6 +81,7 @@ __all__ = [
     "load_interventions",
     "load_users",
     "panel_summary",
+    "dataset_summary",
     "validate_dataset",
     "IMPORTERS",
     "ImportStats",

@@ -66,7 +66,12 @@ def connect(memory_limit: str = "4GB", threads: int | None = None,
             raise ValueError(f"`threads` must be >= 1; got {threads}")
         con.execute(f"SET threads = {int(threads)}")
     con.execute("SET TimeZone = 'UTC'")
-    con.execute("SET enable_progress_bar = false")
+    try:
+        con.execute("SET enable_progress_bar = false")
+    except duckdb.Error:
+        # Inside Jupyter without ipywidgets DuckDB refuses to touch this setting; its progress
+        # bar only appears for long queries there, so go on without switching it off.
+        pass
     if temp_directory is not None:
         con.execute(f"SET temp_directory = {lit(str(temp_directory))}")
     return con
