@@ -62,7 +62,7 @@ def _print_next(name: str, rep: dict[str, Any]) -> None:
                f"({rep['n_users']['test']} users, {rep['n_rows']} user-periods)")
     extra = f" {'rev NLL':>8} {'MAE log':>8} {'E[rev] MAE':>10}" if prices else ""
     typer.echo(f"  {'family':<12} {'AUC':>7} {'logloss':>8} {'AUC all':>8} {'visitAUC':>8}"
-               f"{extra}  epochs")
+               f"{extra}  epochs  {'AUC - logistic [95% user bootstrap]'}")
     rows = [("constant", rep["constant"])] + list(rep["families"].items())
     for fam, r in rows:
         line = (f"  {fam:<12} {_fmt(r['purchase_auc'], '.4f'):>7} "
@@ -73,7 +73,11 @@ def _print_next(name: str, rep: dict[str, Any]) -> None:
             line += (f" {_fmt(r['revenue_nll'], '.4f'):>8} {_fmt(r['revenue_mae_log'], '.4f'):>8}"
                      f" {_fmt(r['expected_revenue_mae'], '.2f'):>10}")
         if "best_epoch" in r:
-            line += f"  {r['best_epoch']}/{r['epochs_run']}"
+            line += f"  {r['best_epoch']:>2}/{r['epochs_run']:<3}"
+        if "auc_minus_logistic" in r:
+            d = r["auc_minus_logistic"]
+            line += (f"  {_fmt(d['mean'], '+.4f')} [{_fmt(d['low'], '+.4f')}, "
+                     f"{_fmt(d['high'], '+.4f')}]")
         typer.echo(line)
 
 

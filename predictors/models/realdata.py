@@ -290,7 +290,8 @@ def next_period_check(folder: str | Path, config: RealDataConfig | None = None,
         ``has_prices``, ``constant`` (the training base rate as prediction) and ``families``
         (per family: ``purchase_auc``, ``purchase_log_loss``, ``purchase_auc_all_rows``,
         ``visit_auc``, with prices ``revenue_nll``, ``revenue_mae_log`` on purchase rows and
-        ``expected_revenue_mae`` over all rows, plus fit info).
+        ``expected_revenue_mae`` over all rows, ``auc_minus_logistic`` with its user-level
+        bootstrap interval (:func:`paired_auc_bootstrap`), plus fit info).
 
     Example:
         >>> report = next_period_check("data/online_retail")  # doctest: +SKIP
@@ -300,6 +301,7 @@ def next_period_check(folder: str | Path, config: RealDataConfig | None = None,
     names = tuple(ds.spec.action_names) or ("none",)
     prices = bool(ds.spec.has_prices)
     out: dict[str, Any] = {"has_prices": prices, "families": {}}
+    scored: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     span = panel.groupby("user_id")["period"]
     n_steps = int((span.max() - span.min()).max()) + 1 if len(panel) else 1
     for fam in config.families:
@@ -314,8 +316,45 @@ def next_period_check(folder: str | Path, config: RealDataConfig | None = None,
                                         prices)
         info.update(_logged_metrics(test, pred.predict_tensors(test), prices))
         out["n_rows"] = info.pop("n")
+        scored[fam] = info.pop("scored")
         out["families"][fam] = info
+    if "logistic" in scored:
+        users, y, p_ref = scored["logistic"]
+        for fam, (_, _, p) in scored.items():
+            if fam != "logistic":
+                out["families"][fam]["auc_minus_logistic"] = paired_auc_bootstrap(
+                    users, y, p, p_ref, alpha=config.alpha, seed=config.seed)
     return out
+
+
+def paired_auc_bootstrap(users: np.ndarray, y: np.ndarray, p: np.ndarray, p_ref: np.ndarray,
+                         n_boot: int = 200, alpha: float = 0.05,
+                         seed: int = 0) -> dict[str, float]:
+    """AUC(p) - AUC(p_ref) on the same rows, with a user-level paired bootstrap interval.
+
+    Users (not rows) are resampled with replacement, since one user's periods are correlated;
+    the interval holds the ``alpha / 2`` and ``1 - alpha / 2`` percentiles of ``n_boot`` draws.
+
+    Returns:
+        ``mean`` (the difference on the data), ``low``, ``high``.
+
+    Example:
+        >>> y = np.array([0, 1, 0, 1]); u = np.arange(4)
+        >>> paired_auc_bootstrap(u, y, y * 1.0, np.zeros(4), n_boot=20)["mean"]
+        0.5
+    """
+    rng = np.random.default_rng(seed)
+    _, inv = np.unique(users, return_inverse=True)
+    rows_of = np.split(np.argsort(inv, kind="stable"), np.cumsum(np.bincount(inv))[:-1])
+    diffs = []
+    for _ in range(n_boot):
+        pick = np.concatenate([rows_of[i] for i in rng.integers(0, len(rows_of),
+                                                                len(rows_of))])
+        diffs.append(roc_auc(y[pick], p[pick]) - roc_auc(y[pick], p_ref[pick]))
+    d = np.asarray(diffs)
+    d = d[np.isfinite(d)]
+    lo, hi = np.quantile(d, [alpha / 2, 1 - alpha / 2]) if len(d) else (np.nan, np.nan)
+    return {"mean": roc_auc(y, p) - roc_auc(y, p_ref), "low": float(lo), "high": float(hi)}
 
 
 def _rows(data: PanelTensors) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -329,10 +368,11 @@ def _logged_metrics(data: PanelTensors, p: Predictions, prices: bool) -> dict[st
     keep = later & (act >= 0)
     r, a = np.flatnonzero(keep), act[keep]
     y = raw[keep, 3] > 0
+    users = np.nonzero(data.valid)[0][keep]
     res: dict[str, Any] = {"purchase_auc": roc_auc(y, p.p_purchase[r, a]),
                            "purchase_log_loss": log_loss(y, p.p_purchase[r, a]),
                            "purchase_base_rate": float(y.mean()) if len(y) else float("nan"),
-                           "n": int(len(y))}
+                           "n": int(len(y)), "scored": (users, y, p.p_purchase[r, a])}
     every = np.flatnonzero(act >= 0)
     res["purchase_auc_all_rows"] = roc_auc(raw[every, 3] > 0, p.p_purchase[every, act[every]])
     res["visit_auc"] = roc_auc(raw[keep, 0] > 0, p.p_visit[r, a])

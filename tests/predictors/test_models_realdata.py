@@ -19,6 +19,7 @@ from predictors.models.realdata import (
     difference_in_means,
     hillstrom_check,
     next_period_check,
+    paired_auc_bootstrap,
 )
 from predictors.models.train import split_users
 from predictors.models.uplift import TwoModelLogistic, fit_logistic, qini_coefficient, qini_curve
@@ -123,6 +124,17 @@ def test_difference_in_means_known_answer_and_errors() -> None:
         difference_in_means(np.ones(3), np.array([1, 0, 0]))
 
 
+def test_paired_auc_bootstrap_same_and_better_predictor() -> None:
+    rng = np.random.default_rng(9)
+    users = np.repeat(np.arange(300), 5)
+    y = rng.random(len(users)) < 0.3
+    noise = rng.random(len(users))
+    same = paired_auc_bootstrap(users, y, noise, noise, n_boot=50)
+    assert same == {"mean": 0.0, "low": 0.0, "high": 0.0}
+    better = paired_auc_bootstrap(users, y, y + noise, noise, n_boot=50, seed=1)
+    assert better["low"] > 0.2 and better["low"] <= better["mean"] <= better["high"]
+
+
 @pytest.mark.parametrize(("kwargs", "match"), [
     ({"families": ()}, "at least one"),
     ({"families": ("nope",)}, "families"),
@@ -214,6 +226,11 @@ def test_next_period_check_on_a_taobao_subsample(tmp_path: Path) -> None:
         assert 0 <= r["purchase_auc"] <= 1 and r["purchase_log_loss"] > 0
         assert 0 < r["purchase_base_rate"] < 1
         assert "revenue_nll" not in r
+    d = rep["families"]["gru"]["auc_minus_logistic"]
+    assert d["low"] <= d["high"]
+    assert d["mean"] == pytest.approx(rep["families"]["gru"]["purchase_auc"]
+                                      - rep["families"]["logistic"]["purchase_auc"])
+    assert "auc_minus_logistic" not in rep["families"]["logistic"]
 
 
 @pytest.mark.shared_data
