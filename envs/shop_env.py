@@ -274,7 +274,7 @@ class ShopVecEnv(VecEnv):
                 infos[i]["TimeLimit.truncated"] = bool(truncated[i])
             src = self._rng.integers(len(self.shop.starts), size=len(done_rows))
             self.sim.replace(done_rows, self.shop.starts, src)
-            obs[done_rows] = self.sim.observation()[done_rows]
+            obs[done_rows] = self.sim.observation(done_rows)
         return obs, out["reward"].astype(np.float32), dones, infos
 
     def close(self) -> None:

@@ -348,11 +348,14 @@ class ShopSimulator:
         self.contacts[rows] = starts.contacts[src]
         self.t[rows] = 0
 
-    def observation(self) -> np.ndarray:
-        """``(n, d)`` float32 observation of every user."""
-        obs = self.tracker.observation()
+    def observation(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """``(n, d)`` float32 observation of every user (or of ``rows`` only)."""
+        if rows is None:
+            obs, static = self.tracker.observation(), self.static
+        else:
+            obs, static = self.tracker.subset(rows).observation(), self.static[rows]
         if self.n_static:
-            obs = np.concatenate([obs, self.static.astype(np.float32)], axis=1)
+            obs = np.concatenate([obs, static.astype(np.float32)], axis=1)
         return obs
 
     def action_masks(self) -> np.ndarray:
