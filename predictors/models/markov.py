@@ -44,7 +44,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from predictors.models.config import PredictorConfig
+from predictors.models.config import PredictorConfig, resolve_device
 from predictors.models.families import BehaviorNet, State
 from predictors.models.sequence import PanelTensors
 from predictors.models.train import LOSS_TERMS, TrainResult, ipw_weights
@@ -326,8 +326,7 @@ class MarkovNet(BehaviorNet):
         self.none_index.fill_(-1 if none_index is None else none_index)
         weight = ipw_weights(train, cfg.ipw_clip) if cfg.ipw else None
         counts = self.count(train, weight, progress=progress)
-        has_val = val is not None and val.n_users > 0
-        val_counts = self.count(val) if has_val else None
+        val_counts = self.count(val) if val is not None and val.n_users > 0 else None
         if cfg.markov_prior > 0 or val_counts is None:
             prior = dict.fromkeys(LOSS_TERMS, cfg.markov_prior or 10.0)
         else:
@@ -347,8 +346,6 @@ class MarkovNet(BehaviorNet):
             rec["val_loss"] = sum(vterms.values())
             rec.update({f"val_{k}": v for k, v in vterms.items()})
         rec.update({f"prior_{k}": v for k, v in prior.items()})
-        from predictors.models.config import resolve_device
-
         self.to(resolve_device(cfg.device))
         return TrainResult(history=[rec], best_epoch=1,
                            rows_per_second=train.n_rows / dt if dt > 0 else 0.0)
@@ -372,7 +369,7 @@ def _bucket_labels(edges: list[int], zero: bool = False) -> list[str]:
     lo = [0 if zero else 1, *edges]
     hi = [*edges, None]
     return [f"{a}+" if b is None else (str(a) if b == a + 1 else f"{a}-{b - 1}")
-            for a, b in zip(lo, hi)]
+            for a, b in zip(lo, hi, strict=True)]
 
 
 def markov_table(predictor: Any, min_count: float = 1.0) -> pd.DataFrame:

@@ -121,7 +121,7 @@ def test_state_tensors_have_a_batch_axis(fitted):
     """The simulator finds each state tensor's batch axis by comparing batch sizes 1 and 2."""
     s1, s2 = fitted.initial_state(1), fitted.initial_state(2)
     assert len(s1) == len(s2) == 5
-    for a, b in zip(s1, s2):
+    for a, b in zip(s1, s2, strict=True):
         assert a.shape[0] == 1 and b.shape[0] == 2 and a.shape[1:] == b.shape[1:]
 
 
@@ -208,3 +208,36 @@ def test_fits_ten_million_user_periods_fast():
     pred = BehaviorPredictor(_cfg()).fit(panel, NAMES, users, progress=False)
     assert time.perf_counter() - t0 < 30.0
     assert pred.net_.counts[..., 0].sum() > 6_000_000
+
+
+@pytest.mark.expensive
+@pytest.mark.filterwarnings("ignore:warning. interventions:UserWarning")
+def test_cli_train_eval_predict(tmp_path):
+    import pandas as pd
+
+    from agents.cli._app import run_main
+    from tests.conftest import make_tiny_dataset
+
+    data = make_tiny_dataset(tmp_path / "data", n_users=60, n_periods=6)
+    run, ev = tmp_path / "run", tmp_path / "eval"
+    assert run_main(["train-predictor", "--data", str(data), "--model", "markov", "--out",
+                     str(run), "--no-progress"]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["family"] == "markov" and "prior_visit" in metrics["history"][0]
+    assert run_main(["eval-predictor", "--predictor", str(run), "--data", str(data),
+                     "--out", str(ev)]) == 0
+    assert json.loads((ev / "metrics.json").read_text())["heads"]["visit"]["n"] > 0
+    assert run_main(["predict", "--predictor", str(run), "--data", str(data), "--out",
+                     str(tmp_path / "p.parquet")]) == 0
+    assert "p_purchase__email" in pd.read_parquet(tmp_path / "p.parquet").columns
+
+
+def test_cli_bench_chain_panel(tmp_path):
+    from agents.cli._app import run_main
+
+    bench = tmp_path / "bench"
+    assert run_main(["bench", "predictor", "--families", "markov", "--panel", "chain",
+                     "--users", "300", "--periods", "5", "--device", "cpu", "--out",
+                     str(bench)]) == 0
+    row = json.loads((bench / "bench.json").read_text())["results"][0]
+    assert row["family"] == "markov" and row["panel_rows"] == 1500 and row["fit_seconds"] > 0
