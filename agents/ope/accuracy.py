@@ -114,6 +114,10 @@ class AccuracyConfig:
         estimators: Names from :data:`ACCURACY_ESTIMATORS`.
         fqe_steps: Adam steps per Bellman iteration of FQE (and of sequential DR's Q).
         seed: Base seed of the datasets, the truth, the folds and the bootstrap.
+
+    Example:
+        >>> AccuracyConfig(n_users=300, n_periods=6, horizon=3).estimators
+        ('pdis', 'wpdis', 'seq-dr', 'fqe')
     """
 
     n_users: int = 10_000
@@ -407,10 +411,11 @@ def run_ope_accuracy(config: AccuracyConfig | None = None,
 
     Returns:
         ``{"config", "value", "policies", "datasets", "summary", "per_policy",
-        "truth_rel_se_max", "goal", "seconds"}``: ``datasets[r]["policies"][j]`` holds the truth (``true_value``,
-        ``true_se``, ``truth_seed``) and each estimator's ``mean, low, high, rel_error,
-        covers``; ``summary`` has per estimator ``median_rel_error``, ``spearman_mean``,
-        ``coverage``, ``mean_ci_width`` and ``meets_goal``; ``truth_rel_se_max`` is the
+        "truth_rel_se_max", "goal", "seconds"}``: ``datasets[r]["policies"][j]`` holds the
+        truth (``true_value``, ``true_se``; ``datasets[r]["truth_seed"]``) and each
+        estimator's ``mean, low, high, rel_error, covers``; ``summary`` has per estimator
+        ``median_rel_error``, ``spearman_mean``, ``coverage``, ``mean_ci_width`` and
+        ``meets_goal``; ``truth_rel_se_max`` is the
         largest Monte-Carlo standard error of a true value relative to it.
     """
     config = config or AccuracyConfig()
