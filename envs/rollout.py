@@ -1,7 +1,8 @@
 """Fixed-horizon rollouts of every start user at once in the learned shop (no auto-reset).
 
 Used by evaluation and the fidelity report: each start user is simulated once per replicate for
-``horizon`` periods from the same start state; a churned user contributes nothing afterwards.
+``horizon`` periods from the same start state; a user whose episode terminated (a churn event
+under ``churn="terminate"``) contributes nothing afterwards.
 With the same ``seed``, two policies see the same start users in the same order and the same
 random stream layout (common random numbers: differences between policies come from the
 policies, not from the draw of users).
@@ -23,13 +24,14 @@ PolicyFn = Callable[[np.ndarray, np.ndarray, np.random.Generator], np.ndarray]
 
 @dataclass(frozen=True)
 class Rollout:
-    """Per user and period arrays ``(n, horizon)`` of a rollout (0 after churn).
+    """Per user and period arrays ``(n, horizon)`` of a rollout (0 after termination).
 
     Attributes:
         user_ids: ``(n,)`` start user of each row.
         reward, revenue, cost: Money per period.
-        visit, purchase, unsubscribe, churn, alive: Indicators (``alive``: before churn).
-        action: Action taken (-1 after churn).
+        visit, purchase, unsubscribe, churn, alive: Indicators (``churn``: the predictor's
+            churn event; ``alive``: before termination).
+        action: Action taken (-1 after termination).
     """
 
     user_ids: np.ndarray
@@ -92,7 +94,7 @@ def rollout(shop: LearnedShop, policy: PolicyFn | np.ndarray, horizon: int = 26,
                 res[f][rows, t] = np.where(alive, out[f], 0)
             alive_all[rows, t] = alive
             action_all[rows, t] = np.where(alive, a, -1)
-            alive = alive & ~out["churn"]
+            alive = alive & ~out["terminated"]
     return Rollout(starts.user_ids[src], alive=alive_all, action=action_all,
                    **{f: res[f] for f in fields})
 

@@ -57,7 +57,7 @@ def load_learned_shop(predictor: str | Path | BehaviorPredictor, data: str | Pat
                       start_users: str = "test", caps: CapConfig | None = None,
                       device: str = "cpu",
                       feature_config: FeatureConfig | None = None,
-                      static_in_obs: bool = False) -> LearnedShop:
+                      static_in_obs: bool = False, churn: str = "implicit") -> LearnedShop:
     """Build the learned shop from a predictor run folder and its dataset folder.
 
     Args:
@@ -91,7 +91,7 @@ def load_learned_shop(predictor: str | Path | BehaviorPredictor, data: str | Pat
     starts = build_start_states(pred, panel, ds.spec, ids, t0, users, feature_config,
                                 static_in_obs=static_in_obs)
     sim = ShopSimulator(pred, ds.spec, ActivityModel.fit(panel), caps, feature_config,
-                        static_in_obs)
+                        static_in_obs, churn)
     return LearnedShop(sim, starts, ds.spec)
 
 
@@ -139,8 +139,9 @@ class ShopEnv(gym.Env):
         as they stood at the start period, history replayed through the predictor.
 
     Episode End:
-        Terminated when the user churns (sampled from the predictor's churn head); truncated
-        after ``horizon`` periods (default 26).
+        Truncated after ``horizon`` periods (default 26). Terminated on a churn event of the
+        predictor's churn head only with ``churn="terminate"``; by default churn acts through
+        the predicted behaviour itself (see :mod:`envs.simulator`).
 
     Version History:
         v0: first version.
@@ -192,7 +193,7 @@ class ShopEnv(gym.Env):
                                  f"caps now ({self.sim.caps}); check action_masks()")
             a = self.sim.none_index if self.sim.none_index is not None else a
         out = self.sim.step(np.array([a]), self.np_random)
-        terminated = bool(out["churn"][0])
+        terminated = bool(out["terminated"][0])
         truncated = bool(self.sim.t[0] >= self.horizon) and not terminated
         if terminated or truncated:
             self._ready = False
@@ -262,7 +263,7 @@ class ShopVecEnv(VecEnv):
                 a = np.where(ok, a, self.sim.none_index)
         out = self.sim.step(a, self._rng)
         self.last_step = out
-        terminated = out["churn"]
+        terminated = out["terminated"]
         truncated = (self.sim.t >= self.horizon) & ~terminated
         dones = terminated | truncated
         obs = self.sim.observation()
@@ -299,9 +300,10 @@ class ShopVecEnv(VecEnv):
 
 def make_shop_env(predictor: str, data: str, horizon: int = 26, start_users: str = "test",
                   coupon_gap: int = 0, max_contacts: int = 0, contact_window: int = 4,
-                  device: str = "cpu", invalid_action: str = "raise") -> ShopEnv:
+                  device: str = "cpu", invalid_action: str = "raise",
+                  churn: str = "implicit") -> ShopEnv:
     """Entry point of ``gymnasium.make("nudgegym/Shop-v0", predictor=RUN, data=DIR)``."""
     shop = load_learned_shop(predictor, data, horizon=horizon, start_users=start_users,
                              caps=CapConfig(coupon_gap, max_contacts, contact_window),
-                             device=device)
+                             device=device, churn=churn)
     return ShopEnv(shop, horizon=horizon, invalid_action=invalid_action)

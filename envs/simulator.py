@@ -14,8 +14,16 @@ Response sampling for action ``a`` of user ``u`` (predictions ``p_*[u, a]``):
   the training panel's mean given (visited, purchased);
 * unsubscribe from the action's channel ~ Bernoulli(p_unsubscribe) when a message was sent;
 * churn: the predictor's churn label is "this period is the user's last active one", which only
-  happens in a period with activity, so churn | visit ~ Bernoulli(p_churn / p_visit); a churned
-  user's episode terminates after this period's reward.
+  happens in a period with activity, so a churn event is drawn as churn | visit ~
+  Bernoulli(p_churn / p_visit). What it does depends on ``churn``:
+
+  - ``"implicit"`` (default): the event is reported but the user goes on. The predictor's visit
+    head was trained on every user-period, churned users' silent ones included, so a user whose
+    history looks like churn already gets the low visit probabilities churned users had; ending
+    the episode as well counts churn twice. Measured on the default synthetic shop (replay of
+    the logged actions, 26 periods): visit rate -16% against the log with ``implicit``, -34%
+    with ``terminate``.
+  - ``"terminate"``: the episode ends after the period of the churn event.
 
 A message on a channel the user unsubscribed from costs its send cost but has no effect: the
 outcome is drawn from the ``none`` action's predictions.
@@ -286,16 +294,20 @@ class ShopSimulator:
         feature_config: Observation options.
         static_in_obs: Whether the observation ends with the encoded static features (the
             start states must be built the same way).
+        churn: ``implicit`` or ``terminate`` (see the module docstring).
     """
 
     def __init__(self, predictor: BehaviorPredictor, spec: DatasetSpec, activity: ActivityModel,
                  caps: CapConfig | None = None,
                  feature_config: FeatureConfig | None = None,
-                 static_in_obs: bool = False) -> None:
+                 static_in_obs: bool = False, churn: str = "implicit") -> None:
         if tuple(predictor.action_names_) != tuple(spec.action_names):
             raise ValueError(f"predictor actions {list(predictor.action_names_)} differ from "
                              f"the dataset catalog {spec.action_names}")
         self.predictor, self.spec, self.activity = predictor, spec, activity
+        if churn not in ("implicit", "terminate"):
+            raise ValueError(f"`churn` must be 'implicit' or 'terminate'; got {churn!r}")
+        self.churn_mode = churn
         self.caps = caps or CapConfig()
         self.feature_config = feature_config or FeatureConfig()
         cat = spec.actions
@@ -377,7 +389,9 @@ class ShopSimulator:
 
         Returns:
             Per-user arrays: ``reward``, ``revenue``, ``cost``, ``visit``, ``purchase``,
-            ``unsubscribe``, ``churn`` (the last four bool).
+            ``unsubscribe``, ``churn`` (the predictor's churn event), ``terminated`` (the
+            episode ends: the churn event under ``churn="terminate"``, else never); the last
+            five bool.
         """
         action = np.asarray(action, dtype=np.int64)
         n = self.n
@@ -416,4 +430,5 @@ class ShopSimulator:
         self.contacts[:, 0] = self.is_contact[action]
         self.t += 1
         return {"reward": reward, "revenue": revenue, "cost": cost, "visit": visit,
-                "purchase": purchase, "unsubscribe": unsubscribe, "churn": churn}
+                "purchase": purchase, "unsubscribe": unsubscribe, "churn": churn,
+                "terminated": churn if self.churn_mode == "terminate" else np.zeros(n, bool)}

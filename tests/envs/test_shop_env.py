@@ -135,3 +135,22 @@ def test_static_features_only_on_request(tiny_run) -> None:
     assert extra and all(n.startswith("static:") for n in extra)
     obs, _ = ShopEnv(with_static).reset(seed=0)
     assert obs.shape == (len(with_static.observation_names),)
+
+
+def test_churn_modes(tiny_run) -> None:
+    data, pred = tiny_run
+    for mode in ("implicit", "terminate"):
+        shop = load_learned_shop(pred, data, start_users="all", churn=mode)
+        sim = shop.simulator.clone()
+        sim.load(shop.starts, np.zeros(2000, dtype=int))
+        rng = np.random.default_rng(0)
+        churned = terminated = 0
+        for _ in range(5):
+            out = sim.step(np.zeros(2000, dtype=int), rng)
+            churned += int(out["churn"].sum())
+            terminated += int(out["terminated"].sum())
+            assert not (out["terminated"] & ~out["churn"]).any()
+        assert churned > 0
+        assert terminated == (churned if mode == "terminate" else 0)
+    with pytest.raises(ValueError, match="churn"):
+        load_learned_shop(pred, data, start_users="all", churn="sometimes")
