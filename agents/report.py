@@ -125,8 +125,12 @@ def _ope(run: Path) -> list[str]:
         lines.append(f"| {r['policy']} | {r['ess_ratio']:.1%} | " + " | ".join(cells) + " |")
     truth = o.get("truth")
     if truth:
-        lines += ["", "True values (world rollouts from the logged users' start states): "
-                  + ", ".join(f"{k} {v:.3f}" for k, v in truth.items()) + "."]
+        lines += ["", "TRUE value per user-period of following each policy in every logged "
+                  "period (world rollouts from the logged users' start states): "
+                  + ", ".join(f"`{k}` {v:.3f}" for k, v in truth.items()) + ". The one-step "
+                  "estimators value one decision with the logging policy everywhere else, so "
+                  "they miss the delayed effects this value includes; the sequential "
+                  "estimators (`nudgegym ope` without `--no-sequential`) target it."]
     lines += ["", _img(run, "ope/ope_decision.png", "OPE estimates")]
     return lines
 

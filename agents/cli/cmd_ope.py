@@ -201,9 +201,13 @@ def ope_cmd(
     typer.echo(f"{rep['n_rounds']:,} logged decisions of {rep['n_users']:,} users; reward "
                f"{reward}; logging policy's mean reward {rep['logging_mean_reward']:.4f} per "
                "decision")
+    truth = rep.get("truth", {})
     for res in rep["results"]:
+        known = (f"; TRUE value of following it every period {truth[res['policy']]:.4f} "
+                 "per decision"
+                 if res["policy"] in truth else "")
         typer.echo(f"\n{res['policy']}  (one-step ESS {res['ess']:,.0f} = "
-                   f"{res['ess_ratio']:.1%} of the decisions)")
+                   f"{res['ess_ratio']:.1%} of the decisions{known})")
         for r in res["estimates"]:
             typer.echo(f"  {r['estimator']:<10} {r['mean']:10.4f} [{r['low']:10.4f}, "
                        f"{r['high']:10.4f}] per {r['unit']}")

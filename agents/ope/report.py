@@ -9,6 +9,7 @@ warnings the estimators raised.
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 from typing import Any
@@ -102,14 +103,43 @@ def ope_table(logged: LoggedData, policies: dict[str, BasePolicy | np.ndarray], 
     return results
 
 
+def true_value_per_decision(data: str | Path, policies: dict[str, Any], *,
+                            seed: int = 0) -> dict[str, float]:
+    """TRUE value per logged decision of each policy on a synthetic shop (``truth/``).
+
+    Every logged user starts from their true state at the start of the log and follows the
+    policy for the logged number of periods in the world; the value per decision is the mean
+    reward per user-period, the quantity the one-step estimators estimate on these logs.
+    """
+    from predictors.synthetic import read_start_states, read_world, true_policy_value
+
+    world, start = read_world(data), read_start_states(data, "start")
+    periods = int(json.loads((Path(data) / "truth" / "world.json").read_text())
+                  ["generate"]["n_periods"])
+    out = {}
+    for k, (name, policy) in enumerate(policies.items()):
+        rng = np.random.default_rng([seed, k])
+
+        def act(obs: np.ndarray, p: Any = policy) -> np.ndarray:
+            return np.asarray(p.act(obs, rng), np.int64)
+
+        out[name] = float(true_policy_value(world, act, start, periods, seed).mean() / periods)
+    return out
+
+
 def ope_report(data: str | Path, policies: list[str], *, reward: str = "net",
                sequential: bool = True, gamma: float = 1.0, n_boot: int = 500, seed: int = 0,
-               memory_limit: str = "4GB", progress: bool = True) -> dict[str, Any]:
+               memory_limit: str = "4GB", progress: bool = True,
+               truth: bool = True) -> dict[str, Any]:
     """Off-policy evaluation of ``policies`` (``rule:...``, export or run folders) on ``data``.
 
+    Args:
+        truth: On a synthetic shop, also compute each policy's TRUE value per decision
+            (:func:`true_value_per_decision`) to set beside the estimates.
+
     Returns:
-        JSON-ready dict: the logs' size, the logging policy's mean reward and
-        :func:`ope_table`'s rows.
+        JSON-ready dict: the logs' size, the logging policy's mean reward,
+        :func:`ope_table`'s rows and, on a synthetic shop, ``truth`` (policy -> value).
     """
     from predictors import build_panel, open_dataset
 
@@ -117,11 +147,14 @@ def ope_report(data: str | Path, policies: list[str], *, reward: str = "net",
     logged = logged_data_from_panel(build_panel(ds, memory_limit=memory_limit), ds.spec,
                                     reward=reward)
     targets = {text: load_target_policy(text, ds.spec, data) for text in policies}
-    return {"data": str(data), "reward": reward, "n_rounds": logged.n_rounds,
-            "n_users": int(len(np.unique(logged.user_id))),
-            "logging_mean_reward": float(logged.reward.mean()),
-            "results": ope_table(logged, targets, sequential=sequential, gamma=gamma,
-                                 n_boot=n_boot, seed=seed, progress=progress)}
+    report = {"data": str(data), "reward": reward, "n_rounds": logged.n_rounds,
+              "n_users": int(len(np.unique(logged.user_id))),
+              "logging_mean_reward": float(logged.reward.mean()),
+              "results": ope_table(logged, targets, sequential=sequential, gamma=gamma,
+                                   n_boot=n_boot, seed=seed, progress=progress)}
+    if truth and reward == "net" and ds.truth_folder is not None:
+        report["truth"] = true_value_per_decision(data, targets, seed=seed)
+    return report
 
 
 def plot_ope(report: dict[str, Any], path: str | Path, unit: str = "decision") -> Path:
