@@ -13,7 +13,6 @@ policy sees the same columns in both worlds.
 
 from __future__ import annotations
 
-import json
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -22,8 +21,8 @@ import numpy as np
 from gymnasium import spaces
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvObs, VecEnvStepReturn
 
-from predictors import ActionSpec, StartStates, World, WorldConfig
-from predictors.synthetic import SegmentProfile
+from predictors import StartStates, World
+from predictors.synthetic import read_world
 
 __all__ = ["WorldVecEnv", "world_from_dataset", "world_start_states"]
 
@@ -34,13 +33,7 @@ def world_from_dataset(data: str | Path) -> World:
     Raises:
         FileNotFoundError: The folder has no ``truth/world.json`` (not a generated dataset).
     """
-    path = Path(data) / "truth" / "world.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing; true values need a generated dataset")
-    w = dict(json.loads(path.read_text())["world"])
-    w["segments"] = tuple(SegmentProfile(**s) for s in w["segments"])
-    w["actions"] = tuple(ActionSpec(**a) for a in w["actions"])
-    return World(WorldConfig(**w))
+    return read_world(data)
 
 
 def _put(start: StartStates, rows: np.ndarray, src: StartStates) -> None:
