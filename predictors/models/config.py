@@ -75,6 +75,8 @@ class PredictorConfig:
             purchased) enters the discrete state.
         markov_recency_edges: ``markov``: bucket edges of the periods since the last active
             period and since the last purchase (``d < edges[0]``, ..., ``d >= edges[-1]``, never).
+        markov_frequency_edges: ``markov``: bucket edges of the number of periods with a
+            purchase so far (the F of RFM).
         markov_contact_edges: ``markov``: bucket edges of the contacts received in the last
             ``markov_contact_window`` periods.
         markov_contact_window: ``markov``: periods over which contacts are counted.
@@ -103,12 +105,13 @@ class PredictorConfig:
     num_threads: int = 2
     markov_order: int = 1
     markov_recency_edges: tuple[int, ...] = (2, 4, 8, 16)
+    markov_frequency_edges: tuple[int, ...] = (1, 2, 4, 8)
     markov_contact_edges: tuple[int, ...] = (1, 2)
     markov_contact_window: int = 4
     markov_prior: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("markov_recency_edges", "markov_contact_edges"):
+        for name in ("markov_recency_edges", "markov_frequency_edges", "markov_contact_edges"):
             v = getattr(self, name)
             if isinstance(v, (list, tuple)):  # JSON gives lists; keep configs hashable/equal
                 object.__setattr__(self, name, tuple(v))
@@ -126,7 +129,7 @@ class PredictorConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 raise ConfigError(f"`{name}` must be an integer >= 0; got {v!r}")
-        for name in ("markov_recency_edges", "markov_contact_edges"):
+        for name in ("markov_recency_edges", "markov_frequency_edges", "markov_contact_edges"):
             v = getattr(self, name)
             ok = isinstance(v, tuple) and all(
                 isinstance(e, int) and not isinstance(e, bool) and e >= 1 for e in v)

@@ -6,6 +6,7 @@ The user's history before period ``t`` is summarised by a small discrete state:
   purchased (the highest reached), or ``before`` (no such period: before the user's first);
 * periods since the last active period and since the last purchase, bucketed by
   ``markov_recency_edges`` (plus a ``never`` bucket);
+* periods with a purchase so far, bucketed by ``markov_frequency_edges``;
 * contacts (sent actions other than ``none``) in the last ``markov_contact_window`` periods,
   bucketed by ``markov_contact_edges``;
 * whether the user ever unsubscribed.
@@ -25,8 +26,9 @@ user-periods, ``markov_prior``) is picked per head on the validation users when 
 
 The state is computed by one torch function for whole sequences (fitting, batch prediction) and
 carried step by step for the simulator as tensors whose first axis is the batch: behavior levels
-``(B, order)``, periods since activity ``(B,)`` and since purchase ``(B,)`` (0 = never), contacts
-of the last periods ``(B, window)`` and the unsubscribed flag ``(B,)``. The readout is a table
+``(B, order)``, periods since activity ``(B,)`` and since purchase ``(B,)`` (0 = never), periods
+with a purchase ``(B,)``, contacts of the last periods ``(B, window)`` and the unsubscribed flag
+``(B,)``. The readout is a table
 lookup, so the family plugs into :class:`~predictors.models.BehaviorPredictor` (and the
 simulator) like the neural ones; the tables and raw counts are its saved buffers.
 
@@ -184,11 +186,15 @@ class MarkovNet(BehaviorNet):
         self.contact_edges = cfg.markov_contact_edges
         self.register_buffer("recency_edge", torch.tensor(self.recency_edges), persistent=False)
         self.register_buffer("contact_edge", torch.tensor(self.contact_edges), persistent=False)
+        self.register_buffer("frequency_edge", torch.tensor(cfg.markov_frequency_edges),
+                             persistent=False)
         self.register_buffer("level_weight", 5 ** torch.arange(self.order - 1, -1, -1),
                              persistent=False)
         self.n_recency = len(cfg.markov_recency_edges) + 2
         self.n_contact = len(cfg.markov_contact_edges) + 1
-        self.shape = (5 ** self.order, self.n_recency, self.n_recency, self.n_contact, 2)
+        self.n_frequency = len(cfg.markov_frequency_edges) + 1
+        self.shape = (5 ** self.order, self.n_recency, self.n_recency, self.n_frequency,
+                      self.n_contact, 2)
         self.n_states = int(np.prod(self.shape))
         self.register_buffer("none_index", torch.tensor(-1))
         self.register_buffer("counts", torch.zeros(self.n_states, n_actions, len(COUNT_COLUMNS),
@@ -199,7 +205,7 @@ class MarkovNet(BehaviorNet):
     # ------------------------------------------------------------------ the discrete state
     def groups(self) -> tuple[np.ndarray, int]:
         """Coarse group of every state ``(S,)`` (last level x contact bucket x unsubscribed)."""
-        lv, _, _, con, uns = np.unravel_index(np.arange(self.n_states), self.shape)
+        lv, _, _, _, con, uns = np.unravel_index(np.arange(self.n_states), self.shape)
         return ((lv % 5) * self.n_contact + con) * 2 + uns, 5 * self.n_contact * 2
 
     # Buckets by comparisons, not gathers: on a busy CPU torch's indexing kernels wait on the
@@ -208,11 +214,13 @@ class MarkovNet(BehaviorNet):
         b = (since.unsqueeze(-1) >= self.recency_edge).sum(-1)
         return torch.where(since > 0, b, torch.full_like(b, self.n_recency - 1))
 
-    def _index(self, levels, since_active, since_buy, contacts, unsub) -> torch.Tensor:
+    def _index(self, levels, since_active, since_buy, purchases, contacts, unsub):
         code = (levels * self.level_weight).sum(-1)
+        freq = (purchases.unsqueeze(-1) >= self.frequency_edge).sum(-1)
         con = (contacts.unsqueeze(-1) >= self.contact_edge).sum(-1)
         idx = (code * self.n_recency + self._recency(since_active)) * self.n_recency
-        idx = ((idx + self._recency(since_buy)) * self.n_contact + con) * 2
+        idx = (idx + self._recency(since_buy)) * self.n_frequency + freq
+        idx = (idx * self.n_contact + con) * 2
         return idx + unsub.long()
 
     def _contact(self, action: torch.Tensor) -> torch.Tensor:
@@ -237,7 +245,8 @@ class MarkovNet(BehaviorNet):
         lo = (torch.arange(t, device=raw.device) - self.window).clamp(min=0)
         contacts = cum[:, :t] - cum[:, lo]
         unsub = torch.cat([zero, torch.cumsum((raw[..., 5] > 0).long(), dim=1)], 1)[:, :t] > 0
-        return self._index(levels, since(level > 0), since(level == 3), contacts, unsub)
+        bought = torch.cat([zero, torch.cumsum((level == 3).long(), dim=1)], 1)[:, :t]
+        return self._index(levels, since(level > 0), since(level == 3), bought, contacts, unsub)
 
     # ------------------------------------------------------------------ BehaviorNet contract
     def _lookup(self, idx: torch.Tensor) -> torch.Tensor:
@@ -252,11 +261,11 @@ class MarkovNet(BehaviorNet):
     def init_state(self, static: torch.Tensor) -> State:
         b, dev = static.shape[0], static.device
         z = torch.zeros(b, dtype=torch.long, device=dev)
-        return (torch.full((b, self.order), BEFORE, dtype=torch.long, device=dev), z, z,
+        return (torch.full((b, self.order), BEFORE, dtype=torch.long, device=dev), z, z, z,
                 torch.zeros(b, self.window, dtype=torch.long, device=dev), z)
 
     def step(self, state, raw, action):
-        levels, since_active, since_buy, contacts, unsub = state
+        levels, since_active, since_buy, bought, contacts, unsub = state
         level = behavior_level(raw)
 
         def advance(since: torch.Tensor, event: torch.Tensor) -> torch.Tensor:
@@ -265,12 +274,14 @@ class MarkovNet(BehaviorNet):
 
         return (torch.cat([levels[:, 1:], level[:, None]], dim=1),
                 advance(since_active, level > 0), advance(since_buy, level == 3),
+                bought + (level == 3).long(),
                 torch.cat([contacts[:, 1:], self._contact(action)[:, None]], dim=1),
                 unsub | (raw[:, 5] > 0).long())
 
     def readout(self, state):
-        levels, since_active, since_buy, contacts, unsub = state
-        return self._lookup(self._index(levels, since_active, since_buy, contacts.sum(-1), unsub))
+        levels, since_active, since_buy, bought, contacts, unsub = state
+        return self._lookup(self._index(levels, since_active, since_buy, bought,
+                                        contacts.sum(-1), unsub))
 
     # ------------------------------------------------------------------ fitting
     def count(self, data: PanelTensors, weight: np.ndarray | None = None,
@@ -353,14 +364,16 @@ class MarkovNet(BehaviorNet):
     # ------------------------------------------------------------------ interpretation
     def state_names(self) -> pd.DataFrame:
         """One row per state: ``levels`` (oldest first), ``since_active``, ``since_purchase``,
-        ``contacts`` bucket labels and ``unsubscribed``."""
-        lv, ra, rp, con, uns = np.unravel_index(np.arange(self.n_states), self.shape)
+        ``purchases``, ``contacts`` bucket labels and ``unsubscribed``."""
+        lv, ra, rp, fr, con, uns = np.unravel_index(np.arange(self.n_states), self.shape)
         digits = [(lv // 5 ** j) % 5 for j in range(self.order - 1, -1, -1)]
         levels = ["/".join(LEVELS[d[i]] for d in digits) for i in range(self.n_states)]
         rec = _bucket_labels(list(self.recency_edges)) + ["never"]
         cl = _bucket_labels(list(self.contact_edges), zero=True)
+        fl = _bucket_labels(list(self.frequency_edge.tolist()), zero=True)
         return pd.DataFrame({"levels": levels, "since_active": np.array(rec)[ra],
-                             "since_purchase": np.array(rec)[rp], "contacts": np.array(cl)[con],
+                             "since_purchase": np.array(rec)[rp],
+                             "purchases": np.array(fl)[fr], "contacts": np.array(cl)[con],
                              "unsubscribed": uns.astype(bool)})
 
 

@@ -32,7 +32,7 @@ def _cfg(**kw) -> PredictorConfig:
 
 @pytest.fixture(scope="module")
 def chain():
-    return chain_panel(n_users=3000, n_periods=12, seed=1, lift=LIFT, churn=0.0, segments=False)
+    return chain_panel(n_users=6000, n_periods=12, seed=1, lift=LIFT, churn=0.0, segments=False)
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +95,8 @@ def test_shrinkage_backoff():
 
 
 def test_state_of_a_known_history():
-    cfg = _cfg(markov_order=2, markov_recency_edges=(2, 4), markov_contact_edges=(1, 2),
+    cfg = _cfg(markov_order=2, markov_recency_edges=(2, 4), markov_frequency_edges=(1, 3),
+               markov_contact_edges=(1, 2),
                markov_contact_window=3)
     net = MarkovNet(cfg, n_actions=2, n_static=0)
     net.none_index.fill_(0)
@@ -107,20 +108,21 @@ def test_state_of_a_known_history():
     idx = net.state_index(raw, action)[0].tolist()
     names = net.state_names().iloc[idx].reset_index(drop=True)
     assert names.loc[0].to_dict() == {"levels": "before/before", "since_active": "never",
-                                      "since_purchase": "never", "contacts": "0",
-                                      "unsubscribed": False}
+                                      "since_purchase": "never", "purchases": "0",
+                                      "contacts": "0", "unsubscribed": False}
     assert names.loc[2, "levels"] == "visited/purchased"
     assert names.loc[2, "contacts"] == "2+" and names.loc[2, "since_active"] == "1"
+    assert names.loc[1, "purchases"] == "0" and names.loc[2, "purchases"] == "1-2"
     # step 4: last active 3 periods ago (bucket 2-3), contacts in steps 1-3: one.
     assert names.loc[4].to_dict() == {"levels": "none/none", "since_active": "2-3",
-                                      "since_purchase": "2-3", "contacts": "1",
-                                      "unsubscribed": True}
+                                      "since_purchase": "2-3", "purchases": "1-2",
+                                      "contacts": "1", "unsubscribed": True}
 
 
 def test_state_tensors_have_a_batch_axis(fitted):
     """The simulator finds each state tensor's batch axis by comparing batch sizes 1 and 2."""
     s1, s2 = fitted.initial_state(1), fitted.initial_state(2)
-    assert len(s1) == len(s2) == 5
+    assert len(s1) == len(s2) == 6
     for a, b in zip(s1, s2, strict=True):
         assert a.shape[0] == 1 and b.shape[0] == 2 and a.shape[1:] == b.shape[1:]
 
@@ -172,6 +174,7 @@ def test_saved_counts_and_mismatch(fitted, tmp_path):
     ({"markov_contact_edges": (0, 1)}, "markov_contact_edges"),
     ({"markov_prior": -1.0}, "markov_prior"),
     ({"markov_contact_window": 0}, "markov_contact_window"),
+    ({"markov_frequency_edges": (2, 2)}, "markov_frequency_edges"),
 ])
 def test_invalid_markov_config(kw, match):
     with pytest.raises(ConfigError, match=match):
