@@ -25,7 +25,7 @@ def _set_threads(n: int) -> None:
 @bench_app.command("env")
 def bench_env_cmd(
     data: Path | None = typer.Option(None, help="Dataset folder; default: a generated shop."),
-    families: str = typer.Option("logistic,mlp,gru,lstm,transformer",
+    families: str = typer.Option("logistic,mlp,gru,lstm,transformer,markov",
                                  help="Comma-separated predictor families."),
     n_envs: str = typer.Option("64,1024,4096,16384", help="Comma-separated batch sizes."),
     naive: bool = typer.Option(True, help="Also time the naive path (ShopEnv in DummyVecEnv)."),
