@@ -19,8 +19,9 @@ from typing import Any
 
 import numpy as np
 from gymnasium import spaces
-from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvObs, VecEnvStepReturn
+from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
 
+from envs import BatchedVecEnv
 from predictors import StartStates, World
 from predictors.synthetic import read_world
 
@@ -44,7 +45,7 @@ def _put(start: StartStates, rows: np.ndarray, src: StartStates) -> None:
         start.history.arrays[k][rows] = v
 
 
-class WorldVecEnv(VecEnv):
+class WorldVecEnv(BatchedVecEnv):
     """N users of the true world stepped together (SB3 ``VecEnv``).
 
     Args:
@@ -72,10 +73,6 @@ class WorldVecEnv(VecEnv):
         self._rng = np.random.default_rng(seed)
         self._actions = np.zeros(n_envs, np.int64)
         self.render_mode = None
-
-    def seed(self, seed: int | None = None) -> list[int | None]:  # type: ignore[override]
-        self._rng = np.random.default_rng(seed)
-        return [seed] * self.num_envs
 
     def _obs(self) -> np.ndarray:
         obs = self.users.history.observation()
@@ -115,25 +112,6 @@ class WorldVecEnv(VecEnv):
             self.t[rows] = 0
             obs[rows] = self._obs()[rows]
         return obs, out["reward"].astype(np.float32), dones, infos
-
-    def close(self) -> None:
-        return None
-
-    def get_attr(self, attr_name: str, indices: Any = None) -> list[Any]:
-        return [getattr(self, attr_name)] * len(self._get_indices(indices))
-
-    def set_attr(self, attr_name: str, value: Any, indices: Any = None) -> None:
-        setattr(self, attr_name, value)
-
-    def env_method(self, method_name: str, *method_args: Any, indices: Any = None,
-                   **method_kwargs: Any) -> list[Any]:
-        if method_name == "action_masks":
-            return list(self.action_masks()[list(self._get_indices(indices))])
-        return [getattr(self, method_name)(*method_args, **method_kwargs)
-                for _ in self._get_indices(indices)]
-
-    def env_is_wrapped(self, wrapper_class: type, indices: Any = None) -> list[bool]:
-        return [False] * len(self._get_indices(indices))
 
 
 def world_start_states(data: str | Path, user_ids: np.ndarray) -> StartStates:

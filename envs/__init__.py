@@ -2,6 +2,7 @@
 
 from gymnasium.envs.registration import register, registry
 
+from envs.batched import BatchedVecEnv
 from envs.rollout import Rollout, rollout
 from envs.shop_env import LearnedShop, ShopEnv, ShopVecEnv, load_learned_shop, make_shop_env
 from envs.simulator import ActivityModel, CapConfig, ShopSimulator, StartStates
@@ -14,6 +15,7 @@ if "nudgegym/Shop-v0" not in registry:
 
 __all__: list[str] = [
     "ActivityModel",
+    "BatchedVecEnv",
     "CapConfig",
     "LearnedShop",
     "Rollout",

@@ -77,7 +77,7 @@ def rollout(shop: LearnedShop, policy: PolicyFn | np.ndarray, horizon: int = 26,
     action_all = np.full((len(src), horizon), -1, np.int64)
     ss = np.random.SeedSequence(seed)
     for b, (sim_seed, pol_seed) in zip(range(0, len(src), batch_size),
-                                       _pairs(ss, -(-len(src) // batch_size))):
+                                       _pairs(ss, -(-len(src) // batch_size)), strict=False):
         rows = slice(b, b + batch_size)
         part = src[rows]
         rng, prng = np.random.default_rng(sim_seed), np.random.default_rng(pol_seed)

@@ -19,8 +19,9 @@ import gymnasium as gym
 import numpy as np
 import pandas as pd
 from gymnasium import spaces
-from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvObs, VecEnvStepReturn
+from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
 
+from envs.batched import BatchedVecEnv
 from envs.simulator import (
     ActivityModel,
     CapConfig,
@@ -28,7 +29,6 @@ from envs.simulator import (
     StartStates,
     build_start_states,
 )
-from predictors.models import BehaviorPredictor
 from predictors import (
     DatasetSpec,
     FeatureConfig,
@@ -36,6 +36,7 @@ from predictors import (
     load_users,
     open_dataset,
 )
+from predictors.models import BehaviorPredictor
 
 
 @dataclass
@@ -203,7 +204,7 @@ class ShopEnv(gym.Env):
         return self.sim.observation()[0], float(out["reward"][0]), terminated, truncated, info
 
 
-class ShopVecEnv(VecEnv):
+class ShopVecEnv(BatchedVecEnv):
     """N users of the learned shop stepped together (SB3 ``VecEnv``), one forward per step.
 
     Each slot is one user; when a user churns or reaches the horizon the slot restarts from a
@@ -234,10 +235,6 @@ class ShopVecEnv(VecEnv):
         self._rng = np.random.default_rng(seed)
         self._actions = np.zeros(n_envs, np.int64)
         self.last_step: dict[str, np.ndarray] = {}
-
-    def seed(self, seed: int | None = None) -> list[int | None]:  # type: ignore[override]
-        self._rng = np.random.default_rng(seed)
-        return [seed] * self.num_envs
 
     def reset(self) -> VecEnvObs:
         src = self._rng.integers(len(self.shop.starts), size=self.num_envs)
@@ -277,25 +274,6 @@ class ShopVecEnv(VecEnv):
             self.sim.replace(done_rows, self.shop.starts, src)
             obs[done_rows] = self.sim.observation(done_rows)
         return obs, out["reward"].astype(np.float32), dones, infos
-
-    def close(self) -> None:
-        return None
-
-    def get_attr(self, attr_name: str, indices: Any = None) -> list[Any]:
-        return [getattr(self, attr_name)] * len(self._get_indices(indices))
-
-    def set_attr(self, attr_name: str, value: Any, indices: Any = None) -> None:
-        setattr(self, attr_name, value)
-
-    def env_method(self, method_name: str, *method_args: Any, indices: Any = None,
-                   **method_kwargs: Any) -> list[Any]:
-        if method_name == "action_masks":
-            return list(self.action_masks()[list(self._get_indices(indices))])
-        return [getattr(self, method_name)(*method_args, **method_kwargs)
-                for _ in self._get_indices(indices)]
-
-    def env_is_wrapped(self, wrapper_class: type, indices: Any = None) -> list[bool]:
-        return [False] * len(self._get_indices(indices))
 
 
 def make_shop_env(predictor: str, data: str, horizon: int = 26, start_users: str = "test",

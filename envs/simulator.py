@@ -41,13 +41,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from predictors.models import BehaviorPredictor
 from predictors import (
     DatasetSpec,
     FeatureConfig,
     HistoryTracker,
     observation_names,
 )
+from predictors.models import BehaviorPredictor
 
 #: Raw row layout the predictor steps on (see predictors.models.sequence.RAW_COLUMNS).
 RAW_COLUMNS = ("visits", "views", "carts", "purchases", "favs", "unsubscribes", "revenue")
@@ -88,8 +88,8 @@ def _batch_dims(predictor: BehaviorPredictor) -> tuple[int, ...]:
     """The batch axis of each tensor of the predictor's carried state (found by probing)."""
     s1, s2 = predictor.initial_state(1), predictor.initial_state(2)
     dims = []
-    for a, b in zip(s1, s2):
-        diff = [i for i, (x, y) in enumerate(zip(a.shape, b.shape)) if x != y]
+    for a, b in zip(s1, s2, strict=False):
+        diff = [i for i, (x, y) in enumerate(zip(a.shape, b.shape, strict=False)) if x != y]
         dims.append(diff[0] if diff else 0)
     return tuple(dims)
 
@@ -97,13 +97,13 @@ def _batch_dims(predictor: BehaviorPredictor) -> tuple[int, ...]:
 def take_state(state: State, idx: np.ndarray, dims: tuple[int, ...]) -> State:
     """Rows ``idx`` of a carried state."""
     t = torch.as_tensor(idx, dtype=torch.long, device=state[0].device)
-    return tuple(s.index_select(d, t) for s, d in zip(state, dims))
+    return tuple(s.index_select(d, t) for s, d in zip(state, dims, strict=False))
 
 
 def put_state(state: State, idx: np.ndarray, src: State, dims: tuple[int, ...]) -> State:
     """``state`` with rows ``idx`` replaced by ``src`` (same order)."""
     t = torch.as_tensor(idx, dtype=torch.long, device=state[0].device)
-    return tuple(s.index_copy(d, t, v) for s, v, d in zip(state, src, dims))
+    return tuple(s.index_copy(d, t, v) for s, v, d in zip(state, src, dims, strict=False))
 
 
 @dataclass
