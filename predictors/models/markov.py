@@ -15,22 +15,25 @@ For each state ``s`` and candidate action ``a`` every binary head is a Beta post
 estimated from counts, shrunk hierarchically (backoff) towards coarser cells::
 
     p(s, a) = (y(s, a) + m * c(s, a)) / (n(s, a) + m),
-    c(s, a) = sigmoid(logit p(s) + logit p(g, a) - logit p(g)),
+    c(s, a) = sigmoid(base(s) + delta(g(s), a)),
 
-where ``p(s)`` pools the actions of state ``s`` (shrunk towards its group), ``g`` is the coarse
-group of ``s`` (last level, contact bucket, unsubscribed) and ``p(g, a) - p(g)`` is the action's
-effect in that group on the logit scale (shrunk towards the action's overall effect). A thin cell
-thus takes its level from its state and its action effect from its group. Revenue given a purchase
-is log-normal: the mean and second moment of log revenue are shrunk the same way. ``m`` (pseudo
-user-periods, ``markov_prior``) is picked per head on the validation users when set to ``0``.
+where ``base(s)`` is the state's logit rate with the actions' offsets removed (its pooled rate
+shrunk towards its group's), ``g`` is the coarse group of ``s`` (last level, contact bucket,
+unsubscribed) and ``delta(g, a)`` is the action's logit effect in that group, observed against
+the expected successes of the states it was sent to and shrunk towards the action's overall
+effect (see :func:`shrink_binary`). A thin cell thus takes its level from its state and its
+action effect from its group. Revenue given a purchase is log-normal: the mean and second moment
+of log revenue are shrunk the same way. ``m`` (pseudo user-periods, ``markov_prior``) is picked
+per head on the validation users from :data:`PRIOR_GRID` when set to ``0``. Static user features
+are not used.
 
 The state is computed by one torch function for whole sequences (fitting, batch prediction) and
 carried step by step for the simulator as tensors whose first axis is the batch: behavior levels
 ``(B, order)``, periods since activity ``(B,)`` and since purchase ``(B,)`` (0 = never), periods
 with a purchase ``(B,)``, contacts of the last periods ``(B, window)`` and the unsubscribed flag
-``(B,)``. The readout is a table
-lookup, so the family plugs into :class:`~predictors.models.BehaviorPredictor` (and the
-simulator) like the neural ones; the tables and raw counts are its saved buffers.
+``(B,)``. The readout is a table lookup, so the family plugs into
+:class:`~predictors.models.BehaviorPredictor` (and the simulator) like the neural ones; the
+tables and raw counts are its saved buffers.
 
 Reference: the first-order Markov chain of customer behavior as in Pfeifer & Carraway (2000),
 "Modeling customer relationships as Markov chains", J. Interactive Marketing 14(2).
