@@ -52,6 +52,7 @@ from tqdm.auto import tqdm
 from predictors.models.config import PredictorConfig, resolve_device
 from predictors.models.families import BehaviorNet, State
 from predictors.models.sequence import PanelTensors
+from predictors.models.shrinkage import P_EPS, logit, shrink_binary, shrink_lognormal, sigmoid
 from predictors.models.train import LOSS_TERMS, TrainResult, ipw_weights
 
 #: Behavior level codes (the highest of the period) and the padding before a user's first period.
@@ -64,8 +65,6 @@ COUNT_COLUMNS = ("n", "visit", "purchase", "unsubscribe", "n_churn", "churn", "n
 PRIOR_GRID = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0, 10000.0)
 _BINARY = {"visit": (0, 1), "purchase": (0, 2), "unsubscribe": (0, 3), "churn": (4, 5)}
 _CHANNEL = {"visit": 0, "purchase": 1, "unsubscribe": 4, "churn": 5}
-_P_EPS = 1e-6
-_VAR_FLOOR = 1e-4
 
 
 def behavior_level(raw: torch.Tensor) -> torch.Tensor:
@@ -75,91 +74,14 @@ def behavior_level(raw: torch.Tensor) -> torch.Tensor:
     return torch.where(raw[..., 3] > 0, torch.full_like(level, 3), level)
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, _P_EPS, 1 - _P_EPS)
-    return np.log(p) - np.log1p(-p)
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
-
-
-def _group_sum(x: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarray:
-    """Sum the rows of ``x`` ``(S, ...)`` by ``group`` ``(S,)``."""
-    out = np.zeros((n_groups, *x.shape[1:]))
-    np.add.at(out, group, x)
-    return out
-
-
-def _safe_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.divide(a, b, out=np.zeros(np.broadcast(a, b).shape), where=b > 0)
-
-
-def shrink_binary(n: np.ndarray, y: np.ndarray, group: np.ndarray, n_groups: int,
-                  m: float, iterations: int = 3) -> np.ndarray:
-    """Smoothed ``P(y | state, action)`` ``(S, A)`` from weighted counts ``n``, ``y`` ``(S, A)``.
-
-    Each cell is a Beta posterior mean centred on ``sigmoid(base[s] + delta[g(s), a])``: the
-    state's baseline logit (its pooled rate, shrunk towards its group's, with the actions'
-    offsets removed) plus the action's logit effect in the state's group. The group effect is
-    observed against expected successes (``sum_s n(s, a) * sigmoid(base[s])``, so the mix of
-    states an action was sent to does not leak into its effect) and shrunk towards the action's
-    overall effect, itself shrunk towards 0. Baselines and effects are refined ``iterations``
-    times (backfitting).
-    """
-    p0 = (y.sum() + 0.5) / (n.sum() + 1.0)
-    ns, ys = n.sum(1), y.sum(1)
-    ng, yg = _group_sum(n, group, n_groups), _group_sum(y, group, n_groups)
-    pg = (yg.sum(1) + m * p0) / (ng.sum(1) + m)
-    delta = np.zeros_like(ng)
-    for _ in range(iterations):
-        offset = _safe_div((n * delta[group]).sum(1), ns)
-        base = _logit((ys + m * pg[group]) / (ns + m)) - offset
-        eg = _group_sum(n * _sigmoid(base)[:, None], group, n_groups)
-        ea = np.where(ng.sum(0) > 0, _safe_div(eg.sum(0), ng.sum(0)), p0)
-        delta_a = _logit((yg.sum(0) + m * ea) / (ng.sum(0) + m)) - _logit(ea)
-        e = np.where(ng > 0, _safe_div(eg, ng), p0)
-        centre = _sigmoid(_logit(e) + delta_a[None, :])
-        delta = _logit((yg + m * centre) / (ng + m)) - _logit(e)
-    centre = _sigmoid(base[:, None] + delta[group])
-    return np.clip((y + m * centre) / (n + m), _P_EPS, 1 - _P_EPS)
-
-
-def shrink_lognormal(n: np.ndarray, s1: np.ndarray, s2: np.ndarray, group: np.ndarray,
-                     n_groups: int, m: float, iterations: int = 3,
-                     ) -> tuple[np.ndarray, np.ndarray]:
-    """Smoothed mean and variance of log revenue ``(S, A)`` from weighted ``n``, sums ``s1`` of
-    log revenue and ``s2`` of its square; the same backoff as :func:`shrink_binary`, additive
-    on the mean (the action's effect is the shrunk mean residual against the state baseline)."""
-    total = n.sum()
-    mu0 = s1.sum() / total if total > 0 else 0.0
-    v0 = max(s2.sum() / total - mu0 ** 2, _VAR_FLOOR) if total > 1 else 1.0
-
-    def post(k, a1, a2, mu_c, v_c):
-        mu = (a1 + m * mu_c) / (k + m)
-        return mu, np.maximum((a2 + m * (v_c + mu_c ** 2)) / (k + m) - mu ** 2, _VAR_FLOOR)
-
-    ng, g1, g2 = (_group_sum(x, group, n_groups) for x in (n, s1, s2))
-    mu_g, v_g = post(ng.sum(1), g1.sum(1), g2.sum(1), mu0, v0)
-    ns = n.sum(1)
-    mu_s, v_s = post(ns, s1.sum(1), s2.sum(1), mu_g[group], v_g[group])
-    delta = np.zeros_like(ng)
-    for _ in range(iterations):
-        base = mu_s - _safe_div((n * delta[group]).sum(1), ns)
-        resid = _group_sum(s1 - n * base[:, None], group, n_groups)
-        delta_a = resid.sum(0) / (ng.sum(0) + m)
-        delta = (resid + m * delta_a[None, :]) / (ng + m)
-    return post(n, s1, s2, base[:, None] + delta[group], v_s[:, None])
-
-
 def count_losses(counts: np.ndarray, table: np.ndarray) -> dict[str, float]:
     """Mean loss per term (as in training: BCE per binary head, Gaussian NLL of log revenue)
     of ``table`` ``(S, A, 6)`` on the rows summarised by ``counts`` ``(S, A, 9)``."""
     out: dict[str, float] = {}
     for head, (cn, cy) in _BINARY.items():
         n, y = counts[..., cn], counts[..., cy]
-        p = _sigmoid(table[..., _CHANNEL[head]].astype(np.float64))
-        p = np.clip(p, _P_EPS, 1 - _P_EPS)
+        p = sigmoid(table[..., _CHANNEL[head]].astype(np.float64))
+        p = np.clip(p, P_EPS, 1 - P_EPS)
         tot = n.sum()
         out[head] = float(-(y * np.log(p) + (n - y) * np.log1p(-p)).sum() / tot) if tot else 0.0
     n, s1, s2 = counts[..., 6], counts[..., 7], counts[..., 8]
@@ -324,7 +246,7 @@ class MarkovNet(BehaviorNet):
         out = np.zeros((self.n_states, self.n_actions, 6))
         for head, (cn, cy) in _BINARY.items():
             p = shrink_binary(counts[..., cn], counts[..., cy], group, n_groups, prior[head])
-            out[..., _CHANNEL[head]] = _logit(p)
+            out[..., _CHANNEL[head]] = logit(p)
         mu, var = shrink_lognormal(counts[..., 6], counts[..., 7], counts[..., 8], group,
                                    n_groups, prior["revenue"])
         out[..., 2], out[..., 3] = mu, 0.5 * np.log(var)
@@ -420,6 +342,6 @@ def markov_table(predictor: Any, min_count: float = 1.0) -> pd.DataFrame:
     out["n"] = counts[s, a]
     cells = table[s, a]
     for col, ch in (("p_visit", 0), ("p_purchase", 1), ("p_unsubscribe", 4), ("p_churn", 5)):
-        out[col] = _sigmoid(cells[:, ch])
+        out[col] = sigmoid(cells[:, ch])
     out["revenue_mu"], out["revenue_sigma"] = cells[:, 2], np.exp(cells[:, 3])
     return out.sort_values("n", ascending=False, kind="stable").reset_index(drop=True)
