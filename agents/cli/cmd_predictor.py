@@ -65,6 +65,9 @@ def train_predictor(
     batch_size: int = typer.Option(4096, help="Minibatch size in user-periods."),
     lr: float = typer.Option(3e-3, help="Learning rate."),
     patience: int = typer.Option(3, help="Early-stopping patience in epochs."),
+    markov_order: int = typer.Option(1, help="markov: periods in the behaviour state."),
+    markov_prior: float = typer.Option(0.0, help="markov: prior strength in pseudo "
+                                       "user-periods (0: chosen on validation users)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
 ) -> None:
     """Train a behavior predictor on a dataset; write weights, metrics.json and plots."""
@@ -74,7 +77,8 @@ def train_predictor(
 
     cfg = PredictorConfig(family=model, history=history, hidden=hidden, layers=layers,
                           conditioning=conditioning, epochs=epochs, batch_size=batch_size,
-                          lr=lr, patience=patience, ipw=ipw, seed=seed, device=device)
+                          lr=lr, patience=patience, ipw=ipw, seed=seed, device=device,
+                          markov_order=markov_order, markov_prior=markov_prior)
     resolve_device(device)
     panel, users, ds = _load_data(data)
     t0 = time.perf_counter()
