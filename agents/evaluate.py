@@ -22,9 +22,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from agents.baselines import make_rule, parse_rule
 from agents.policy import BasePolicy
-from agents.sb3_policy import load_sb3_policy
 from predictors import ConfigError
 from predictors.io import atomic_path, write_json, write_text
 
@@ -71,23 +69,11 @@ def mean_ci(x: np.ndarray, z: float = 1.96) -> dict[str, float]:
 
 
 def load_policy(text: str, shop: Any, data: str | Path, cfg: EvaluateConfig) -> BasePolicy:
-    """A policy from ``rule:...`` or a train-policy run folder, for the shop's observations."""
-    names = shop.observation_names
-    if text.startswith("rule:"):
-        name, params = parse_rule(text)
-        return make_rule(name, shop.spec, names, data=data, **params)
-    folder = Path(text)
-    if not folder.is_dir():
-        raise ConfigError(f"policy {text!r}: expected rule:NAME or a train-policy run folder")
-    policy = load_sb3_policy(folder, cfg.device, deterministic=not cfg.stochastic)
-    if policy.observation_names is not None and list(policy.observation_names) != list(names):
-        raise ConfigError(f"{folder}: the model was trained on observations "
-                          f"{policy.observation_names}; this shop has {list(names)}")
-    actions = list(shop.spec.action_names)
-    if policy.action_names is not None and list(policy.action_names) != actions:
-        raise ConfigError(f"{folder}: the model's actions {policy.action_names} differ from the "
-                          f"dataset's {shop.spec.action_names}")
-    return policy
+    """A policy from ``rule:...``, an export or a train-policy run, for the shop's observations."""
+    from agents.loading import load_policy as load
+
+    return load(text, shop.spec, shop.observation_names, data, device=cfg.device,
+                deterministic=not cfg.stochastic)
 
 
 def _summary(returns: np.ndarray, extra: dict[str, float]) -> dict[str, Any]:

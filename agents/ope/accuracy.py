@@ -162,34 +162,11 @@ def make_accuracy_estimators(names: Sequence[str], fqe_steps: int,
 
 
 def load_target_policy(text: str, spec: DatasetSpec, data: str | Path) -> Policy:
-    """``rule:NAME[:...]`` or a ``train-policy`` run folder, on the observation vector.
+    """``rule:NAME[:...]``, an export or a ``train-policy`` run folder, on the observation vector
+    (a trained policy must have been trained on it: ``--env world``)."""
+    from agents.loading import load_policy
 
-    Raises:
-        ConfigError: Neither a rule nor a run folder, or a model trained on other
-            observations or actions.
-    """
-    names = observation_names()
-    if text.startswith("rule:"):
-        from agents.baselines import make_rule, parse_rule
-
-        rule, params = parse_rule(text)
-        return make_rule(rule, spec, names, data=data, **params)
-    folder = Path(text)
-    if not folder.is_dir():
-        raise ConfigError(f"policy {text!r}: expected rule:NAME[:...] or a train-policy run "
-                          "folder")
-    from agents.sb3_policy import load_sb3_policy
-
-    policy = load_sb3_policy(folder, "cpu", deterministic=True)
-    seen = policy.observation_names
-    if seen is not None and list(seen) != names:
-        raise ConfigError(f"{folder}: the model was trained on observations {list(seen)}; the "
-                          f"logs and the true world give {names} (train it with --env world)")
-    acts = getattr(policy, "action_names", None)
-    if acts is not None and list(acts) != list(spec.action_names):
-        raise ConfigError(f"{folder}: the model's actions {list(acts)} differ from the "
-                          f"dataset's {spec.action_names}")
-    return policy
+    return load_policy(text, spec, observation_names(), data)
 
 
 def _evaluated_users(folder: Path) -> np.ndarray:

@@ -1,0 +1,63 @@
+"""One way to turn a policy argument of the CLI into a policy of the common interface.
+
+``rule:NAME[:...]`` builds a rule baseline, a folder with ``manifest.json`` loads an ONNX export
+(onnxruntime only), any other folder loads a ``nudgegym train-policy`` run. Every trained policy
+is checked against the observation vector and the action catalog it is asked to act on, so a
+model trained on other features or actions is refused with a clear error instead of acting on
+misread columns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from predictors import ConfigError, DatasetSpec
+
+
+def load_policy(text: str, spec: DatasetSpec, observation_names: Sequence[str],
+                data: str | Path | None = None, *, device: str = "cpu",
+                deterministic: bool = True) -> Any:
+    """The policy ``text`` names, for observations ``observation_names`` of dataset ``spec``.
+
+    Args:
+        text: ``rule:NAME[:ARG][:key=value,...]``, an export folder or a train-policy run.
+        spec: The dataset's spec (action catalog).
+        observation_names: The features the policy will be given, in order.
+        data: Dataset folder (rules such as ``greedy`` fit their reward model there).
+        device: Device of a trained SB3 model.
+        deterministic: Greedy actions of a trained model (else its stochastic policy).
+
+    Raises:
+        ConfigError: Not a rule nor a folder, or a trained policy whose features or actions
+            differ from ``observation_names`` / the catalog.
+    """
+    names = list(observation_names)
+    if text.startswith("rule:"):
+        from agents.baselines import make_rule, parse_rule
+
+        name, params = parse_rule(text)
+        return make_rule(name, spec, names, data=data, **params)
+    folder = Path(text)
+    if not folder.is_dir():
+        raise ConfigError(f"policy {text!r}: expected rule:NAME[:...], an export folder or a "
+                          "train-policy run folder")
+    if (folder / "manifest.json").is_file():
+        from agents.serving import ExportedPolicy
+
+        policy: Any = ExportedPolicy(folder)
+        seen, actions = list(policy.features), list(policy.action_names)
+    else:
+        from agents.sb3_policy import load_sb3_policy
+
+        policy = load_sb3_policy(folder, device, deterministic=deterministic)
+        seen = policy.observation_names
+        actions = getattr(policy, "action_names", None)
+    if seen is not None and list(seen) != names:
+        raise ConfigError(f"{folder}: the policy observes {len(seen)} features {list(seen)[:4]}...; "
+                          f"this use gives {len(names)} {names[:4]}...")
+    if actions is not None and list(actions) != list(spec.action_names):
+        raise ConfigError(f"{folder}: the policy's actions {list(actions)} differ from the "
+                          f"dataset's {spec.action_names}")
+    return policy
