@@ -34,34 +34,33 @@ def _policy_fn(rule, rng: np.random.Generator):
 
 def policy_fidelity(predictor: str | Path, data: str | Path, *, horizon: int = 26,
                     start_users: str = "test", rules: tuple[str, ...] = FIDELITY_RULES,
-                    replicates: int = 2, seed: int = 0) -> dict:
+                    replicates: int = 2, seed: int = 0,
+                    panel: pd.DataFrame | None = None) -> dict:
     """Simulated vs true value of rule policies from the same start users.
+
+    ``panel``: the dataset's panel when the caller already built it (else it is built here).
 
     Returns:
         JSON-ready dict with ``rows`` (policy, sim, true, rel_error, ranks, standard errors),
         ``max_abs_rel_error``, ``ranking_identical`` and ``spearman``.
     """
-    from agents.baselines import make_rule, parse_rule
-    from predictors.synthetic import read_start_states, read_world, true_policy_value
+    from agents.loading import load_policy
+    from agents.world_vec_env import world_start_states
+    from predictors.synthetic import read_world, true_policy_value
 
-    shop = load_learned_shop(predictor, data, horizon=horizon, start_users=start_users)
+    shop = load_learned_shop(predictor, data, horizon=horizon, start_users=start_users,
+                             panel=panel)
     world = read_world(data)
-    truth_users = pd.read_parquet(Path(data) / "truth" / "users.parquet")["user_id"].to_numpy()
-    pos = pd.Series(np.arange(len(truth_users)), index=truth_users)
-    idx = np.tile(pos.loc[shop.starts.user_ids].to_numpy(), replicates)
-    world_start = read_start_states(data, "end").subset(idx)
+    world_start = world_start_states(data, np.tile(shop.starts.user_ids, replicates))
     world_names = observation_names(world_start.history.config)
     rows = []
     for k, name in enumerate(rules):
-        rule, params = parse_rule(f"rule:{name}")
-        extra = {"data": data} if rule == "greedy" else {}
-        sim_rule = make_rule(rule, shop.spec, shop.observation_names, **extra, **params)
-        true_rule = make_rule(rule, shop.spec, world_names, **extra, **params)
+        sim_rule = load_policy(f"rule:{name}", shop.spec, shop.observation_names, data)
+        true_rule = load_policy(f"rule:{name}", shop.spec, world_names, data)
         sim = rollout(shop, _policy_fn(sim_rule, np.random.default_rng(seed)), horizon,
                       seed=seed + 1000 * k, replicates=replicates).returns
-        true_fn = _policy_fn(true_rule, np.random.default_rng(seed + 1))
-        true = true_policy_value(world, lambda obs: true_fn(obs), world_start, horizon,
-                                 seed + 1000 * k)
+        true = true_policy_value(world, _policy_fn(true_rule, np.random.default_rng(seed + 1)),
+                                 world_start, horizon, seed + 1000 * k)
         rows.append({"policy": f"rule:{name}", "sim": float(sim.mean()),
                      "sim_se": float(sim.std(ddof=1) / np.sqrt(len(sim))),
                      "true": float(true.mean()),

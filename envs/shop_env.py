@@ -58,7 +58,8 @@ def load_learned_shop(predictor: str | Path | BehaviorPredictor, data: str | Pat
                       start_users: str = "test", caps: CapConfig | None = None,
                       device: str = "cpu",
                       feature_config: FeatureConfig | None = None,
-                      static_in_obs: bool = False, churn: str = "implicit") -> LearnedShop:
+                      static_in_obs: bool = False, churn: str = "implicit",
+                      panel: pd.DataFrame | None = None) -> LearnedShop:
     """Build the learned shop from a predictor run folder and its dataset folder.
 
     Args:
@@ -82,8 +83,9 @@ def load_learned_shop(predictor: str | Path | BehaviorPredictor, data: str | Pat
     pred = (predictor if isinstance(predictor, BehaviorPredictor)
             else BehaviorPredictor.load(predictor, device=device))
     ds = open_dataset(data)
-    panel = build_panel(ds)
-    users = load_users(ds)
+    if panel is None:
+        panel = build_panel(ds)
+    users = load_users(ds, validate=False)
     last = int(panel["period"].max())
     t0 = last + 1 if start_period is None else int(start_period)
     if not 1 <= t0 <= last + 1:

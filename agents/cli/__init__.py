@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import sys
 
-from agents.cli._app import app, bench_app, run_main
-
 # Command modules register themselves on import.
 from agents.cli import (  # noqa: F401,E402
     cmd_data,
@@ -22,6 +20,7 @@ from agents.cli import (  # noqa: F401,E402
     cmd_predictor_real,
     cmd_quickstart,
 )
+from agents.cli._app import app, bench_app, run_main
 
 __all__ = ["app", "bench_app", "main", "run_main"]
 

@@ -63,7 +63,7 @@ def bench_env_cmd(
             pred = BehaviorPredictor(PredictorConfig(family=fam, epochs=1, device=device,
                                                      seed=seed))
             pred.fit(panel, ds.spec.action_names, users=users, progress=False)
-            shop = load_learned_shop(pred, data, start_users="all")
+            shop = load_learned_shop(pred, data, start_users="all", panel=panel)
             for n in sizes:
                 r = bench_env(shop, n, naive=naive, min_seconds=min_seconds, seed=seed)
                 r["family"] = fam
@@ -99,7 +99,8 @@ def fidelity_cmd(
     panel = build_panel(ds)
     last = int(panel["period"].max())
     h = min(horizon, last)
-    shop = load_learned_shop(predictor, data, start_period=last + 1 - h, start_users=start_users)
+    shop = load_learned_shop(predictor, data, start_period=last + 1 - h, start_users=start_users,
+                             panel=panel)
     rep = replay_fidelity(shop, panel, h, replicates=replicates, seed=seed)
     result = {"replay": rep}
     typer.echo(f"replay of the logged actions: {rep['users']} {start_users} users from period "
@@ -113,7 +114,7 @@ def fidelity_cmd(
                f"Wasserstein {pp['wasserstein']:.3f}, TV {pp['total_variation']:.3f}")
     if ds.truth_folder is not None:
         pol = policy_fidelity(predictor, data, horizon=horizon, start_users=start_users,
-                              seed=seed)
+                              seed=seed, panel=panel)
         result["policies"] = pol
         typer.echo(f"rule policies, simulated vs TRUE value per user ({horizon} periods, "
                    f"{pol['users']} users from the end of the log):")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -12,6 +12,10 @@ import typer
 
 from agents.cli._app import app, bench_app
 from predictors.io import write_json, write_parquet, write_run_config
+
+if TYPE_CHECKING:  # torch-free at run time
+    from predictors.models import BehaviorPredictor
+
 # torch loads only when a predictor command runs (``nudgegym score`` must not import it).
 _FAMILY_NAMES = "logistic, mlp, gru, lstm, transformer, markov"
 

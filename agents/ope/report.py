@@ -27,37 +27,6 @@ from agents.ope.sequential import FQE, PDIS, WPDIS, SequentialDR
 from agents.policy import BasePolicy
 
 
-def load_target_policy(text: str, spec: Any, data: str | Path) -> Any:
-    """A target policy: ``rule:NAME[:...]``, an ONNX export folder or a train-policy run."""
-    from predictors import observation_names
-
-    names = observation_names()
-    if text.startswith("rule:"):
-        from agents.baselines import make_rule, parse_rule
-
-        name, params = parse_rule(text)
-        return make_rule(name, spec, names, data=data, **params)
-    folder = Path(text)
-    if (folder / "manifest.json").is_file():
-        from agents.serving import ExportedPolicy
-
-        policy = ExportedPolicy(folder)
-        if list(policy.features) != list(names):
-            raise ValueError(f"{folder}: the export's features {policy.features} differ from "
-                             f"the observation vector {names}")
-        return policy
-    if folder.is_dir():
-        from agents.sb3_policy import load_sb3_policy
-
-        policy = load_sb3_policy(folder, "cpu", deterministic=True)
-        if policy.observation_names is not None and list(policy.observation_names) != names:
-            raise ValueError(f"{folder}: the policy observes {len(policy.observation_names)} "
-                             f"features, the logs give {len(names)} (history features only)")
-        return policy
-    raise ValueError(f"policy {text!r}: expected rule:NAME[:...], an export folder or a "
-                     "train-policy run folder")
-
-
 def ope_table(logged: LoggedData, policies: dict[str, BasePolicy | np.ndarray], *,
               sequential: bool = True, gamma: float = 1.0, n_boot: int = 500, seed: int = 0,
               progress: bool = True) -> list[dict[str, Any]]:
@@ -111,20 +80,15 @@ def true_value_per_decision(data: str | Path, policies: dict[str, Any], *,
     policy for the logged number of periods in the world; the value per decision is the mean
     reward per user-period, the quantity the one-step estimators estimate on these logs.
     """
-    from predictors.synthetic import read_start_states, read_world, true_policy_value
+    from agents.ope.accuracy import true_value
+    from predictors.synthetic import read_start_states, read_world
 
     world, start = read_world(data), read_start_states(data, "start")
     periods = int(json.loads((Path(data) / "truth" / "world.json").read_text())
                   ["generate"]["n_periods"])
-    out = {}
-    for k, (name, policy) in enumerate(policies.items()):
-        rng = np.random.default_rng([seed, k])
-
-        def act(obs: np.ndarray, p: Any = policy) -> np.ndarray:
-            return np.asarray(p.act(obs, rng), np.int64)
-
-        out[name] = float(true_policy_value(world, act, start, periods, seed).mean() / periods)
-    return out
+    everyone = np.arange(start.n)
+    return {name: true_value(world, policy, start, everyone, periods, 1, seed)[0] / periods
+            for name, policy in policies.items()}
 
 
 def ope_report(data: str | Path, policies: list[str], *, reward: str = "net",
@@ -146,7 +110,10 @@ def ope_report(data: str | Path, policies: list[str], *, reward: str = "net",
     ds = open_dataset(data)
     logged = logged_data_from_panel(build_panel(ds, memory_limit=memory_limit), ds.spec,
                                     reward=reward)
-    targets = {text: load_target_policy(text, ds.spec, data) for text in policies}
+    from agents.loading import load_policy
+    from predictors import observation_names
+
+    targets = {text: load_policy(text, ds.spec, observation_names(), data) for text in policies}
     report = {"data": str(data), "reward": reward, "n_rounds": logged.n_rounds,
               "n_users": int(len(np.unique(logged.user_id))),
               "logging_mean_reward": float(logged.reward.mean()),
