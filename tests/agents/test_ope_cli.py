@@ -9,7 +9,9 @@ import pytest
 
 from agents.cli import run_main
 
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+from shared_data import SHARED_DATA  # noqa: E402
+
+SHARED = SHARED_DATA
 
 
 def test_bench_ope_small(tmp_path, capsys) -> None:

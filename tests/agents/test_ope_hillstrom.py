@@ -17,7 +17,9 @@ from agents.ope.hillstrom import (
 )
 from predictors.errors import DataValidationError
 
-CSV = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "hillstrom" / "hillstrom.csv"
+from shared_data import SHARED_DATA  # noqa: E402
+
+CSV = SHARED_DATA / "hillstrom" / "hillstrom.csv"
 needs_csv = pytest.mark.skipif(not CSV.is_file(), reason="shared/data/hillstrom not found")
 
 

@@ -17,7 +17,9 @@ from agents.ope.obd import (
 )
 from predictors.errors import DataValidationError
 
-OBD = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "obd"
+from shared_data import SHARED_DATA  # noqa: E402
+
+OBD = SHARED_DATA / "obd"
 needs_obd = pytest.mark.skipif(not OBD.is_dir(), reason="shared/data/obd not found")
 
 

@@ -24,14 +24,8 @@ from predictors.importers import (
 )
 from predictors.validate import validate_dataset
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-
-
-def shared_file(rel: str) -> Path:
-    path = DATA / rel
-    if not path.is_file():
-        pytest.skip(f"public data file {rel} not present beside the checkout")
-    return path
+from shared_data import SHARED_DATA as DATA  # noqa: E402
+from shared_data import shared_file  # noqa: E402
 
 
 def read(out: Path, table: str) -> pd.DataFrame:

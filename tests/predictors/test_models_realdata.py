@@ -24,14 +24,8 @@ from predictors.models.realdata import (
 from predictors.models.train import split_users
 from predictors.models.uplift import TwoModelLogistic, fit_logistic, qini_coefficient, qini_curve
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-
-
-def shared_file(rel: str) -> Path:
-    path = DATA / rel
-    if not path.is_file():
-        pytest.skip(f"public data file {rel} not present beside the checkout")
-    return path
+from shared_data import SHARED_DATA as DATA  # noqa: E402
+from shared_data import shared_file  # noqa: E402
 
 
 def uplift_data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
