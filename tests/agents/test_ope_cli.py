@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
+from shared_data import SHARED_DATA  # noqa: E402
 
 from agents.cli import run_main
-
-from shared_data import SHARED_DATA  # noqa: E402
 
 SHARED = SHARED_DATA
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
+from shared_data import SHARED_DATA  # noqa: E402
 
 from agents.ope import DR, IPS, SNIPS
 from agents.ope.hillstrom import (
@@ -16,8 +15,6 @@ from agents.ope.hillstrom import (
     load_hillstrom,
 )
 from predictors.errors import DataValidationError
-
-from shared_data import SHARED_DATA  # noqa: E402
 
 CSV = SHARED_DATA / "hillstrom" / "hillstrom.csv"
 needs_csv = pytest.mark.skipif(not CSV.is_file(), reason="shared/data/hillstrom not found")

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
+from shared_data import SHARED_DATA  # noqa: E402
 
 from agents.ope import DR, IPS, SNIPS
 from agents.ope.obd import (
@@ -16,8 +15,6 @@ from agents.ope.obd import (
     load_obd_logs,
 )
 from predictors.errors import DataValidationError
-
-from shared_data import SHARED_DATA  # noqa: E402
 
 OBD = SHARED_DATA / "obd"
 needs_obd = pytest.mark.skipif(not OBD.is_dir(), reason="shared/data/obd not found")
