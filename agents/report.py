@@ -2,7 +2,9 @@
 
 Every figure in the report is read from a file a stage wrote (nothing is recomputed here), so
 the report and the machine-readable results cannot disagree. Sections whose stage did not run
-are left out.
+are left out. The report opens with the verdict (:func:`verdict`): which policy to use, by how
+much it wins in the simulator, off-policy and (on a synthetic shop) in truth, and how far each
+number can be trusted; it ends with the next commands, with paths as the user types them.
 """
 
 from __future__ import annotations
@@ -142,19 +144,174 @@ def _export(run: Path) -> list[str]:
     return ["## Export", "",
             f"`{m['algo']}` exported to `export/{m['model_file']}` ({m['format']}, sha256 "
             f"`{m['sha256'][:16]}...`), {len(m['inputs']['obs']['features'])} observation "
-            f"features, {len(m['actions'])} actions. Score with "
-            "`nudgegym score --model export --input users.parquet --out decisions.parquet`.", ""]
+            f"features, {len(m['actions'])} actions (the commands to score customers with it "
+            "are below).", ""]
+
+
+def _short(policy: str, run: Path) -> str:
+    """A trained policy's run folder name relative to the quickstart folder (``ppo``)."""
+    if policy.startswith("rule:"):
+        return policy
+    try:
+        return str(Path(policy).resolve().relative_to(run.resolve()))
+    except ValueError:
+        return policy
+
+
+def _ci(d: dict[str, float], spec: str = "+.2f") -> str:
+    return f"{format(d['mean'], spec)} [{format(d['low'], spec)}, {format(d['high'], spec)}]"
+
+
+def _ope_value(o: dict[str, Any] | None, policy: str,
+               estimator: str = "snips") -> dict[str, float] | None:
+    if o is None:
+        return None
+    for r in o["results"]:
+        if r["policy"] == policy:
+            for e in r["estimates"]:
+                if e["estimator"] == estimator:
+                    return {**e, "ess_ratio": r["ess_ratio"]}
+    return None
+
+
+def verdict(run: str | Path) -> dict[str, Any] | None:
+    """The decision the evaluation supports, and the evidence for it.
+
+    The candidate is the trained policy with the highest simulated return. It is recommended
+    only when its paired 95% interval against the best rule in the simulator lies above 0 and
+    the off-policy SNIPS estimate does not contradict it (its interval reaches the best rule's);
+    otherwise the recommendation is to keep the best rule. The truth of a synthetic shop is
+    reported beside it as the check a real shop cannot run, never used to decide.
+
+    Returns:
+        ``None`` when the evaluation did not run, else a dict with ``recommend``,
+        ``candidate``, ``best_rule``, ``sim`` (paired difference), ``ope`` (both SNIPS
+        intervals), ``true`` (paired difference against the TRUE best rule, or ``None``) and
+        ``reasons``.
+    """
+    run = Path(run)
+    ev = _load(run / "evaluation" / "evaluation.json")
+    if ev is None:
+        return None
+    trained = [r for r in ev["policies"] if not r["is_rule"]]
+    if not trained:
+        return None
+    cand = max(trained, key=lambda r: r["sim"]["return"]["mean"])
+    best_rule = ev["best_rule_sim"]
+    sim = cand["sim"]["vs_best_rule"]
+    o = _load(run / "ope" / "ope.json")
+    ope_c, ope_r = _ope_value(o, cand["policy"]), _ope_value(o, best_rule)
+    reasons = []
+    sim_wins = sim["low"] > 0
+    reasons.append(f"simulator: {'wins' if sim_wins else 'does not win'} against `{best_rule}` "
+                   f"({_ci(sim)} per user over {ev['horizon']} periods, paired, "
+                   f"{ev['n_users']:,} held-out users)")
+    ope_ok = True
+    if ope_c is not None and ope_r is not None:
+        ope_ok = ope_c["high"] >= ope_r["low"]
+        reasons.append(f"off-policy (SNIPS, one decision): {_ci(ope_c, '.3f')} against "
+                       f"{_ci(ope_r, '.3f')} per decision "
+                       f"({'consistent' if ope_ok else 'contradicts the simulator'}; "
+                       f"effective sample {ope_c['ess_ratio']:.1%} of the logged decisions)")
+    true = None
+    if ev.get("has_truth") and cand.get("true"):
+        true = cand["true"]["vs_best_rule"]
+    recommend = _short(cand["policy"], run) if (sim_wins and ope_ok) else best_rule
+    return {"recommend": recommend, "candidate": _short(cand["policy"], run),
+            "best_rule": best_rule, "best_rule_true": ev.get("best_rule_true"), "sim": sim,
+            "ope": {"candidate": ope_c, "best_rule": ope_r}, "true": true,
+            "reasons": reasons, "horizon": ev["horizon"]}
+
+
+def _trust(run: Path, v: dict[str, Any]) -> list[str]:
+    """How far each number can be trusted, from the fidelity and OPE outputs."""
+    out = []
+    f = _load(run / "fidelity" / "fidelity.json")
+    if f is not None:
+        errs = {k: x["rel_error"] for k, x in f["replay"]["summary"].items()
+                if x["rel_error"] is not None}
+        worst = max(errs, key=lambda k: abs(errs[k])) if errs else None
+        line = "- **Simulator**: "
+        if worst is not None:
+            line += (f"replaying the logged actions, its largest error against the log is "
+                     f"{errs[worst]:+.0%} ({worst}) on held-out users")
+        pol = f.get("policies")
+        if pol:
+            line += (f"; against the TRUE world it misvalues rules by up to "
+                     f"{pol['max_abs_rel_error']:.0%} and ranks them with Spearman "
+                     f"{pol['spearman']:.2f} "
+                     f"({'same' if pol['ranking_identical'] else 'not the same'} order)")
+        out.append(line + ". A simulated win smaller than these errors is not a win.")
+    c = v["ope"]["candidate"]
+    if c is not None:
+        out.append(f"- **Off-policy**: uses only logged decisions, but values one decision at a "
+                   f"time (not the delayed effects) and rests on {c['ess_ratio']:.1%} of the "
+                   "logs as effective sample; wide intervals mean the logs cannot tell.")
+    if v["true"] is not None:
+        out.append("- **Truth** (synthetic shop only): exact up to the sampling interval shown; "
+                   "the check a real shop does not have.")
+    return out
+
+
+def _verdict(run: Path) -> list[str]:
+    v = verdict(run)
+    if v is None:
+        return []
+    if v["recommend"] == v["best_rule"]:
+        head = (f"**Keep the best rule, `{v['best_rule']}`.** The trained policy "
+                f"`{v['candidate']}` is not shown to beat it.")
+    else:
+        head = (f"**Use `{v['recommend']}`.** It beats the best rule `{v['best_rule']}` in the "
+                "simulator, and the logs do not contradict it.")
+    lines = ["## Verdict", "", head, "",
+             f"`{v['candidate']}` against `{v['best_rule']}` (money per user over "
+             f"{v['horizon']} periods; 95% intervals):", ""]
+    lines += [f"- {r}" for r in v["reasons"]]
+    if v["true"] is not None:
+        t = v["true"]
+        word = ("beats" if t["low"] > 0 else "loses to" if t["high"] < 0
+                else "is not shown to differ from")
+        lines.append(f"- in TRUTH (the synthetic world): {word} the truly best rule "
+                     f"`{v['best_rule_true']}`: {_ci(t)} per user, paired")
+    lines += ["", "How much to trust each number:", ""] + _trust(run, v) + [""]
+    return lines
+
+
+def _next_commands(run: Path, out_text: str) -> list[str]:
+    v = verdict(run)
+    o = out_text.rstrip("/")
+    lines = ["## Next commands", "", "```bash"]
+    if (run / "export" / "manifest.json").is_file():
+        lines += ["# decisions for every customer, from their state at the end of the log",
+                  f"nudgegym features {o}/data --out users.parquet",
+                  f"nudgegym score --model {o}/export --input users.parquet "
+                  "--out decisions.parquet",
+                  "# (or in one step: "
+                  f"nudgegym score --model {o}/export --data {o}/data --out decisions.parquet)"]
+    if v is not None and not v["candidate"].startswith("rule:"):
+        c = v["candidate"]
+        lines += ["# train the policy longer and evaluate it again",
+                  f"nudgegym train-policy --predictor {o}/predictor --data {o}/data "
+                  f"--out {o}/{c} --resume --timesteps 1000000",
+                  f"nudgegym evaluate --predictor {o}/predictor --data {o}/data "
+                  f"--policy {o}/{c} --policy {v['best_rule']} --out {o}/evaluation2"]
+    lines += ["# your own shop: import its logs, then run the same stages on them",
+              "nudgegym import transactions orders.csv --user-col customer --time-col "
+              "ordered_at --amount-col total --out data/myshop",
+              "```", ""]
+    return lines
 
 
 def write_report(run: str | Path) -> Path:
     """Write ``report.md`` into a quickstart run folder from its stages' outputs."""
     run = Path(run)
     q = _load(run / "quickstart.json") or {}
-    lines = ["# nudgegym quickstart report", ""]
+    lines = ["# nudgegym quickstart report", ""] + _verdict(run)
     t = q.get("timings_seconds")
     if t:
         lines += [f"Total time {t.get('total', sum(t.values())):.0f} s: "
                   + ", ".join(f"{k} {v:.0f} s" for k, v in t.items() if k != "total") + ".", ""]
     for part in (_dataset, _predictor, _fidelity, _policies, _ope, _export):
         lines += part(run)
+    lines += _next_commands(run, q.get("out", str(run)))
     return write_text(run / "report.md", "\n".join(lines).rstrip() + "\n")

@@ -7,9 +7,11 @@ algorithm (``agents/hyperparams/{ppo,dqn,maskable_ppo}.yaml``, rl-zoo style: SB3
 keywords plus ``n_envs`` and ``reward_scale``); a ``--config`` file overrides keys.
 
 Run folder: ``config.json`` (by the CLI), ``hyperparams.yaml``, ``policy.json``, ``model.zip``,
-``checkpoint.zip`` + ``checkpoint.json`` (step count and evaluations so far; ``resume=True``
-continues from them), ``metrics.json``, ``learning_curve.png``, ``progress.csv`` and, when
-TensorBoard is installed, its event file.
+``checkpoint.json`` + ``checkpoint.zip`` (evaluations so far, and the model, which carries its
+own step count; the json is written first and a resume keeps only the evaluations up to the
+model's step, so a kill between the two writes loses nothing the model has), ``metrics.json``,
+``learning_curve.png``, ``progress.csv`` (SB3's training log; a resume appends to it) and, when
+TensorBoard is installed, its event files.
 """
 
 from __future__ import annotations
@@ -115,13 +117,31 @@ def load_hyperparams(algo: str, path: str | Path | None = None) -> dict[str, Any
             raise ConfigError(f"{path}: expected a mapping of hyperparameters; got "
                               f"{type(extra).__name__}")
         params.update(extra)
-    allowed = set(inspect.signature(ALGORITHMS[algo].__init__).parameters) | set(_ENV_KEYS)
+    signature = inspect.signature(ALGORITHMS[algo].__init__).parameters
+    allowed = set(signature) | set(_ENV_KEYS)
     allowed -= {"self", "policy", "env", "seed", "device", "tensorboard_log", "verbose"}
     unknown = sorted(set(params) - allowed)
     if unknown:
         raise ConfigError(f"hyperparameters {unknown} are not arguments of {algo} "
                           f"(source: {path or name}); allowed: {sorted(allowed)}")
+    defaults = {k: v.default for k, v in signature.items()}
+    defaults.update({"n_envs": 1024, "reward_scale": 1.0})
+    for key, value in params.items():
+        _check_number(key, value, defaults.get(key), path or name)
     return params
+
+
+def _check_number(key: str, value: Any, default: Any, source: Any) -> None:
+    """A hyperparameter whose default is a number must be a number (an int where it is one)."""
+    if isinstance(default, bool) or not isinstance(default, (int, float)):
+        return
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, int) and not (is_number and float(value).is_integer()):
+        raise ConfigError(f"{source}: `{key}` must be a whole number (default {default}); "
+                          f"got {value!r}")
+    if not is_number:
+        raise ConfigError(f"{source}: `{key}` must be a number (default {default!r}); "
+                          f"got {value!r}")
 
 
 #: ``policy_kwargs.activation_fn`` names accepted in the YAML files.
@@ -224,10 +244,12 @@ class _Progress(BaseCallback):
         self.logger.record("eval/mean_return", float(ret.mean()))
 
     def checkpoint(self) -> None:
-        with atomic_path(self.run / "checkpoint.zip") as tmp:
-            self.model.save(tmp)
+        # json first: the zip carries its own step count, and a resume keeps only the
+        # evaluations up to it, so a kill between the two writes leaves a consistent pair.
         write_json(self.run / "checkpoint.json", {"timesteps": int(self.num_timesteps),
                                                   "history": self.history})
+        with atomic_path(self.run / "checkpoint.zip") as tmp:
+            self.model.save(tmp)
 
     def _on_step(self) -> bool:
         if self.bar is not None:
@@ -266,6 +288,8 @@ def train_policy(predictor: str | Path, data: str | Path, out: str | Path,
     """
     cfg = config or TrainConfig()
     run = Path(out)
+    if resume and not (run / "checkpoint.zip").is_file():
+        raise ConfigError(f"{run / 'checkpoint.zip'}: nothing to resume from")
     run.mkdir(parents=True, exist_ok=True)
     params = load_hyperparams(cfg.algo, hyperparams)
     if resume and (run / "hyperparams.yaml").is_file():
@@ -283,12 +307,20 @@ def train_policy(predictor: str | Path, data: str | Path, out: str | Path,
     algo_cls = ALGORITHMS[cfg.algo]
     history: list[dict[str, float]] = []
     if resume:
-        if not (run / "checkpoint.zip").is_file():
-            raise ConfigError(f"{run / 'checkpoint.zip'}: nothing to resume from")
         model = algo_cls.load(run / "checkpoint.zip", env=env, device=device)
-        history = json.loads((run / "checkpoint.json").read_text())["history"]
+        saved = run / "checkpoint.json"
+        history = json.loads(saved.read_text())["history"] if saved.is_file() else []
+        history = [h for h in history if h["timesteps"] <= model.num_timesteps]
+        _say(f"resuming from step {model.num_timesteps:,} of {cfg.timesteps:,} "
+             f"({run / 'checkpoint.zip'})")
     else:
-        model = algo_cls("MlpPolicy", env, seed=cfg.seed, device=device, verbose=0, **sb3_kwargs)
+        try:
+            model = algo_cls("MlpPolicy", env, seed=cfg.seed, device=device, verbose=0,
+                             **sb3_kwargs)
+        except (AssertionError, TypeError, ValueError) as e:
+            raise ConfigError(f"{hyperparams or cfg.algo + ' defaults'}: {cfg.algo} rejects "
+                              f"these hyperparameters ({' '.join(str(e).split())})") from None
+    _say_rounding(model, cfg.timesteps)
     if hasattr(model.policy, "predict_values"):
         env.attach(model.policy, model.gamma)  # one batched bootstrap forward per step
     formats = ["csv"]
@@ -298,6 +330,7 @@ def train_policy(predictor: str | Path, data: str | Path, out: str | Path,
         formats.append("tensorboard")
     except ImportError:
         warnings.warn("tensorboard is not installed; logging to progress.csv only", stacklevel=2)
+    parts = _keep_progress(run) if resume else []
     model.set_logger(configure(str(run), formats))
     write_policy_file(run, cfg.algo, names, action_names)
 
@@ -307,6 +340,9 @@ def train_policy(predictor: str | Path, data: str | Path, out: str | Path,
     t0, c0, steps0 = time.perf_counter(), time.process_time(), model.num_timesteps
     if remaining > 0:
         model.learn(remaining, callback=cb, reset_num_timesteps=not resume)
+    model.logger.close()
+    if parts:
+        _merge_progress(run, parts)
     seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
     if not history or history[-1]["timesteps"] != model.num_timesteps:
         cb.evaluate()
@@ -325,6 +361,53 @@ def train_policy(predictor: str | Path, data: str | Path, out: str | Path,
     write_json(run / "metrics.json", metrics)
     plot_learning_curve(history, run / "learning_curve.png", title=f"{cfg.algo} ({cfg.env})")
     return metrics
+
+
+def _say(text: str) -> None:
+    """A one-line notice on stderr (the CLI's channel for progress and notes)."""
+    import sys
+
+    print(text, file=sys.stderr, flush=True)
+
+
+def _say_rounding(model: Any, timesteps: int) -> None:
+    """State how ``timesteps`` rounds up to whole collection steps of the algorithm."""
+    unit = int(getattr(model, "n_steps", 1)) * int(model.n_envs)
+    total = -(-timesteps // unit) * unit
+    if total != timesteps:
+        what = (f"whole rollouts of n_steps {model.n_steps} x n_envs {model.n_envs}"
+                if hasattr(model, "n_steps") else f"whole steps of n_envs {model.n_envs} users")
+        _say(f"note: --timesteps {timesteps:,} trains {total:,} steps ({what})")
+
+
+def _keep_progress(run: Path) -> list[Path]:
+    """Before a resume: move ``progress.csv`` aside as the next ``progress.partN.csv``.
+
+    SB3 rewrites ``progress.csv`` when its logger starts; the earlier parts are merged back by
+    :func:`_merge_progress` when training ends (a kill in between loses no part).
+    """
+    parts = sorted(run.glob("progress.part*.csv"), key=lambda p: int(p.stem[13:] or 0))
+    current = run / "progress.csv"
+    if current.is_file() and current.stat().st_size > 0:
+        new = run / f"progress.part{len(parts)}.csv"
+        current.replace(new)
+        parts.append(new)
+    return parts
+
+
+def _merge_progress(run: Path, parts: list[Path]) -> None:
+    """``progress.csv`` = the earlier parts followed by this run's rows (union of columns)."""
+    import pandas as pd
+
+    frames = []
+    for p in [*parts, run / "progress.csv"]:
+        if p.is_file() and p.stat().st_size > 0:
+            frames.append(pd.read_csv(p))
+    merged = pd.concat(frames, ignore_index=True, sort=False)
+    with atomic_path(run / "progress.csv") as tmp:
+        merged.to_csv(tmp, index=False)
+    for p in parts:
+        p.unlink()
 
 
 def plot_learning_curve(history: list[dict[str, float]], path: str | Path,

@@ -16,8 +16,11 @@ Severities:
   ``user_id`` in the users table (its static features would be ambiguous); no events at all.
 * warnings (legal but suspicious): event types the panel does not count; exact duplicate rows in
   events or interventions (real logs do repeat an event within one timestamp's resolution, so a
-  duplicate is kept and counted, but flagged); users with interventions but no events; a table
-  present both as CSV and Parquet (Parquet is used).
+  duplicate is kept and counted, but flagged); a table present both as CSV and Parquet
+  (Parquet is used).
+
+Users with interventions but no events are not flagged: a customer who was sent a campaign and
+never came is ordinary (the panel keeps them, with their logged decisions).
 """
 
 from __future__ import annotations
@@ -113,11 +116,6 @@ def validate_dataset(folder: str | Path, *, memory_limit: str = "2GB",
                 _check_table(con, table, spec, problems)
             except duckdb.Error as e:
                 problems.append(unreadable(table.file, e))
-        if "events" in tables and "interventions" in tables:
-            try:
-                _check_users_known(con, tables["events"], tables["interventions"], problems)
-            except duckdb.Error as e:
-                problems.append(unreadable(tables["interventions"].file, e))
     return sorted(problems, key=lambda p: p.severity != "error")
 
 
@@ -364,20 +362,3 @@ def _distinct(con: duckdb.DuckDBPyConnection, table: _Table, check: _Check,
 def _show(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _check_users_known(con: duckdb.DuckDBPyConnection, events: _Table, interventions: _Table,
-                       problems: list[Problem]) -> None:
-    if "user_id" not in events.types or "user_id" not in interventions.types:
-        return
-    uid = text_sql("user_id")
-    row = con.execute(
-        f"SELECT count(*), count(DISTINCT u), min(r), arg_min(u, r) FROM "
-        f"(SELECT {uid} AS u, {_ROW} AS r FROM {interventions.view} WHERE {uid} IS NOT NULL) i "
-        f"ANTI JOIN (SELECT DISTINCT {uid} AS u FROM {events.view}) e USING (u)").fetchone()
-    if row[0]:
-        line = interventions.to_row([int(row[2])])[int(row[2])]
-        problems.append(Problem(interventions.file, line, "user_id",
-                                "users that appear in the events table",
-                                f"{row[1]} users without events, e.g. {_show(row[3])}",
-                                "warning", int(row[0])))

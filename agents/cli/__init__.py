@@ -12,6 +12,7 @@ from agents.cli import (  # noqa: F401,E402
     cmd_data,
     cmd_env,
     cmd_export,
+    cmd_features,
     cmd_generate,
     cmd_import,
     cmd_ope,

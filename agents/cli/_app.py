@@ -1,14 +1,32 @@
 """The ``nudgegym`` typer application and its shared error handling.
 
 Command modules (``cmd_*.py``) register their commands on :data:`app` and their benchmarks on
-:data:`bench_app`. Errors raised as :class:`predictors.errors.NudgeGymError` (and ``ValueError``,
-``FileNotFoundError``) are printed as one line on stderr with exit code 1; ``--debug`` shows the
-traceback instead.
+:data:`bench_app`. What every command gets from here, and what a new command should follow:
+
+* **Errors.** Raise :class:`predictors.errors.NudgeGymError` subclasses (``ConfigError`` for an
+  option, ``DataValidationError`` for a file) or ``ValueError`` with a message that names the
+  file or option and what was expected. :func:`run_main` prints it as ONE line
+  ``error: MESSAGE`` on stderr (a message that already starts with ``error:`` is not prefixed
+  twice) and returns exit code 1; ``--debug`` shows the traceback instead. A few library
+  exceptions that carry no file name (undecodable or empty CSV files) are translated by
+  :func:`read_table_file`; any other exception is reported as an internal error.
+* **Output folders.** Wrap everything a command writes into ``--out DIR`` in
+  ``with output_folder(out) as tmp:`` and write into ``tmp`` (record ``out`` in files). The
+  folder is staged next to ``out`` and renamed onto it at the end (:func:`predictors.io.
+  staged_folder`), so a failed command leaves no ``--out`` behind, and an ``--out`` that cannot
+  be written fails before any long work. Call it BEFORE loading data or fitting. A command
+  writing one file (``--out FILE``) calls :func:`predictors.io.check_file_writable` first and
+  writes with the atomic ``write_*`` helpers.
+* **Warnings.** ``warnings.warn`` from library code is printed as one ``warning: ...`` line on
+  stderr, each distinct message once per command.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -37,6 +55,86 @@ def debug_enabled() -> bool:
     return bool(_STATE["debug"])
 
 
+def output_folder(out: Path, *, option: str = "--out", replace: bool = True):
+    """The one way a command writes its ``--out`` folder (see the module docstring).
+
+    Returns the context manager of :func:`predictors.io.staged_folder`: it yields the staging
+    folder to write into and renames it onto ``out`` when the block succeeds.
+    """
+    from predictors.io import staged_folder
+
+    return staged_folder(out, option=option, replace=replace)
+
+
+def resumable_output(out: Path, *, resume: bool = False, option: str = "--out"):
+    """:func:`output_folder` for long runs that checkpoint into ``out`` and can ``--resume``
+    (:func:`predictors.io.resumable_folder`): written in place, removed on failure."""
+    from predictors.io import resumable_folder
+
+    return resumable_folder(out, resume=resume, option=option)
+
+
+def read_table_file(path: Path, option: str, **kwargs: Any) -> Any:
+    """``pandas.read_csv`` (or ``read_parquet`` for ``.parquet``) with errors naming ``path``."""
+    import pandas as pd
+
+    if not path.is_file():
+        raise FileNotFoundError(f"{option} {path}: no such file")
+    with source_errors(path, option):
+        if path.suffix == ".parquet":
+            return pd.read_parquet(path)
+        return pd.read_csv(path, **kwargs)
+
+
+@contextlib.contextmanager
+def source_errors(path: Path, option: str) -> Iterator[None]:
+    """Re-raise the nameless errors of reading ``path`` (encoding, empty file, CSV syntax,
+    Parquet) as one-line errors naming ``option`` and ``path``."""
+    import pandas as pd
+    import pyarrow as pa
+
+    from predictors.errors import ConfigError
+
+    try:
+        yield
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{option} {path}: byte {e.object[e.start:e.start + 1]!r} at offset "
+                          f"{e.start} is not UTF-8; expected a UTF-8 text file (re-save it as "
+                          "UTF-8)") from None
+    except pd.errors.EmptyDataError:
+        raise ConfigError(f"{option} {path}: the file is empty; expected a header line and "
+                          "rows") from None
+    except pd.errors.ParserError as e:
+        raise ConfigError(f"{option} {path}: not a readable CSV ({_one_line(e)})") from None
+    except pa.ArrowException as e:
+        raise ConfigError(f"{option} {path}: not a readable Parquet file ({_one_line(e)})") \
+            from None
+
+
+def _one_line(e: BaseException) -> str:
+    msg = str(e) if not isinstance(e, KeyError) else f"missing key {e}"
+    msg = " ".join(msg.split())
+    while msg.lower().startswith("error: "):
+        msg = msg[len("error: "):]
+    return msg
+
+
+class _WarnOnce:
+    """``warnings.showwarning`` that prints each distinct message once as ``warning: ...``."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+
+    def __call__(self, message, category, filename, lineno, file=None, line=None) -> None:
+        text = " ".join(str(message).split())
+        while text.lower().startswith("warning: "):
+            text = text[len("warning: "):]
+        if text in self.seen:
+            return
+        self.seen.add(text)
+        typer.echo(f"warning: {text}", err=True)
+
+
 def fail(message: str) -> None:
     """Print one error line on stderr and exit with code 1."""
     typer.echo(f"error: {message}", err=True)
@@ -45,10 +143,21 @@ def fail(message: str) -> None:
 
 def run_main(argv: list[str] | None = None) -> int:
     """Run the app; turn expected errors into one stderr line and exit code 1."""
-    from predictors.errors import NudgeGymError
+    import warnings
 
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
+    shown = warnings.showwarning
+    warnings.showwarning = _WarnOnce()
+    try:
+        return _run(argv, debug)
+    finally:
+        warnings.showwarning = shown
+
+
+def _run(argv: list[str], debug: bool) -> int:
+    from predictors.errors import NudgeGymError
+
     try:
         # Without standalone mode, typer returns (not raises) the code of a typer.Exit.
         rc = app(args=argv, standalone_mode=False)
@@ -62,8 +171,7 @@ def run_main(argv: list[str] | None = None) -> int:
             PermissionError, KeyError) as e:
         if debug:
             raise
-        msg = str(e) if not isinstance(e, KeyError) else f"missing key {e}"
-        typer.echo(f"error: {msg}", err=True)
+        typer.echo(f"error: {_one_line(e)}", err=True)
         return 1
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
@@ -77,7 +185,7 @@ def run_main(argv: list[str] | None = None) -> int:
             return 1
         if debug:
             raise
-        typer.echo(f"error: {type(e).__name__}: {e} (run with --debug for the traceback)",
-                   err=True)
+        typer.echo(f"error: internal error ({type(e).__name__}: {_one_line(e)}); please report "
+                   "it with the output of --debug", err=True)
         return 1
     return 0

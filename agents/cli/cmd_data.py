@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from tqdm import tqdm
 
-from agents.cli._app import app, bench_app
+from agents.cli._app import app, bench_app, output_folder
 from predictors.io import write_json, write_run_config
 from predictors.panel import dataset_summary
 from predictors.panel_bench import run_panel_job, write_random_dataset
@@ -28,15 +28,17 @@ def validate_cmd(
     """
     problems = validate_dataset(folder, memory_limit=memory_limit)
     for p in problems:
-        typer.echo(str(p))
+        typer.echo(str(p), err=True)
     n_err = sum(p.severity == "error" for p in problems)
     n_warn = len(problems) - n_err
-    typer.echo(f"{n_err} errors, {n_warn} warnings")
+    typer.echo(f"{n_err} errors, {n_warn} warnings", err=bool(n_err))
     if out is not None:
-        write_run_config(out, "validate", {"folder": str(folder), "memory_limit": memory_limit})
-        write_json(out / "problems.json", {"folder": str(folder), "errors": n_err,
-                                           "warnings": n_warn,
-                                           "problems": [asdict(p) for p in problems]})
+        with output_folder(out) as tmp:
+            write_run_config(tmp, "validate", {"folder": str(folder),
+                                               "memory_limit": memory_limit})
+            write_json(tmp / "problems.json", {"folder": str(folder), "errors": n_err,
+                                               "warnings": n_warn,
+                                               "problems": [asdict(p) for p in problems]})
     if n_err:
         raise typer.Exit(code=1)
 
@@ -48,6 +50,10 @@ def inspect_cmd(
     out: Path | None = typer.Option(None, "--out", help="Write summary.json here."),
 ) -> None:
     """Summarise a dataset: users, events, periods, purchase rate, revenue, actions."""
+    if out is not None:
+        from predictors.io import check_replaceable
+
+        check_replaceable(out)
     s = dataset_summary(folder, memory_limit=memory_limit)
     lines = [
         f"users                {s['users']:,}",
@@ -70,8 +76,10 @@ def inspect_cmd(
         lines.append("actions              none logged")
     typer.echo("\n".join(lines))
     if out is not None:
-        write_run_config(out, "inspect", {"folder": str(folder), "memory_limit": memory_limit})
-        write_json(out / "summary.json", {"folder": str(folder), **s})
+        with output_folder(out) as tmp:
+            write_run_config(tmp, "inspect", {"folder": str(folder),
+                                              "memory_limit": memory_limit})
+            write_json(tmp / "summary.json", {"folder": str(folder), **s})
 
 
 @bench_app.command("panel")
@@ -102,7 +110,9 @@ def bench_panel_cmd(
            f"{r.memory_limit:>9}")
     typer.echo(header + "\n" + row + (" (validation included)" if validate else ""))
     if out is not None:
-        write_run_config(out, "bench panel", {"events": events, "memory_limit": memory_limit,
-                                              "threads": threads, "validate": validate},
-                         seed=seed)
-        write_json(out / "bench.json", {"bench": "panel", "results": [asdict(r)]})
+        with output_folder(out) as tmp:
+            write_run_config(tmp, "bench panel", {"events": events,
+                                                  "memory_limit": memory_limit,
+                                                  "threads": threads, "validate": validate},
+                             seed=seed)
+            write_json(tmp / "bench.json", {"bench": "panel", "results": [asdict(r)]})

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import typer
 
-from agents.cli._app import app, bench_app
+from agents.cli._app import app, bench_app, output_folder
+from predictors.fingerprint import check_pair
 from predictors.io import write_json, write_run_config
 
 
@@ -71,10 +72,12 @@ def bench_env_cmd(
                 nv = f"{r['naive']:>10,.0f}{r['speedup']:>7.0f}" if naive else f"{'-':>10}{'-':>7}"
                 typer.echo(f"{fam:<12}{n:>7}{r['batched']:>12,.0f}{nv}{r['forward']:>12,.0f}")
     if out is not None:
-        write_run_config(out, "bench env", {"data": str(data) if data else None,
-                                            "families": fams, "n_envs": sizes, "naive": naive,
-                                            "device": device, "threads": threads}, seed)
-        write_json(out / "bench.json", {"unit": "user-steps per second", "rows": rows})
+        with output_folder(out) as tmp:
+            write_run_config(tmp, "bench env", {"data": str(data) if data else None,
+                                                "families": fams, "n_envs": sizes,
+                                                "naive": naive, "device": device,
+                                                "threads": threads}, seed)
+            write_json(tmp / "bench.json", {"unit": "user-steps per second", "rows": rows})
 
 
 @app.command("fidelity")
@@ -95,40 +98,43 @@ def fidelity_cmd(
     from envs.shop_env import load_learned_shop
     from predictors import build_panel, open_dataset
 
-    ds = open_dataset(data)
-    panel = build_panel(ds)
-    last = int(panel["period"].max())
-    h = min(horizon, last)
-    shop = load_learned_shop(predictor, data, start_period=last + 1 - h, start_users=start_users,
-                             panel=panel)
-    rep = replay_fidelity(shop, panel, h, replicates=replicates, seed=seed)
-    result = {"replay": rep}
-    typer.echo(f"replay of the logged actions: {rep['users']} {start_users} users from period "
-               f"{rep['start_period']}, {h} periods, {replicates} replicates")
-    typer.echo(f"  {'metric':<26}{'simulated':>12}{'logged':>12}{'rel. error':>12}")
-    for k, v in rep["summary"].items():
-        rel = "-" if v["rel_error"] is None else f"{v['rel_error']:+.1%}"
-        typer.echo(f"  {k:<26}{v['sim']:>12.4f}{v['log']:>12.4f}{rel:>12}")
-    pp = rep["purchases_per_user"]
-    typer.echo(f"  purchases per user: mean sim {pp['mean_sim']:.3f} log {pp['mean_log']:.3f}, "
-               f"Wasserstein {pp['wasserstein']:.3f}, TV {pp['total_variation']:.3f}")
-    if ds.truth_folder is not None:
-        pol = policy_fidelity(predictor, data, horizon=horizon, start_users=start_users,
-                              seed=seed, panel=panel)
-        result["policies"] = pol
-        typer.echo(f"rule policies, simulated vs TRUE value per user ({horizon} periods, "
-                   f"{pol['users']} users from the end of the log):")
-        typer.echo(f"  {'policy':<22}{'simulated':>11}{'true':>11}{'rel. error':>12}"
-                   f"{'rank sim':>9}{'rank true':>10}")
-        for row in pol["rows"]:
-            typer.echo(f"  {row['policy']:<22}{row['sim']:>11.3f}{row['true']:>11.3f}"
-                       f"{row['rel_error']:>+12.1%}{row['rank_sim']:>9}{row['rank_true']:>10}")
-        typer.echo(f"  max |relative error| {pol['max_abs_rel_error']:.1%}; ranking "
-                   f"{'identical' if pol['ranking_identical'] else 'differs'} "
-                   f"(Spearman {pol['spearman']:.3f})")
-    write_run_config(out, "fidelity", {"predictor": str(predictor), "data": str(data),
-                                       "horizon": horizon, "replicates": replicates,
-                                       "start_users": start_users, "threads": threads}, seed)
-    write_json(out / "fidelity.json", result)
-    plot_replay(rep, out / "fidelity_replay.png")
+    check_pair(predictor, data)
+    with output_folder(out) as tmp:
+        ds = open_dataset(data)
+        panel = build_panel(ds)
+        last = int(panel["period"].max())
+        h = min(horizon, last)
+        shop = load_learned_shop(predictor, data, start_period=last + 1 - h,
+                                 start_users=start_users,
+                                 panel=panel)
+        rep = replay_fidelity(shop, panel, h, replicates=replicates, seed=seed)
+        result = {"replay": rep}
+        typer.echo(f"replay of the logged actions: {rep['users']} {start_users} users from period "
+                   f"{rep['start_period']}, {h} periods, {replicates} replicates")
+        typer.echo(f"  {'metric':<26}{'simulated':>12}{'logged':>12}{'rel. error':>12}")
+        for k, v in rep["summary"].items():
+            rel = "-" if v["rel_error"] is None else f"{v['rel_error']:+.1%}"
+            typer.echo(f"  {k:<26}{v['sim']:>12.4f}{v['log']:>12.4f}{rel:>12}")
+        pp = rep["purchases_per_user"]
+        typer.echo(f"  purchases per user: mean sim {pp['mean_sim']:.3f} log {pp['mean_log']:.3f}, "
+                   f"Wasserstein {pp['wasserstein']:.3f}, TV {pp['total_variation']:.3f}")
+        if ds.truth_folder is not None:
+            pol = policy_fidelity(predictor, data, horizon=horizon, start_users=start_users,
+                                  seed=seed, panel=panel)
+            result["policies"] = pol
+            typer.echo(f"rule policies, simulated vs TRUE value per user ({horizon} periods, "
+                       f"{pol['users']} users from the end of the log):")
+            typer.echo(f"  {'policy':<22}{'simulated':>11}{'true':>11}{'rel. error':>12}"
+                       f"{'rank sim':>9}{'rank true':>10}")
+            for row in pol["rows"]:
+                typer.echo(f"  {row['policy']:<22}{row['sim']:>11.3f}{row['true']:>11.3f}"
+                           f"{row['rel_error']:>+12.1%}{row['rank_sim']:>9}{row['rank_true']:>10}")
+            typer.echo(f"  max |relative error| {pol['max_abs_rel_error']:.1%}; ranking "
+                       f"{'identical' if pol['ranking_identical'] else 'differs'} "
+                       f"(Spearman {pol['spearman']:.3f})")
+        write_run_config(tmp, "fidelity", {"predictor": str(predictor), "data": str(data),
+                                           "horizon": horizon, "replicates": replicates,
+                                           "start_users": start_users, "threads": threads}, seed)
+        write_json(tmp / "fidelity.json", result)
+        plot_replay(rep, tmp / "fidelity_replay.png")
     typer.echo(f"wrote {out}")

@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Optional
 
 import typer
 
-from agents.cli._app import app
-from predictors.io import write_json, write_parquet, write_run_config
+from agents.cli._app import app, output_folder, read_table_file
+from predictors.io import check_file_writable, write_json, write_parquet, write_run_config
 
 
 def _run_options(run: Path) -> dict:
@@ -37,6 +38,15 @@ def export_cmd(
     from agents.sb3_policy import load_sb3_policy
     from predictors import open_dataset
 
+    if fmt not in ("onnx", "torchscript"):
+        raise typer.BadParameter(f"expected onnx or torchscript; got {fmt!r}",
+                                 param_hint="--format")
+    if not policy.is_dir():
+        raise FileNotFoundError(f"--policy {policy}: no such folder; expected a run folder of "
+                                "`nudgegym train-policy`")
+    from predictors.io import check_replaceable
+
+    check_replaceable(out)
     pol = load_sb3_policy(policy, device="cpu", checkpoint=checkpoint)
     opts = _run_options(policy)
     data = data or (Path(opts["data"]) if opts.get("data") else None)
@@ -53,11 +63,13 @@ def export_cmd(
                     "max_contacts": c.get("max_contacts", 0),
                     "contact_window": c.get("contact_window", 4)}
     t0 = time.perf_counter()
-    export_policy(pol.model, out, observation_names=names, spec=spec, fmt=fmt, epsilon=epsilon,
-                  masks=caps, data=data, algo=getattr(pol, "algo", None))
-    write_run_config(out, "export", {"policy": str(policy), "format": fmt, "data": str(data),
-                                     "epsilon": epsilon, "checkpoint": checkpoint})
-    manifest = json.loads((out / "manifest.json").read_text())
+    with output_folder(out) as tmp:
+        export_policy(pol.model, tmp, observation_names=names, spec=spec, fmt=fmt,
+                      epsilon=epsilon, masks=caps, data=data, algo=getattr(pol, "algo", None))
+        write_run_config(tmp, "export", {"policy": str(policy), "format": fmt,
+                                         "data": str(data), "epsilon": epsilon,
+                                         "checkpoint": checkpoint})
+        manifest = json.loads((tmp / "manifest.json").read_text())
     typer.echo(f"exported {manifest['algo']} to {out / manifest['model_file']} "
                f"(sha256 {manifest['sha256'][:12]}..., {len(names)} features, "
                f"{spec.n_actions} actions) in {time.perf_counter() - t0:.1f} s")
@@ -66,26 +78,43 @@ def export_cmd(
 @app.command("score")
 def score_cmd(
     model: Path = typer.Option(..., "--model", help="Export folder (ONNX)."),
-    input: Path = typer.Option(..., "--input", help="Parquet or CSV: one row per user with "
-                               "the manifest's features (and optionally user_id, mask__A)."),
     out: Path = typer.Option(..., "--out", help="decisions.parquet to write."),
+    input: Optional[Path] = typer.Option(None, "--input", help="Parquet or CSV: one row per "
+                                         "user with the manifest's features (and optionally "
+                                         "user_id, mask__A), e.g. from `nudgegym features`."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Dataset folder instead of "
+                                        "--input: score every user's state at the end of "
+                                        "its log."),
+    as_of: Optional[str] = typer.Option(None, "--as-of", help="With --data: decision time."),
     mode: str = typer.Option("sample", help="sample (logs propensities for OPE) or greedy."),
     seed: int = typer.Option(0, help="Seed of the sampled decisions."),
 ) -> None:
     """Batch decisions with onnxruntime alone; each with its probability (the pscore)."""
-    import pandas as pd
-
     from agents.serving import ExportedPolicy, score_table
 
-    if not input.is_file():
-        raise FileNotFoundError(f"input not found: {input}")
-    table = (pd.read_parquet(input) if input.suffix == ".parquet" else pd.read_csv(input))
+    if (input is None) == (data is None):
+        raise typer.BadParameter("give exactly one of --input FILE or --data DIR",
+                                 param_hint="--input/--data")
+    if as_of is not None and data is None:
+        raise typer.BadParameter("--as-of needs --data", param_hint="--as-of")
+    if mode not in ("sample", "greedy"):
+        raise typer.BadParameter(f"expected sample or greedy; got {mode!r}", param_hint="--mode")
+    if not (model / "manifest.json").is_file():
+        raise FileNotFoundError(f"--model {model}: not an export folder (no manifest.json); "
+                                "expected the --out of `nudgegym export`")
+    check_file_writable(out)
     pol = ExportedPolicy(model)
-    decisions = score_table(pol, table, mode=mode, seed=seed, source=input.name)
+    if data is not None:
+        from predictors.current import current_observations
+
+        table, source = current_observations(data, as_of=as_of), str(data)
+    else:
+        table, source = read_table_file(input, "--input"), input.name
+    decisions = score_table(pol, table, mode=mode, seed=seed, source=source)
     write_parquet(out, decisions)
     counts = decisions["action"].value_counts().to_dict()
-    write_json(out.with_suffix(".json"), {"model": str(model), "input": str(input),
-                                          "rows": len(decisions), "mode": mode, "seed": seed,
-                                          "actions": counts})
+    write_json(out.with_suffix(".json"), {"model": str(model), "input": str(input or data),
+                                          "as_of": as_of, "rows": len(decisions), "mode": mode,
+                                          "seed": seed, "actions": counts})
     typer.echo(f"scored {len(decisions):,} rows -> {out}: "
                + ", ".join(f"{a}={n:,}" for a, n in counts.items()))

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import typer
 
-from agents.cli._app import app, bench_app
+from agents.cli._app import app, bench_app, output_folder
 from predictors import GenerateConfig, generate
 from predictors.io import write_json, write_run_config
 
@@ -33,15 +33,19 @@ def generate_cmd(
     periods: int = typer.Option(52, "--periods", help="Logged weekly periods."),
     logging: str = typer.Option("campaign", "--logging", help="campaign or uniform."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
+    overwrite: bool = typer.Option(False, "--overwrite",
+                                   help="Replace a dataset already in --out."),
 ) -> None:
     """Simulate the synthetic shop: a dataset in the data contract plus truth/."""
     cfg = GenerateConfig(n_users=users, n_periods=periods, logging=logging, seed=seed)
-    t0 = time.perf_counter()
-    generate(cfg, out, progress=True)
-    summary = _summary(out, time.perf_counter() - t0, cfg)
-    write_run_config(out, "generate", {"users": users, "periods": periods, "logging": logging,
-                                       "seed": seed, "out": str(out)}, seed=seed)
-    write_json(out / "generate.json", summary)
+    with output_folder(out, replace=overwrite) as tmp:
+        t0 = time.perf_counter()
+        generate(cfg, tmp, progress=True)
+        summary = _summary(tmp, time.perf_counter() - t0, cfg)
+        write_run_config(tmp, "generate", {"users": users, "periods": periods,
+                                           "logging": logging, "seed": seed, "out": str(out)},
+                         seed=seed)
+        write_json(tmp / "generate.json", summary)
     typer.echo(f"wrote {out}: {summary['rows']['events']} events, "
                f"{summary['rows']['interventions']} interventions, {users} users "
                f"({summary['seconds']:.1f} s)")
@@ -64,6 +68,7 @@ def bench_generate_cmd(
                                                     "user_periods_per_second")}])
     typer.echo(table.to_string(index=False))
     if out is not None:
-        write_run_config(out, "bench generate", {"users": users, "periods": periods,
-                                                 "seed": seed}, seed=seed)
-        write_json(Path(out) / "bench.json", summary)
+        with output_folder(out) as tmp:
+            write_run_config(tmp, "bench generate", {"users": users, "periods": periods,
+                                                     "seed": seed}, seed=seed)
+            write_json(tmp / "bench.json", summary)

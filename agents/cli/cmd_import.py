@@ -14,7 +14,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from agents.cli._app import app
+from agents.cli._app import app, output_folder, source_errors
 from predictors.errors import ConfigError
 from predictors.importers import IMPORTERS
 
@@ -98,9 +98,12 @@ def import_command(
              "--timezone": timezone, "--period": period, "--currency": currency,
              "--drop-bad": drop_bad}
     options = kind_options(kind.value, given)
-    result = IMPORTERS[kind.value](src, out, overwrite=overwrite, **options)
-    stats = json.loads((Path(result) / "import.json").read_text())
-    typer.echo(format_stats(stats, Path(result)))
+    if not src.is_file():
+        raise FileNotFoundError(f"SRC {src}: no such file; expected the {kind.value} CSV")
+    with output_folder(out, replace=overwrite) as tmp, source_errors(src, "SRC"):
+        result = IMPORTERS[kind.value](src, tmp, overwrite=True, **options)
+        stats = json.loads((Path(result) / "import.json").read_text())
+    typer.echo(format_stats(stats, out))
 
 
 def kind_options(kind: str, given: dict[str, Any]) -> dict[str, Any]:

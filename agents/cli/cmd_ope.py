@@ -23,7 +23,7 @@ from typing import Any
 import typer
 from tqdm import tqdm
 
-from agents.cli._app import app, bench_app
+from agents.cli._app import app, bench_app, output_folder
 from predictors.io import write_json, write_run_config
 
 #: Public data sets live in ``shared/data`` beside the checkout.
@@ -40,8 +40,9 @@ def _write(out: Path | None, command: str, options: dict[str, Any], seed: int,
            results: dict[str, Any]) -> None:
     if out is None:
         return
-    write_run_config(out, command, options, seed=seed)
-    write_json(out / "bench.json", results)
+    with output_folder(out) as tmp:
+        write_run_config(tmp, command, options, seed=seed)
+        write_json(tmp / "bench.json", results)
     typer.echo(f"wrote {out / 'bench.json'}")
 
 
@@ -193,30 +194,31 @@ def ope_cmd(
     """Estimate target policies' value from a dataset's logged decisions (OPE)."""
     from agents.ope.report import ope_report, plot_ope
 
-    write_run_config(out, "ope", {"data": str(data), "policy": policy, "reward": reward,
-                                  "sequential": sequential, "gamma": gamma, "boot": boot,
-                                  "memory_limit": memory_limit}, seed=seed)
-    rep = ope_report(data, list(policy), reward=reward, sequential=sequential, gamma=gamma,
-                     n_boot=boot, seed=seed, memory_limit=memory_limit)
-    typer.echo(f"{rep['n_rounds']:,} logged decisions of {rep['n_users']:,} users; reward "
-               f"{reward}; logging policy's mean reward {rep['logging_mean_reward']:.4f} per "
-               "decision")
-    truth = rep.get("truth", {})
-    for res in rep["results"]:
-        known = (f"; TRUE value of following it every period {truth[res['policy']]:.4f} "
-                 "per decision"
-                 if res["policy"] in truth else "")
-        typer.echo(f"\n{res['policy']}  (one-step ESS {res['ess']:,.0f} = "
-                   f"{res['ess_ratio']:.1%} of the decisions{known})")
-        for r in res["estimates"]:
-            typer.echo(f"  {r['estimator']:<10} {r['mean']:10.4f} [{r['low']:10.4f}, "
-                       f"{r['high']:10.4f}] per {r['unit']}")
-        for note in res["warnings"]:
-            typer.echo(f"  warning: {note}")
-    write_json(out / "ope.json", rep)
-    plot_ope(rep, out / "ope_decision.png", unit="decision")
-    if sequential:
-        plot_ope(rep, out / "ope_user.png", unit="user")
+    with output_folder(out) as tmp:
+        write_run_config(tmp, "ope", {"data": str(data), "policy": policy, "reward": reward,
+                                      "sequential": sequential, "gamma": gamma, "boot": boot,
+                                      "memory_limit": memory_limit}, seed=seed)
+        rep = ope_report(data, list(policy), reward=reward, sequential=sequential, gamma=gamma,
+                         n_boot=boot, seed=seed, memory_limit=memory_limit)
+        typer.echo(f"{rep['n_rounds']:,} logged decisions of {rep['n_users']:,} users; reward "
+                   f"{reward}; logging policy's mean reward {rep['logging_mean_reward']:.4f} per "
+                   "decision")
+        truth = rep.get("truth", {})
+        for res in rep["results"]:
+            known = (f"; TRUE value of following it every period {truth[res['policy']]:.4f} "
+                     "per decision"
+                     if res["policy"] in truth else "")
+            typer.echo(f"\n{res['policy']}  (one-step ESS {res['ess']:,.0f} = "
+                       f"{res['ess_ratio']:.1%} of the decisions{known})")
+            for r in res["estimates"]:
+                typer.echo(f"  {r['estimator']:<10} {r['mean']:10.4f} [{r['low']:10.4f}, "
+                           f"{r['high']:10.4f}] per {r['unit']}")
+            for note in res["warnings"]:
+                typer.echo(f"  warning: {note}")
+        write_json(tmp / "ope.json", rep)
+        plot_ope(rep, tmp / "ope_decision.png", unit="decision")
+        if sequential:
+            plot_ope(rep, tmp / "ope_user.png", unit="user")
     typer.echo(f"wrote {out / 'ope.json'}")
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import typer
 
-from agents.cli._app import app, bench_app
+from agents.cli._app import app, bench_app, output_folder, resumable_output
+from predictors.fingerprint import check_pair
 from predictors.io import write_json, write_run_config
 
 
@@ -50,8 +51,15 @@ def train_policy_cmd(
                       coupon_gap=coupon_gap, max_contacts=max_contacts, progress=progress)
     opts = {"predictor": str(predictor), "data": str(data), "config": str(config) if config
             else None, "resume": resume, "threads": threads, **cfg.__dict__}
-    write_run_config(out, "train-policy", opts, seed)
-    m = train_policy(predictor, data, out, cfg, hyperparams=config, resume=resume)
+    check_pair(predictor, data)
+    if config is not None:
+        from agents.train import load_hyperparams
+
+        load_hyperparams(algo, config)  # a bad --config fails before the env is built
+    with resumable_output(out, resume=resume) as run:
+        if not resume:
+            write_run_config(run, "train-policy", opts, seed)
+        m = train_policy(predictor, data, run, cfg, hyperparams=config, resume=resume)
     e = m["final_eval"]
     typer.echo(f"{algo}: {m['timesteps']:,} steps at {m['fps'] or 0:,.0f} steps/s; held-out "
                f"mean return {e['mean_return']:.2f} +- {e['ci_half_width']:.2f} -> {out}")
@@ -80,11 +88,13 @@ def evaluate_cmd(
     cfg = EvaluateConfig(horizon=horizon, start_users=start_users, max_users=max_users,
                          replicates=replicates, seed=seed, true_value=true_value,
                          stochastic=stochastic)
-    write_run_config(out, "evaluate", {"predictor": str(predictor), "data": str(data),
-                                       "policies": policy, **cfg.__dict__}, seed)
     from agents.evaluate import markdown_table
 
-    result = evaluate_policies(predictor, data, policy, out, cfg)
+    check_pair(predictor, data)
+    with output_folder(out) as tmp:
+        write_run_config(tmp, "evaluate", {"predictor": str(predictor), "data": str(data),
+                                           "policies": policy, **cfg.__dict__}, seed)
+        result = evaluate_policies(predictor, data, policy, tmp, cfg)
     typer.echo(markdown_table(result))
 
 
@@ -128,11 +138,12 @@ def bench_train_cmd(
             typer.echo(f"{algo:<14}{m['n_envs']:>8}{m['timesteps']:>10,}{m['fps']:>10,.0f}"
                        f"{per_cpu:>11,.0f}")
     if out is not None:
-        write_run_config(out, "bench train", {"predictor": str(predictor), "data": str(data),
-                                              "algos": algos, "timesteps": timesteps,
-                                              "n_envs": n_envs, "device": device,
-                                              "threads": threads}, seed)
-        write_json(Path(out) / "bench.json", {"unit": "env steps per second", "rows": rows})
+        with output_folder(out) as tmp:
+            write_run_config(tmp, "bench train", {"predictor": str(predictor),
+                                                  "data": str(data), "algos": algos,
+                                                  "timesteps": timesteps, "n_envs": n_envs,
+                                                  "device": device, "threads": threads}, seed)
+            write_json(tmp / "bench.json", {"unit": "env steps per second", "rows": rows})
 
 
 def _bench_shop(root: Path, seed: int) -> tuple[Path, Path]:

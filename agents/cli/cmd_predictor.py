@@ -10,8 +10,14 @@ import numpy as np
 import pandas as pd
 import typer
 
-from agents.cli._app import app, bench_app
-from predictors.io import write_json, write_parquet, write_run_config
+from agents.cli._app import app, bench_app, output_folder
+from predictors.fingerprint import check_pair, dataset_fingerprint
+from predictors.io import (
+    check_file_writable,
+    write_json,
+    write_parquet,
+    write_run_config,
+)
 
 if TYPE_CHECKING:  # torch-free at run time
     from predictors.models import BehaviorPredictor
@@ -84,28 +90,30 @@ def train_predictor(
                           lr=lr, patience=patience, ipw=ipw, seed=seed, device=device,
                           markov_order=markov_order, markov_prior=markov_prior)
     resolve_device(device)
-    panel, users, ds = _load_data(data)
-    t0 = time.perf_counter()
-    pred = BehaviorPredictor(cfg).fit(panel, ds.spec.action_names or ["none"], users,
-                                      progress=progress)
-    fit_s = time.perf_counter() - t0
-    pred.to_cpu().save(out)
-    write_run_config(out, "train-predictor", {"data": str(data), "predictor": cfg.to_dict()},
-                     seed=seed)
-    full = pred.tensors(panel, users)
-    split = pred.split_.set_index("user_id")["split"].reindex(full.user_ids).to_numpy()
-    val = full.subset(np.flatnonzero(split == "val"))
-    val_pred = pred.predict_tensors(val)
-    val_metrics = head_metrics(val, val_pred)
-    res = pred.train_result_
-    metrics = {"family": model, "ipw": ipw, "best_epoch": res.best_epoch,
-               "epochs_run": len(res.history), "fit_seconds": fit_s,
-               "train_rows_per_second": res.rows_per_second,
-               "n_users": {s: int((split == s).sum()) for s in ("train", "val", "test")},
-               "validation": val_metrics, "history": res.history}
-    write_json(out / "metrics.json", metrics)
-    plot_loss_curves(res.history, out / "loss_curves.png")
-    plot_calibration(logged_outcomes(val, val_pred), out / "calibration_val.png")
+    with output_folder(out) as tmp:
+        panel, users, ds = _load_data(data)
+        fingerprint = dataset_fingerprint(data)
+        t0 = time.perf_counter()
+        pred = BehaviorPredictor(cfg).fit(panel, ds.spec.action_names or ["none"], users,
+                                          progress=progress)
+        fit_s = time.perf_counter() - t0
+        pred.to_cpu().save(tmp)
+        write_run_config(tmp, "train-predictor", {"data": str(data), "predictor": cfg.to_dict(),
+                                                  "dataset_fingerprint": fingerprint}, seed=seed)
+        full = pred.tensors(panel, users)
+        split = pred.split_.set_index("user_id")["split"].reindex(full.user_ids).to_numpy()
+        val = full.subset(np.flatnonzero(split == "val"))
+        val_pred = pred.predict_tensors(val)
+        val_metrics = head_metrics(val, val_pred)
+        res = pred.train_result_
+        metrics = {"family": model, "ipw": ipw, "best_epoch": res.best_epoch,
+                   "epochs_run": len(res.history), "fit_seconds": fit_s,
+                   "train_rows_per_second": res.rows_per_second,
+                   "n_users": {s: int((split == s).sum()) for s in ("train", "val", "test")},
+                   "validation": val_metrics, "history": res.history}
+        write_json(tmp / "metrics.json", metrics)
+        plot_loss_curves(res.history, tmp / "loss_curves.png")
+        plot_calibration(logged_outcomes(val, val_pred), tmp / "calibration_val.png")
     typer.echo(f"trained {model} in {fit_s:.1f}s ({res.rows_per_second:,.0f} user-periods/s), "
                f"best epoch {res.best_epoch}/{len(res.history)}; validation:")
     _print_heads(val_metrics)
@@ -123,32 +131,34 @@ def eval_predictor(
     from predictors.models.metrics import logged_outcomes
     from predictors.models.plots import plot_calibration
 
-    pred = BehaviorPredictor.load(predictor, device="cpu")
-    panel, users, ds = _load_data(data)
-    test, scope = _test_tensors(pred, panel, users)
-    out_pred = pred.predict_tensors(test)
-    metrics: dict[str, Any] = {"predictor": str(predictor), "family": pred.config.family,
-                               "ipw": pred.config.ipw, "scope": scope,
-                               "n_users": test.n_users, "heads": head_metrics(test, out_pred)}
-    typer.echo(f"{pred.config.family}: {scope}, {test.n_users} users, {test.n_rows} rows")
-    _print_heads(metrics["heads"])
-    truth_path = data / "truth" / "outcomes.parquet"
-    if truth_path.is_file():
-        keys = test.keys()
-        truth = pd.read_parquet(truth_path)
-        truth = truth[truth["user_id"].isin(keys["user_id"].unique())]
-        cf = counterfactual_report(keys, out_pred, truth)
-        metrics["counterfactual"] = cf
-        typer.echo(f"  counterfactual over {cf['n_rows']} user-periods x all actions: "
-                   + "  ".join(f"MAE {q}={v:.4f}" for q, v in cf["mae"].items()))
-        for a, eff in cf["effects"].items():
-            typer.echo(f"  effect {a:<10} " + "  ".join(
-                f"{q}: pred {e['predicted']:+.4f} true {e['true']:+.4f} "
-                f"(rel err {e['relative_error']:.1%})"
-                for q, e in eff.items() if q in ("p_purchase", "expected_revenue")))
-    write_run_config(out, "eval-predictor", {"predictor": str(predictor), "data": str(data)})
-    write_json(out / "metrics.json", metrics)
-    plot_calibration(logged_outcomes(test, out_pred), out / "calibration_test.png")
+    check_pair(predictor, data)
+    with output_folder(out) as tmp:
+        pred = BehaviorPredictor.load(predictor, device="cpu")
+        panel, users, ds = _load_data(data)
+        test, scope = _test_tensors(pred, panel, users)
+        out_pred = pred.predict_tensors(test)
+        metrics: dict[str, Any] = {"predictor": str(predictor), "family": pred.config.family,
+                                   "ipw": pred.config.ipw, "scope": scope,
+                                   "n_users": test.n_users, "heads": head_metrics(test, out_pred)}
+        typer.echo(f"{pred.config.family}: {scope}, {test.n_users} users, {test.n_rows} rows")
+        _print_heads(metrics["heads"])
+        truth_path = data / "truth" / "outcomes.parquet"
+        if truth_path.is_file():
+            keys = test.keys()
+            truth = pd.read_parquet(truth_path)
+            truth = truth[truth["user_id"].isin(keys["user_id"].unique())]
+            cf = counterfactual_report(keys, out_pred, truth)
+            metrics["counterfactual"] = cf
+            typer.echo(f"  counterfactual over {cf['n_rows']} user-periods x all actions: "
+                       + "  ".join(f"MAE {q}={v:.4f}" for q, v in cf["mae"].items()))
+            for a, eff in cf["effects"].items():
+                typer.echo(f"  effect {a:<10} " + "  ".join(
+                    f"{q}: pred {e['predicted']:+.4f} true {e['true']:+.4f} "
+                    f"(rel err {e['relative_error']:.1%})"
+                    for q, e in eff.items() if q in ("p_purchase", "expected_revenue")))
+        write_run_config(tmp, "eval-predictor", {"predictor": str(predictor), "data": str(data)})
+        write_json(tmp / "metrics.json", metrics)
+        plot_calibration(logged_outcomes(test, out_pred), tmp / "calibration_test.png")
     typer.echo(f"wrote {out}")
 
 
@@ -160,20 +170,31 @@ def predict(
 ) -> None:
     """Predictions for every user and decision period of a dataset, for every action."""
     from predictors.models import BehaviorPredictor
-    pred = BehaviorPredictor.load(predictor, device="cpu")
-    panel, users, _ = _load_data(data)
-    keys, p = pred.predict(panel, users)
-    frame = pd.concat([keys, p.to_frame()], axis=1)
+
+    check_pair(predictor, data)
     if out.suffix == ".parquet":
-        path, cfg_dir = out, None
+        check_file_writable(out)
+        path = out
     else:
-        path, cfg_dir = out / "predictions.parquet", out
-    write_parquet(path, frame)
-    options = {"predictor": str(predictor), "data": str(data), "rows": len(frame)}
-    if cfg_dir is not None:
-        write_run_config(cfg_dir, "predict", options)
+        path = out / "predictions.parquet"
+    options = {"predictor": str(predictor), "data": str(data)}
+
+    def _predict() -> pd.DataFrame:
+        pred = BehaviorPredictor.load(predictor, device="cpu")
+        panel, users, _ = _load_data(data)
+        keys, p = pred.predict(panel, users)
+        return pd.concat([keys, p.to_frame()], axis=1)
+
+    if out.suffix == ".parquet":
+        frame = _predict()
+        write_parquet(path, frame)
+        write_json(path.with_suffix(".config.json"),
+                   {"command": "predict", "options": {**options, "rows": len(frame)}})
     else:
-        write_json(path.with_suffix(".config.json"), {"command": "predict", "options": options})
+        with output_folder(out) as tmp:
+            frame = _predict()
+            write_parquet(tmp / path.name, frame)
+            write_run_config(tmp, "predict", {**options, "rows": len(frame)})
     typer.echo(f"wrote {len(frame)} rows x {frame.shape[1]} columns to {path}")
 
 
@@ -233,8 +254,9 @@ def bench_predictor(
                    f"{r['batch_infer_user_periods_per_s']:>12,.0f} "
                    f"{r['carried_state_user_steps_per_s']:>12,.0f}")
     if out is not None:
-        write_run_config(out, "bench predictor", {"families": families, "users": users,
-                                                  "periods": periods, "epochs": epochs,
-                                                  "panel": panel_kind,
-                                                  "device": str(dev)})
-        write_json(out / "bench.json", {"results": rows})
+        with output_folder(out) as tmp:
+            write_run_config(tmp, "bench predictor", {"families": families, "users": users,
+                                                      "periods": periods, "epochs": epochs,
+                                                      "panel": panel_kind,
+                                                      "device": str(dev)})
+            write_json(tmp / "bench.json", {"results": rows})

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import typer
 
-from agents.cli._app import app
+from agents.cli._app import app, resumable_output
 from agents.report import write_report
+from predictors.errors import NudgeGymError
 from predictors.io import write_json, write_run_config
 
 
@@ -25,10 +26,10 @@ def _run(args: list[str]) -> None:
         app(args=args, standalone_mode=False)
     except typer.Exit as e:
         if e.exit_code:
-            raise RuntimeError(f"stage failed: nudgegym {shlex.join(args)}") from None
+            raise NudgeGymError(f"stage failed: nudgegym {shlex.join(args)}") from None
     except Exception as e:
         if hasattr(e, "show") and hasattr(e, "exit_code"):  # a usage error of the parser
-            raise RuntimeError(f"stage failed: nudgegym {shlex.join(args)}: {e}") from None
+            raise NudgeGymError(f"stage failed: nudgegym {shlex.join(args)}: {e}") from None
         raise
 
 
@@ -85,21 +86,18 @@ def _best_trained(out: Path) -> Path:
     return Path(best["policy"])
 
 
-@app.command("quickstart")
-def quickstart_cmd(
-    out: Path = typer.Option(Path("runs/quickstart"), "--out", help="Run folder."),
-    fast: bool = typer.Option(False, "--fast", help="A tiny shop and budgets (for tests)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of every stage."),
-) -> None:
-    """The whole loop: generate the default shop, train the predictor, check the simulator,
-    train PPO and DQN, evaluate against the rules (simulated, off-policy and true value),
-    export the best policy and write report.md."""
+def _quickstart(out: Path, fast: bool, seed: int) -> tuple[Path, dict[str, float]]:
     write_run_config(out, "quickstart", {"out": str(out), "fast": fast}, seed=seed)
     timings: dict[str, float] = {}
     t_all = time.perf_counter()
     stages = quickstart_stages(out, fast, seed)
     for i, (name, args) in enumerate(stages, 1):
         typer.echo(f"[{i}/{len(stages)}] {name}", err=True)
+        if name == "ope":  # also value the rule the simulator ranks first
+            rule = json.loads((out / "evaluation" / "evaluation.json").read_text())[
+                "best_rule_sim"]
+            if rule not in args:
+                args = [*args[:-2], "--policy", rule, *args[-2:]]
         t0 = time.perf_counter()
         _run(args)
         timings[name] = round(time.perf_counter() - t0, 2)
@@ -114,5 +112,18 @@ def quickstart_cmd(
     if summary_path.is_file():
         summary["dataset"] = json.loads(summary_path.read_text())
     write_json(out / "quickstart.json", summary)
-    report = write_report(out)
+    return write_report(out), timings
+
+
+@app.command("quickstart")
+def quickstart_cmd(
+    out: Path = typer.Option(Path("runs/quickstart"), "--out", help="Run folder."),
+    fast: bool = typer.Option(False, "--fast", help="A tiny shop and budgets (for tests)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of every stage."),
+) -> None:
+    """The whole loop: generate the default shop, train the predictor, check the simulator,
+    train PPO and DQN, evaluate against the rules (simulated, off-policy and true value),
+    export the best policy and write report.md."""
+    with resumable_output(out):
+        report, timings = _quickstart(out, fast, seed)
     typer.echo(f"\nquickstart finished in {timings['total']:.0f} s; report: {report}")

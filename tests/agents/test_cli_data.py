@@ -30,10 +30,12 @@ def good_dataset(tmp_path: Path) -> Path:
 
 def test_validate_broken_lists_every_problem_and_fails(capsys) -> None:
     assert run_main(["validate", str(BROKEN)]) == 1
-    lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[-1] == "9 errors, 3 warnings"
+    captured = capsys.readouterr()
+    assert captured.out == ""  # problems and the failing summary go to stderr
+    lines = captured.err.strip().splitlines()
+    assert lines[-1] == "9 errors, 2 warnings"
     severities = [ln.split(":")[0] for ln in lines[:-1]]
-    assert severities == ["error"] * 9 + ["warning"] * 3
+    assert severities == ["error"] * 9 + ["warning"] * 2
     assert "error: events.csv, row 8, column 'timestamp'" in "\n".join(lines)
 
 
@@ -49,7 +51,7 @@ def test_validate_good_dataset_passes_and_writes_problems(good_dataset: Path, tm
 
 def test_validate_missing_folder(tmp_path: Path, capsys) -> None:
     assert run_main(["validate", str(tmp_path / "nope")]) == 1
-    assert "expected a dataset folder" in capsys.readouterr().out
+    assert "expected a dataset folder" in capsys.readouterr().err
 
 
 def test_inspect_prints_and_writes_summary(good_dataset: Path, tmp_path: Path, capsys) -> None:
