@@ -109,10 +109,19 @@ def load_hyperparams(algo: str, path: str | Path | None = None) -> dict[str, Any
     text = importlib.resources.files("agents.hyperparams").joinpath(name).read_text()
     params = yaml.safe_load(text) or {}
     if path is not None:
+        if not Path(path).is_file():
+            raise ConfigError(f"--config {path}: no such file; expected a YAML file of "
+                              "hyperparameters")
         try:
             extra = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as e:
-            raise ConfigError(f"{path}: cannot read hyperparameters: {e}") from None
+        except OSError as e:
+            raise ConfigError(f"--config {path}: cannot read it ({e.strerror})") from None
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+            what = getattr(e, "problem", None) or "not valid YAML"
+            raise ConfigError(f"--config {path}: {where}{what}; expected a YAML mapping of "
+                              "hyperparameters") from None
         if not isinstance(extra, dict):
             raise ConfigError(f"{path}: expected a mapping of hyperparameters; got "
                               f"{type(extra).__name__}")

@@ -175,7 +175,7 @@ def read_spec(folder: str | Path) -> DatasetSpec:
         d = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise DataValidationError(
-            Problem("dataset.json", e.lineno, None, "valid JSON", e.msg)
+            Problem("dataset.json", e.lineno, None, "valid JSON", e.msg), context=str(folder)
         ) from None
     return DatasetSpec.from_dict(d)
 

@@ -27,10 +27,10 @@ def _parse_time(text: str | pd.Timestamp, option: str) -> pd.Timestamp:
     try:
         ts = pd.Timestamp(text)
     except (ValueError, TypeError):
-        raise ConfigError(f"{option} {text!r}: expected an ISO 8601 time such as "
+        raise ConfigError(f"`{option}` {text!r}: expected an ISO 8601 time such as "
                           "2024-06-01 or 2024-06-01T00:00:00Z") from None
     if ts is pd.NaT:
-        raise ConfigError(f"{option} {text!r}: expected an ISO 8601 time")
+        raise ConfigError(f"`{option}` {text!r}: expected an ISO 8601 time")
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
@@ -65,7 +65,7 @@ def as_of_period(data: str | Path | Dataset, as_of: str | pd.Timestamp,
     origin = _origin(ds)
     k = (ts - origin) // pd.Timedelta(seconds=ds.spec.period_seconds)
     if k < 1:
-        raise ConfigError(f"{option} {ts.isoformat()}: before the end of the first period "
+        raise ConfigError(f"`{option}` {ts.isoformat()}: before the end of the first period "
                           f"(origin {origin.isoformat()}, period {ds.spec.period}); no history "
                           "to describe users with")
     return int(k)

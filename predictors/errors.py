@@ -61,8 +61,10 @@ class DataValidationError(NudgeGymError, ValueError):
         self.problems = list(problems)
         errors = [p for p in self.problems if p.severity == "error"]
         head = str(errors[0] if errors else self.problems[0]) if self.problems else "invalid data"
+        if head.startswith("error: "):  # the exception is the error; its text needs no label
+            head = head[len("error: "):]
         more = f" (+{len(errors) - 1} more errors)" if len(errors) > 1 else ""
-        prefix = f"{context}: " if context else ""
+        prefix = f"{context}: " if context and not head.startswith(context) else ""
         super().__init__(f"{prefix}{head}{more}")
 
 

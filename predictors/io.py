@@ -235,14 +235,18 @@ def check_replaceable(out: str | Path, *, option: str = "--out", replace: bool =
 def check_file_writable(path: str | Path, *, option: str = "--out") -> None:
     """Fail early when the file ``path`` could not be written (a folder, or no writable parent).
 
-    Creates the parent folders (they are needed anyway) and probes them with a temporary file.
+    Probes the nearest existing parent folder with a temporary file; creates nothing.
     """
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"{option} {path}: is a folder; expected a file path")
+    anc = path.parent
+    while not anc.exists() and anc.parent != anc:
+        anc = anc.parent
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.",
+        if not anc.is_dir():
+            raise NotADirectoryError(20, "not a folder")
+        with tempfile.NamedTemporaryFile(dir=anc, prefix=f".{path.name}.{os.getpid()}.",
                                          suffix=".tmp"):
             pass
     except OSError as e:

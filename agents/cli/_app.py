@@ -119,6 +119,36 @@ def _one_line(e: BaseException) -> str:
     return msg
 
 
+#: Configuration fields whose command-line option has another name.
+_OPTION_ALIASES = {"family": "model"}
+
+
+def _option_names(argv: list[str], message: str) -> str:
+    """Replace backticked configuration field names (```n_envs```) in ``message`` by the
+    options of the command being run (``--n-envs``), so the error names what the user typed."""
+    import re
+
+    cmd: Any = typer.main.get_command(app)
+    words = [a for a in argv if not a.startswith("-")]
+    for w in words[:2]:
+        sub = getattr(cmd, "commands", {}).get(w)
+        if sub is None:
+            break
+        cmd = sub
+    opts = {}
+    for param in getattr(cmd, "params", []):
+        if getattr(param, "param_type_name", "") == "option" and param.opts:
+            opts[param.name] = max(param.opts, key=len)
+    for field, name in _OPTION_ALIASES.items():
+        if name in opts:
+            opts.setdefault(field, opts[name])
+
+    def swap(m: re.Match) -> str:
+        return opts.get(m.group(1), m.group(0))
+
+    return re.sub(r"`([a-z_]+)`", swap, message)
+
+
 class _WarnOnce:
     """``warnings.showwarning`` that prints each distinct message once as ``warning: ...``."""
 
@@ -142,7 +172,8 @@ def fail(message: str) -> None:
 
 
 def run_main(argv: list[str] | None = None) -> int:
-    """Run the app; turn expected errors into one stderr line and exit code 1."""
+    """Run the app; turn expected errors (usage errors included) into one stderr line and exit
+    code 1."""
     import warnings
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -171,16 +202,19 @@ def _run(argv: list[str], debug: bool) -> int:
             PermissionError, KeyError) as e:
         if debug:
             raise
-        typer.echo(f"error: {_one_line(e)}", err=True)
+        typer.echo(f"error: {_option_names(argv, _one_line(e))}", err=True)
         return 1
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         return 130
     except Exception as e:
         # Usage errors of the command-line parser (click's, vendored or not, by duck typing).
-        if hasattr(e, "show") and hasattr(e, "exit_code"):
-            e.show()
-            return int(e.exit_code)
+        if hasattr(e, "format_message") and hasattr(e, "exit_code"):
+            ctx = getattr(e, "ctx", None)
+            sub = ctx.command_path.partition(" ")[2] if ctx is not None else ""
+            where = f" (see `nudgegym {sub} --help`)" if ctx is not None else ""
+            typer.echo(f"error: {_one_line(Exception(e.format_message()))}{where}", err=True)
+            return 1
         if type(e).__name__ == "Abort":
             return 1
         if debug:

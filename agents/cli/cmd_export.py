@@ -14,6 +14,7 @@ from typing import Optional
 import typer
 
 from agents.cli._app import app, output_folder, read_table_file
+from predictors.errors import ConfigError
 from predictors.io import check_file_writable, write_json, write_parquet, write_run_config
 
 
@@ -39,8 +40,7 @@ def export_cmd(
     from predictors import open_dataset
 
     if fmt not in ("onnx", "torchscript"):
-        raise typer.BadParameter(f"expected onnx or torchscript; got {fmt!r}",
-                                 param_hint="--format")
+        raise ConfigError(f"--format {fmt}: expected onnx or torchscript")
     if not policy.is_dir():
         raise FileNotFoundError(f"--policy {policy}: no such folder; expected a run folder of "
                                 "`nudgegym train-policy`")
@@ -93,12 +93,11 @@ def score_cmd(
     from agents.serving import ExportedPolicy, score_table
 
     if (input is None) == (data is None):
-        raise typer.BadParameter("give exactly one of --input FILE or --data DIR",
-                                 param_hint="--input/--data")
+        raise ConfigError("--input / --data: give exactly one of --input FILE or --data DIR")
     if as_of is not None and data is None:
-        raise typer.BadParameter("--as-of needs --data", param_hint="--as-of")
+        raise ConfigError("--as-of: needs --data DIR (it picks the periods of the log)")
     if mode not in ("sample", "greedy"):
-        raise typer.BadParameter(f"expected sample or greedy; got {mode!r}", param_hint="--mode")
+        raise ConfigError(f"--mode {mode}: expected sample or greedy")
     if not (model / "manifest.json").is_file():
         raise FileNotFoundError(f"--model {model}: not an export folder (no manifest.json); "
                                 "expected the --out of `nudgegym export`")

@@ -12,6 +12,7 @@ from typing import Optional
 import typer
 
 from agents.cli._app import app
+from predictors.errors import ConfigError
 from predictors.io import check_file_writable, write_json, write_parquet
 
 
@@ -27,8 +28,7 @@ def features_cmd(
     from predictors.current import current_observations
 
     if out.suffix not in (".parquet", ".csv"):
-        raise typer.BadParameter(f"{out}: expected a .parquet or .csv file name",
-                                 param_hint="--out")
+        raise ConfigError(f"--out {out}: expected a .parquet or .csv file name")
     check_file_writable(out)
     table = current_observations(data, as_of=as_of)
     if out.suffix == ".csv":
