@@ -187,7 +187,7 @@ def resumable_folder(out: str | Path, *, resume: bool = False,
     out = Path(out)
     if resume:
         if not out.is_dir():
-            raise ConfigError(f"{option} {out}: no such run folder to resume")
+            raise ConfigError(f"{option} {out}: nothing to resume from (no such run folder)")
         yield out
         return
     check_replaceable(out, option=option)

@@ -94,7 +94,7 @@ CASES = [
     Case("--predictor missing", "evaluate --predictor {R}/nope --data {R}/data "
          "--policy rule:never --out {R}/o", "--predictor", out="o"),
     Case("--resume without a checkpoint", "train-policy --predictor {R}/pred --data {R}/data "
-         "--resume --out {R}/o", "no such run folder to resume", out="o"),
+         "--resume --out {R}/o", "nothing to resume from", out="o"),
     Case("hyperparameter YAML: unknown key", "train-policy --predictor {R}/pred --data {R}/data "
          "--config {R}/hp_unknown.yaml --out {R}/o", "not arguments of ppo", out="o"),
     Case("hyperparameter YAML: syntax error", "train-policy --predictor {R}/pred "

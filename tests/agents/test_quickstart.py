@@ -21,3 +21,16 @@ def test_quickstart_fast_writes_the_report(tmp_path) -> None:
     assert manifest["format"] == "onnx" and (out / "export" / manifest["model_file"]).is_file()
     ev = json.loads((out / "evaluation" / "evaluation.json").read_text())
     assert ev["has_truth"] and len(ev["policies"]) == 9
+    # the report opens with the verdict and ends with the commands to run next
+    assert report.splitlines()[2] == "## Verdict"
+    verdict = report.split("## Verdict")[1].split("\n## ")[0]
+    rule = ev["best_rule_sim"]
+    assert (f"**Keep the best rule, `{rule}`.**" in verdict) or ("**Use `" in verdict)
+    for source in ("simulator:", "off-policy (SNIPS", "in TRUTH", "How much to trust"):
+        assert source in verdict, source
+    nxt = report.split("## Next commands")[1]
+    assert f"nudgegym score --model {out}/export --input users.parquet" in nxt
+    assert f"nudgegym features {out}/data --out users.parquet" in nxt
+    # the off-policy stage also valued the rule the simulator ranks first
+    ope = json.loads((out / "ope" / "ope.json").read_text())
+    assert rule in [r["policy"] for r in ope["results"]]
