@@ -232,6 +232,14 @@ def check_replaceable(out: str | Path, *, option: str = "--out", replace: bool =
                               "of a nudgegym run); choose a new or empty folder")
 
 
+def check_out_folder(out: str | Path, *, option: str = "--out") -> None:
+    """Fail early when ``out`` could not be produced: for commands (benchmarks) that write their
+    optional ``--out`` with :func:`staged_folder` only at the end. Creates nothing."""
+    out = Path(out)
+    check_replaceable(out, option=option)
+    check_file_writable(out / "config.json", option=option)
+
+
 def check_file_writable(path: str | Path, *, option: str = "--out") -> None:
     """Fail early when the file ``path`` could not be written (a folder, or no writable parent).
 

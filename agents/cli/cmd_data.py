@@ -10,7 +10,7 @@ import typer
 from tqdm import tqdm
 
 from agents.cli._app import app, bench_app, output_folder
-from predictors.io import write_json, write_run_config
+from predictors.io import check_out_folder, write_json, write_run_config
 from predictors.panel import dataset_summary
 from predictors.panel_bench import run_panel_job, write_random_dataset
 from predictors.validate import validate_dataset
@@ -92,6 +92,8 @@ def bench_panel_cmd(
     out: Path | None = typer.Option(None, "--out", help="Write bench.json here."),
 ) -> None:
     """Build the panel of a random log in a subprocess: seconds, events/s, peak RSS."""
+    if out is not None:
+        check_out_folder(out)
     if events < 1:
         raise ValueError(f"--events must be >= 1; got {events}")
     with tempfile.TemporaryDirectory(prefix="nudgegym-bench-panel-") as tmp:

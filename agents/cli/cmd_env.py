@@ -9,7 +9,7 @@ import typer
 
 from agents.cli._app import app, bench_app, output_folder
 from predictors.fingerprint import check_pair
-from predictors.io import write_json, write_run_config
+from predictors.io import check_out_folder, write_json, write_run_config
 
 
 def _set_threads(n: int) -> None:
@@ -40,6 +40,8 @@ def bench_env_cmd(
 
     Each family is fitted for one epoch (throughput does not depend on fit quality).
     """
+    if out is not None:
+        check_out_folder(out)
     from envs.bench import bench_env
     from envs.shop_env import load_learned_shop
     from predictors import build_panel, load_users, open_dataset
@@ -58,7 +60,8 @@ def bench_env_cmd(
         panel = build_panel(ds)
         users = load_users(ds)
         rows = []
-        header = f"{'family':<12}{'N':>7}{'batched/s':>12}{'naive/s':>10}{'ratio':>7}{'forward/s':>12}"
+        header = (f"{'family':<12}{'N':>7}{'batched/s':>12}{'naive/s':>10}{'ratio':>7}"
+                  f"{'forward/s':>12}")
         typer.echo(header)
         for fam in fams:
             pred = BehaviorPredictor(PredictorConfig(family=fam, epochs=1, device=device,

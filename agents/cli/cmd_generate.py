@@ -11,7 +11,7 @@ import typer
 
 from agents.cli._app import app, bench_app, output_folder
 from predictors import GenerateConfig, generate
-from predictors.io import write_json, write_run_config
+from predictors.io import check_out_folder, write_json, write_run_config
 
 
 def _summary(folder: Path, seconds: float, cfg: GenerateConfig) -> dict:
@@ -59,6 +59,8 @@ def bench_generate_cmd(
     out: Path | None = typer.Option(None, "--out", help="Write DIR/bench.json."),
 ) -> None:
     """Time a full generation (dataset + truth) into a temporary folder."""
+    if out is not None:
+        check_out_folder(out)
     cfg = GenerateConfig(n_users=users, n_periods=periods, seed=seed)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()

@@ -24,7 +24,7 @@ import typer
 from tqdm import tqdm
 
 from agents.cli._app import app, bench_app, output_folder
-from predictors.io import write_json, write_run_config
+from predictors.io import check_out_folder, write_json, write_run_config
 
 #: Public data sets live in ``shared/data`` beside the checkout.
 _SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
@@ -58,6 +58,8 @@ def bench_ope_cmd(
     out: Path | None = typer.Option(None, "--out", help="Write bench.json here."),
 ) -> None:
     """Time DM, IPS, SNIPS, DR, SNDR and Switch-DR (estimate + bootstrap interval)."""
+    if out is not None:
+        check_out_folder(out)
     from agents.ope.synthetic import make_synthetic_bandit
 
     if rounds < 10 or boot < 2:
@@ -117,6 +119,8 @@ def bench_ope_obd_cmd(
     out: Path | None = typer.Option(None, "--out", help="Write bench.json here."),
 ) -> None:
     """Estimate the BTS policy's click rate from the random logs; compare with its own logs."""
+    if out is not None:
+        check_out_folder(out)
     from agents.ope.obd import BTSConfig, evaluate_obd
 
     results = []
@@ -151,6 +155,8 @@ def bench_ope_hillstrom_cmd(
     out: Path | None = typer.Option(None, "--out", help="Write bench.json here."),
 ) -> None:
     """Value of targeting policies by IPS / SNIPS / DR beside the matched-arm value."""
+    if out is not None:
+        check_out_folder(out)
     from agents.ope import DR, IPS, SNIPS
     from agents.ope.hillstrom import evaluate_hillstrom, load_hillstrom
 
@@ -245,6 +251,8 @@ def bench_ope_accuracy_cmd(
     out: Path | None = typer.Option(None, "--out", help="Write bench.json here."),
 ) -> None:
     """Sequential OPE estimators against the TRUE value on generated shop logs."""
+    if out is not None:
+        check_out_folder(out)
     from agents.ope.accuracy import DEFAULT_POLICIES, AccuracyConfig, run_ope_accuracy
 
     cfg = AccuracyConfig(n_users=users, n_periods=periods, logging=logging, horizon=horizon,

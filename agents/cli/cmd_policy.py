@@ -9,7 +9,7 @@ import typer
 
 from agents.cli._app import app, bench_app, output_folder, resumable_output
 from predictors.fingerprint import check_pair
-from predictors.io import write_json, write_run_config
+from predictors.io import check_out_folder, write_json, write_run_config
 
 
 def _threads(n: int) -> None:
@@ -116,6 +116,8 @@ def bench_train_cmd(
     ``per CPU-s`` divides by the process's CPU time: on shared cores the wall-clock rate
     understates what the code does on a core of its own.
     """
+    if out is not None:
+        check_out_folder(out)
     from agents.train import TrainConfig, train_policy
 
     _threads(threads)

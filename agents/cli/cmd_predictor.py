@@ -14,6 +14,7 @@ from agents.cli._app import app, bench_app, output_folder
 from predictors.fingerprint import check_pair, dataset_fingerprint
 from predictors.io import (
     check_file_writable,
+    check_out_folder,
     write_json,
     write_parquet,
     write_run_config,
@@ -212,6 +213,8 @@ def bench_predictor(
     out: Path | None = typer.Option(None, "--out", help="Write DIR/bench.json."),
 ) -> None:
     """Training and inference throughput per family (user-periods/s)."""
+    if out is not None:
+        check_out_folder(out)
     from predictors.models import BehaviorPredictor, PredictorConfig, resolve_device, toy_panel
     from predictors.models.chain import chain_panel
     dev = resolve_device(device)

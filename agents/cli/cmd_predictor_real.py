@@ -9,8 +9,8 @@ from typing import Any
 
 import typer
 
-from agents.cli._app import bench_app
-from predictors.io import write_json, write_run_config
+from agents.cli._app import bench_app, output_folder
+from predictors.io import check_out_folder, write_json, write_run_config
 
 # torch loads only when the command runs (the CLI must start without it).
 #: Part name -> (importer kind, source file under --data).
@@ -98,6 +98,8 @@ def bench_predictor_real(
     out: Path | None = typer.Option(None, "--out", help="Write DIR/bench.json."),
 ) -> None:
     """Hillstrom effects vs the randomized truth; Online Retail / Taobao next-period purchase."""
+    if out is not None:
+        check_out_folder(out)
     from predictors.importers import IMPORTERS
     from predictors.models import FAMILIES
     from predictors.models.realdata import RealDataConfig, hillstrom_check, next_period_check
@@ -133,7 +135,9 @@ def bench_predictor_real(
             _print_next({"online-retail": "Online Retail (weekly)",
                          "taobao": "Taobao (daily)"}[p], results[p])
     if out is not None:
-        write_run_config(out, "bench predictor-real", {"data": str(data), "parts": chosen,
-                                                       **cfg.to_dict()}, seed=seed)
-        write_json(out / "bench.json", results)
+        with output_folder(out) as tmp:
+            write_run_config(tmp, "bench predictor-real", {"data": str(data),
+                                                           "parts": chosen, **cfg.to_dict()},
+                             seed=seed)
+            write_json(tmp / "bench.json", results)
         typer.echo(f"wrote {out / 'bench.json'}")

@@ -206,9 +206,9 @@ def _listing(folder: Path) -> list[str]:
 
 def run_case(case: Case, root: Path) -> dict[str, object]:
     """Run one case; return its exit code, stderr, stdout and the state of its ``--out``."""
-    from agents.cli import run_main
-
     import shutil
+
+    from agents.cli import run_main
 
     before = _listing(root / case.kept) if case.kept else None
     if case.out is not None and (root / case.out).exists():
