@@ -1,6 +1,7 @@
 """nudgegym.predictors: data contract, loading, features and behavior models (lowest layer)."""
 
 from predictors.contract import ActionSpec, DatasetSpec, default_catalog, read_spec
+from predictors.current import current_observations
 from predictors.dataset import Dataset, find_table, open_dataset, write_dataset
 from predictors.errors import (
     CheckpointError,
@@ -70,6 +71,7 @@ __all__ = [
     "find_table",
     "observation_names",
     "observations_from_panel",
+    "current_observations",
     "open_dataset",
     "read_spec",
     "write_dataset",
