@@ -41,8 +41,8 @@ def load_policy(text: str, spec: DatasetSpec, observation_names: Sequence[str],
         return make_rule(name, spec, names, data=data, **params)
     folder = Path(text)
     if not folder.is_dir():
-        raise ConfigError(f"policy {text!r}: expected rule:NAME[:...], an export folder or a "
-                          "train-policy run folder")
+        raise ConfigError(f"--policy {text}: no such folder; expected rule:NAME[:...], an "
+                          "export folder or a train-policy run folder")
     if (folder / "manifest.json").is_file():
         from agents.serving import ExportedPolicy
 

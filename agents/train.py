@@ -123,20 +123,21 @@ def load_hyperparams(algo: str, path: str | Path | None = None) -> dict[str, Any
             raise ConfigError(f"--config {path}: {where}{what}; expected a YAML mapping of "
                               "hyperparameters") from None
         if not isinstance(extra, dict):
-            raise ConfigError(f"{path}: expected a mapping of hyperparameters; got "
-                              f"{type(extra).__name__}")
+            raise ConfigError(f"--config {path}: expected a mapping of hyperparameters; got "
+                              f"a {type(extra).__name__}")
         params.update(extra)
     signature = inspect.signature(ALGORITHMS[algo].__init__).parameters
     allowed = set(signature) | set(_ENV_KEYS)
     allowed -= {"self", "policy", "env", "seed", "device", "tensorboard_log", "verbose"}
     unknown = sorted(set(params) - allowed)
+    source = f"--config {path}" if path is not None else name
     if unknown:
-        raise ConfigError(f"hyperparameters {unknown} are not arguments of {algo} "
-                          f"(source: {path or name}); allowed: {sorted(allowed)}")
+        raise ConfigError(f"{source}: hyperparameters {unknown} are not arguments of {algo}; "
+                          f"allowed: {sorted(a for a in allowed if not a.startswith('_'))}")
     defaults = {k: v.default for k, v in signature.items()}
     defaults.update({"n_envs": 1024, "reward_scale": 1.0})
     for key, value in params.items():
-        _check_number(key, value, defaults.get(key), path or name)
+        _check_number(key, value, defaults.get(key), source)
     return params
 
 

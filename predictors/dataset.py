@@ -53,7 +53,8 @@ def open_dataset(folder: str | Path) -> Dataset:
     """Locate the files of a dataset folder without validating their contents."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"dataset folder not found: {folder}")
+        raise FileNotFoundError(f"{folder}: no such dataset folder; expected a folder with "
+                                "dataset.json and an events table")
     spec = read_spec(folder)
     events = find_table(folder, "events")
     if events is None:
