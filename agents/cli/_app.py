@@ -9,14 +9,20 @@ Command modules (``cmd_*.py``) register their commands on :data:`app` and their 
   ``error: MESSAGE`` on stderr (a message that already starts with ``error:`` is not prefixed
   twice) and returns exit code 1; ``--debug`` shows the traceback instead. A few library
   exceptions that carry no file name (undecodable or empty CSV files) are translated by
-  :func:`read_table_file`; any other exception is reported as an internal error.
+  :func:`read_table_file` / :func:`source_errors`; any other exception is reported as an
+  internal error. Backticked configuration fields in a message (```n_envs```) are printed as
+  the running command's option (``--n-envs``). Usage errors are one line too, exit code 1.
 * **Output folders.** Wrap everything a command writes into ``--out DIR`` in
   ``with output_folder(out) as tmp:`` and write into ``tmp`` (record ``out`` in files). The
   folder is staged next to ``out`` and renamed onto it at the end (:func:`predictors.io.
   staged_folder`), so a failed command leaves no ``--out`` behind, and an ``--out`` that cannot
   be written fails before any long work. Call it BEFORE loading data or fitting. A command
   writing one file (``--out FILE``) calls :func:`predictors.io.check_file_writable` first and
-  writes with the atomic ``write_*`` helpers.
+  writes with the atomic ``write_*`` helpers. A long run that checkpoints into ``--out`` and
+  can ``--resume`` uses ``with resumable_output(out, resume=resume) as run:`` (written in
+  place, removed on an error, kept on Ctrl-C). A benchmark whose optional ``--out`` is only
+  written at the end calls :func:`predictors.io.check_out_folder` first. Add the command's bad
+  inputs to ``tests/agents/bad_inputs.py`` (its test checks the error line and ``--out``).
 * **Warnings.** ``warnings.warn`` from library code is printed as one ``warning: ...`` line on
   stderr, each distinct message once per command.
 """
