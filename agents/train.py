@@ -352,7 +352,7 @@ def train_policy(predictor: str | Path, data: str | Path, out: str | Path,
         model.learn(remaining, callback=cb, reset_num_timesteps=not resume)
     model.logger.close()
     if parts:
-        _merge_progress(run, parts)
+        _merge_progress(run, parts, resumed_at=steps0)
     seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
     if not history or history[-1]["timesteps"] != model.num_timesteps:
         cb.evaluate()
@@ -405,14 +405,24 @@ def _keep_progress(run: Path) -> list[Path]:
     return parts
 
 
-def _merge_progress(run: Path, parts: list[Path]) -> None:
-    """``progress.csv`` = the earlier parts followed by this run's rows (union of columns)."""
+def _merge_progress(run: Path, parts: list[Path], resumed_at: int) -> None:
+    """``progress.csv`` = the earlier parts followed by this run's rows (union of columns).
+
+    Rows the earlier parts logged after the checkpoint this run resumed from (a kill came after
+    them, before the next checkpoint) are dropped: this run logs those steps again.
+    """
     import pandas as pd
 
     frames = []
-    for p in [*parts, run / "progress.csv"]:
+    for p in parts:
         if p.is_file() and p.stat().st_size > 0:
-            frames.append(pd.read_csv(p))
+            df = pd.read_csv(p)
+            if "time/total_timesteps" in df.columns:
+                df = df[df["time/total_timesteps"] <= resumed_at]
+            frames.append(df)
+    current = run / "progress.csv"
+    if current.is_file() and current.stat().st_size > 0:
+        frames.append(pd.read_csv(current))
     merged = pd.concat(frames, ignore_index=True, sort=False)
     with atomic_path(run / "progress.csv") as tmp:
         merged.to_csv(tmp, index=False)

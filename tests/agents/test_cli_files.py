@@ -165,3 +165,17 @@ def _umask() -> int:
     m = os.umask(0)
     os.umask(m)
     return m
+
+
+def test_progress_rows_logged_after_the_resumed_checkpoint_are_not_repeated(tmp_path: Path
+                                                                            ) -> None:
+    from agents.train import _merge_progress
+
+    pd.DataFrame({"time/total_timesteps": [256, 512, 768], "a": [1, 2, 3]}).to_csv(
+        tmp_path / "progress.part0.csv", index=False)  # killed after 768, checkpoint at 512
+    pd.DataFrame({"time/total_timesteps": [768, 1024], "b": [5, 6]}).to_csv(
+        tmp_path / "progress.csv", index=False)
+    _merge_progress(tmp_path, [tmp_path / "progress.part0.csv"], resumed_at=512)
+    merged = pd.read_csv(tmp_path / "progress.csv")
+    assert merged["time/total_timesteps"].tolist() == [256, 512, 768, 1024]
+    assert [p.name for p in tmp_path.iterdir()] == ["progress.csv"]
