@@ -189,6 +189,11 @@ def import_transactions(
                              period, currency, drop_bad, origin, observed_until)
     scfg = _sends_config(sends, catalog, sends_user_col, sends_time_col, sends_campaign_col,
                          sends_cost_col, sends_propensity_col, SendsConfig)
+    from predictors.propensity import MODELS
+
+    if propensity_model not in MODELS:
+        raise ConfigError(f"--propensity-model must be one of {', '.join(MODELS)}; got "
+                          f"{propensity_model!r}")
     path = check_source(src)
     cat = read_catalog(catalog) if catalog is not None else None
     raw = read_csv_text(path)

@@ -165,6 +165,7 @@ def test_bad_send_rows_name_file_line_column(tmp_path: Path, extra: str, column:
                          "--sends-campaign-col and --catalog"),
     ({"catalog": "c.yaml"}, "--catalog needs a send log"),
     ({"origin": "soon"}, "--origin must be an ISO 8601 time"),
+    ({"propensity_model": "forest"}, "--propensity-model must be one of boosting, logistic"),
     ({"origin": "2025-02-01", "observed_until": "2025-01-01"}, "must be after --origin"),
 ])
 def test_option_errors(tmp_path: Path, kwargs: dict, message: str) -> None:
