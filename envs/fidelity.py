@@ -29,8 +29,8 @@ import pandas as pd
 from scipy.stats import wasserstein_distance
 
 from envs.rollout import rollout
-from predictors import DatasetSpec
 from envs.shop_env import LearnedShop
+from predictors import DatasetSpec
 
 
 @dataclass(frozen=True)
@@ -166,8 +166,8 @@ def replay_fidelity(shop: LearnedShop, panel: pd.DataFrame, horizon: int, *,
     return {
         "start_period": int(starts.period), "horizon": horizon, "users": len(starts),
         "replicates": replicates, "activity": activity,
-        "not_informed": not_informed(panel, shop.spec), "summary": summary, "per_period": per_period,
-        "per_action": per_action,
+        "not_informed": not_informed(panel, shop.spec), "summary": summary,
+        "per_period": per_period, "per_action": per_action,
         "purchases_per_user": {
             "wasserstein": float(wasserstein_distance(sim_buys, log_buys)),
             "total_variation": _tv(sim_buys, log_buys),

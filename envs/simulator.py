@@ -10,8 +10,8 @@ Response sampling for action ``a`` of user ``u`` (predictions ``p_*[u, a]``):
 * visit ~ Bernoulli(p_visit); purchase | visit ~ Bernoulli(p_purchase / p_visit), so the
   purchase marginal is p_purchase. When the predictor's data had no visit events (an orders
   log), purchase is the observed activity: purchase ~ Bernoulli(p_purchase) and no visit is
-  drawn (as in the data), and churn below is drawn given a purchase; revenue | purchase ~ LogNormal(mu, sigma), capped at twice
-  the largest revenue of a logged period;
+  drawn (as in the data), and churn below is drawn given a purchase; revenue | purchase ~
+  LogNormal(mu, sigma), capped at twice the largest revenue of a logged period;
 * views, carts and favs (inputs of the predictor's next step, not predicted by it) ~ Poisson with
   the training panel's mean given (visited, purchased);
 * unsubscribe from the action's channel ~ Bernoulli(p_unsubscribe) when a message was sent;

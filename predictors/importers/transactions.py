@@ -31,7 +31,6 @@ from predictors.errors import ConfigError
 from predictors.importers._common import (
     ImportStats,
     LineIndex,
-    bad_rows_problem,
     base_extra,
     check_source,
     check_timezone,

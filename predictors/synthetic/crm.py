@@ -69,7 +69,7 @@ def export_crm(data: str | Path, out: str | Path) -> dict[str, Path]:
     origin = pd.Timestamp(spec.origin)
     week = ((sends["timestamp"] - origin) // pd.Timedelta(seconds=spec.period_seconds))
     names = [_campaign_names(a) for a in sends["action"]]
-    sends = sends.assign(campaign=[n[int(w) % len(n)] for n, w in zip(names, week)])
+    sends = sends.assign(campaign=[n[int(w) % len(n)] for n, w in zip(names, week, strict=True)])
     sends = sends.sort_values(["timestamp", "user_id"], kind="stable")
     sent_at = sends["timestamp"] + pd.Timedelta(hours=SEND_HOUR)
     sends_csv = pd.DataFrame({
