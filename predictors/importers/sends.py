@@ -152,6 +152,36 @@ def mean_costs(s: SendsTable, keep: np.ndarray) -> dict[str, float]:
     return {str(k): float(v) for k, v in cost.groupby(s.action[keep]).mean().items()}
 
 
+def sends_config(sends, catalog, user_col, time_col, campaign_col, cost_col,
+                 propensity_col) -> SendsConfig | None:
+    """The :class:`SendsConfig` of the ``--sends*`` options, or None without a send log."""
+    given = {"--sends-user-col": user_col, "--sends-time-col": time_col,
+             "--sends-campaign-col": campaign_col, "--sends-cost-col": cost_col,
+             "--sends-propensity-col": propensity_col}
+    if sends is None:
+        extra = [f for f, v in {**given, "--catalog": catalog}.items() if v is not None]
+        if extra:
+            raise ConfigError(f"{extra[0]} needs a send log (--sends FILE)")
+        return None
+    missing = [f for f in ("--sends-user-col", "--sends-time-col", "--sends-campaign-col")
+               if given[f] is None]
+    if catalog is None:
+        missing.append("--catalog")
+    if missing:
+        raise ConfigError(f"--sends needs {' and '.join(missing)}")
+    return SendsConfig(user_col, time_col, campaign_col, cost_col, propensity_col)
+
+
+def sends_stats(sent: SendsTable, keep: np.ndarray, dropped: dict[str, int],
+                interventions: pd.DataFrame) -> dict:
+    """Row accounting of the send log for ``import.json``."""
+    per_action = sent.action[keep].value_counts().sort_index()
+    return {"file": sent.path.name, "rows_read": len(sent.raw), "rows_kept": int(keep.sum()),
+            "rows_dropped": dropped,
+            "sends_per_action": {str(k): int(v) for k, v in per_action.items()},
+            "n_users": int(interventions["user_id"].nunique())}
+
+
 def with_estimated_propensities(
     spec: DatasetSpec, events: pd.DataFrame, sends: pd.DataFrame, *, seed: int = 0,
     model: str = "boosting",

@@ -176,18 +176,19 @@ def import_transactions(
     """
     from predictors.importers.catalog import read_catalog, resolve_costs
     from predictors.importers.sends import (
-        SendsConfig,
         apply_checks,
         mean_costs,
         read_sends,
         send_checks,
+        sends_config,
+        sends_stats,
         with_estimated_propensities,
     )
 
     cfg = TransactionsConfig(user_col, time_col, amount_col, item_col, time_format, timezone,
                              period, currency, drop_bad, origin, observed_until)
-    scfg = _sends_config(sends, catalog, sends_user_col, sends_time_col, sends_campaign_col,
-                         sends_cost_col, sends_propensity_col, SendsConfig)
+    scfg = sends_config(sends, catalog, sends_user_col, sends_time_col, sends_campaign_col,
+                        sends_cost_col, sends_propensity_col)
     from predictors.propensity import MODELS
 
     if propensity_model not in MODELS:
@@ -275,7 +276,7 @@ def import_transactions(
             **tz_counts,
             "columns": {"user_id": user_col, "timestamp": time_col, "revenue": amount_col,
                         "item_id": item_col},
-            **({"sends": _sends_stats(sent, s_keep, s_dropped, interventions)}
+            **({"sends": sends_stats(sent, s_keep, s_dropped, interventions)}
                if sent is not None else {}),
         },
     )
@@ -307,33 +308,6 @@ def import_transactions(
                "propensity_model": propensity_model, "seed": seed, "overwrite": overwrite}
     return finish_import(out, overwrite, "transactions", path, options, spec, stats, events,
                          interventions)
-
-
-def _sends_config(sends, catalog, user_col, time_col, campaign_col, cost_col,
-                  propensity_col, config_cls):
-    given = {"--sends-user-col": user_col, "--sends-time-col": time_col,
-             "--sends-campaign-col": campaign_col, "--sends-cost-col": cost_col,
-             "--sends-propensity-col": propensity_col}
-    if sends is None:
-        extra = [f for f, v in {**given, "--catalog": catalog}.items() if v is not None]
-        if extra:
-            raise ConfigError(f"{extra[0]} needs a send log (--sends FILE)")
-        return None
-    missing = [f for f in ("--sends-user-col", "--sends-time-col", "--sends-campaign-col")
-               if given[f] is None]
-    if catalog is None:
-        missing.append("--catalog")
-    if missing:
-        raise ConfigError(f"--sends needs {' and '.join(missing)}")
-    return config_cls(user_col, time_col, campaign_col, cost_col, propensity_col)
-
-
-def _sends_stats(sent, keep, dropped, interventions) -> dict:
-    per_action = sent.action[keep].value_counts().sort_index()
-    return {"file": sent.path.name, "rows_read": len(sent.raw), "rows_kept": int(keep.sum()),
-            "rows_dropped": dropped,
-            "sends_per_action": {str(k): int(v) for k, v in per_action.items()},
-            "n_users": int(interventions["user_id"].nunique())}
 
 
 def parse_bound(value: str | None, timezone: str, flag: str) -> pd.Timestamp | None:
