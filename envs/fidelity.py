@@ -10,12 +10,19 @@ the log recorded for the same users and periods:
   see churn directly, so both sides use this observable definition);
 * purchases per user over the window: Wasserstein distance and total-variation distance
   between the simulated and logged distributions;
-* visit and purchase rate per logged action.
+* visit and purchase rate per logged action;
+* ``not_informed``: the behaviours the data could not inform (no visit events, no
+  interventions table, actions never logged, ...), so a reader knows which simulated numbers
+  rest on the data and which on the model's defaults.
+
+A dataset without an interventions table logged no sends: its periods replay as ``none``. A
+dataset without visit events (an orders log) has purchase as its observed activity: survival
+counts purchases then.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -23,6 +30,7 @@ from scipy.stats import wasserstein_distance
 
 from envs.rollout import rollout
 from envs.shop_env import LearnedShop
+from predictors import DatasetSpec
 
 
 @dataclass(frozen=True)
@@ -53,8 +61,43 @@ def logged_window(panel: pd.DataFrame, user_ids: np.ndarray, start: int,
     return LoggedWindow(visit, purchase, revenue, action)
 
 
+def not_informed(panel: pd.DataFrame, spec: DatasetSpec) -> list[str]:
+    """Behaviours the panel's data cannot inform, one readable sentence each.
+
+    Example:
+        >>> from predictors import ActionSpec
+        >>> spec = DatasetSpec(actions=(ActionSpec("none", 0, "none"), ActionSpec("email")))
+        >>> panel = pd.DataFrame({c: [0, 0] for c in ("visits", "views", "carts", "favs",
+        ...     "unsubscribes")} | {"purchases": [1, 0], "action_index": [-1, -1]})
+        >>> not_informed(panel, spec)[0]
+        'no visit events: visits are not modelled (purchase is the observed activity)'
+    """
+    out = []
+    if not (panel["visits"].to_numpy() > 0).any():
+        out.append("no visit events: visits are not modelled (purchase is the observed "
+                   "activity)")
+    empty = [c for c in ("views", "carts", "favs") if not (panel[c].to_numpy() > 0).any()]
+    if empty:
+        out.append(f"no {'/'.join(empty)} events: these inputs are never informed")
+    action = panel["action_index"].to_numpy()
+    if (action < 0).all():
+        out.append("no interventions logged: every action's effect is the model's default "
+                   "(identical to none); only costs differ between policies")
+    else:
+        never = [n for j, n in enumerate(spec.action_names) if not (action == j).any()]
+        if never:
+            out.append(f"actions never logged: {', '.join(never)} (their effect is not "
+                       "informed by the data)")
+    contacts = [j for j, a in enumerate(spec.actions) if a.kind != "none"]
+    if contacts and not (panel["unsubscribes"].to_numpy() > 0).any():
+        out.append("no unsubscribe events: unsubscribes are not modelled")
+    if not spec.has_prices:
+        out.append("no order values: revenue is not informed")
+    return out
+
+
 def _survival(visit: np.ndarray) -> np.ndarray:
-    """Share of users with a visit at or after each period of the window."""
+    """Share of users with activity at or after each period of the window."""
     later = np.flip(np.maximum.accumulate(np.flip(visit, axis=1), axis=1), axis=1)
     return later.mean(axis=0)
 
@@ -79,18 +122,23 @@ def replay_fidelity(shop: LearnedShop, panel: pd.DataFrame, horizon: int, *,
     """
     starts = shop.starts
     log = logged_window(panel, starts.user_ids, starts.period, horizon)
-    if (log.action < 0).all():
-        raise ValueError("the log has no actions in the replay window; fidelity needs "
-                         "an interventions table")
-    sim = rollout(shop, log.action, horizon, seed=seed, replicates=replicates)
     names = shop.spec.action_names
+    if (log.action < 0).any():
+        if "none" not in names:
+            raise ValueError("the log has periods without a logged action and the catalog "
+                             "has no 'none' action to replay them with")
+        log = replace(log, action=np.where(log.action < 0, names.index("none"), log.action))
+    sim = rollout(shop, log.action, horizon, seed=seed, replicates=replicates)
+    activity = getattr(shop.simulator.predictor, "activity_", "visit")
+    log_act = log.visit if activity == "visit" else log.purchase
+    sim_act = sim.visit if activity == "visit" else sim.purchase
     per_period = {
         "visit_rate": {"sim": sim.visit.mean(0).tolist(), "log": log.visit.mean(0).tolist()},
         "purchase_rate": {"sim": sim.purchase.mean(0).tolist(),
                           "log": log.purchase.mean(0).tolist()},
         "revenue_per_user": {"sim": sim.revenue.mean(0).tolist(),
                              "log": log.revenue.mean(0).tolist()},
-        "survival": {"sim": _survival(sim.visit).tolist(), "log": _survival(log.visit).tolist()},
+        "survival": {"sim": _survival(sim_act).tolist(), "log": _survival(log_act).tolist()},
     }
     sim_buys, log_buys = sim.purchase.sum(1), log.purchase.sum(1)
     summary = {}
@@ -117,8 +165,9 @@ def replay_fidelity(shop: LearnedShop, panel: pd.DataFrame, horizon: int, *,
         }
     return {
         "start_period": int(starts.period), "horizon": horizon, "users": len(starts),
-        "replicates": replicates, "summary": summary, "per_period": per_period,
-        "per_action": per_action,
+        "replicates": replicates, "activity": activity,
+        "not_informed": not_informed(panel, shop.spec), "summary": summary,
+        "per_period": per_period, "per_action": per_action,
         "purchases_per_user": {
             "wasserstein": float(wasserstein_distance(sim_buys, log_buys)),
             "total_variation": _tv(sim_buys, log_buys),

@@ -8,8 +8,10 @@ observation features of :mod:`predictors.features` incrementally.
 Response sampling for action ``a`` of user ``u`` (predictions ``p_*[u, a]``):
 
 * visit ~ Bernoulli(p_visit); purchase | visit ~ Bernoulli(p_purchase / p_visit), so the
-  purchase marginal is p_purchase; revenue | purchase ~ LogNormal(mu, sigma), capped at twice
-  the largest revenue of a logged period;
+  purchase marginal is p_purchase. When the predictor's data had no visit events (an orders
+  log), purchase is the observed activity: purchase ~ Bernoulli(p_purchase) and no visit is
+  drawn (as in the data), and churn below is drawn given a purchase; revenue | purchase ~
+  LogNormal(mu, sigma), capped at twice the largest revenue of a logged period;
 * views, carts and favs (inputs of the predictor's next step, not predicted by it) ~ Poisson with
   the training panel's mean given (visited, purchased);
 * unsubscribe from the action's channel ~ Bernoulli(p_unsubscribe) when a message was sent;
@@ -405,9 +407,10 @@ class ShopSimulator:
         visit, purchase = out["visit"], out["purchase"]
         revenue = np.minimum(out["revenue"], self.activity.revenue_cap)
         r = np.arange(n)
-        pv = pred.p_visit[r, effective]
-        churn = visit & (rng.random(n) < np.minimum(1.0, pred.p_churn[r, effective]
-                                                    / np.maximum(pv, 1e-12)))
+        pa = pred.p_active[r, effective]
+        active = visit if pred.activity == "visit" else purchase
+        churn = active & (rng.random(n) < np.minimum(1.0, pred.p_churn[r, effective]
+                                                     / np.maximum(pa, 1e-12)))
         unsubscribe = out["unsubscribe"] & (ch >= 0) & ~blocked
         discount = np.where(purchase & ~blocked, self.discount[action] * revenue, 0.0)
         cost = self.cost[action] + discount

@@ -73,6 +73,9 @@ class DatasetSpec:
         source: Where the data comes from.
         licence: Licence / terms of use note.
         origin: ISO timestamp where period 0 starts; ``None`` = the first event's period start.
+        observed_until: ISO timestamp where observation ends (exclusive): the last period is
+            the one holding the instant before it, even when no event falls in it; ``None`` =
+            the last event's period.
         schema_version: Version of this contract.
         has_prices: Whether purchases carry revenue (then a purchase without revenue is an error).
         extra: Free-form metadata kept for the user (importer statistics, generator options).
@@ -84,6 +87,7 @@ class DatasetSpec:
     source: str = ""
     licence: str = ""
     origin: str | None = None
+    observed_until: str | None = None
     schema_version: int = SCHEMA_VERSION
     has_prices: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
@@ -132,7 +136,7 @@ class DatasetSpec:
         if not isinstance(d, dict):
             raise DataValidationError(Problem(file, None, None, "a JSON object", type(d).__name__))
         known = {"actions", "period", "currency", "source", "licence", "origin",
-                 "schema_version", "has_prices", "extra"}
+                 "observed_until", "schema_version", "has_prices", "extra"}
         unknown = sorted(set(d) - known)
         if unknown:
             raise DataValidationError(

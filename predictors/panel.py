@@ -7,7 +7,9 @@ folder beyond it, so logs far larger than memory can be summarised.
 Periods: period ``k`` covers ``[origin + k * P, origin + (k + 1) * P)`` where ``P`` is the spec's
 period length and ``origin`` is ``dataset.json``'s ``origin`` or, when null, the earliest
 timestamp over events and interventions floored to the (UTC) day. Rows before ``origin`` are
-dropped with a warning.
+dropped with a warning. The last period is the one holding the last event or intervention, or,
+when ``dataset.json`` sets ``observed_until``, the one holding the instant before it (rows at or
+after it are dropped with a warning), so a quiet last week still counts as exposure.
 
 Columns of the panel (other modules code against exactly these):
 
@@ -46,7 +48,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from predictors.dataset import Dataset, open_dataset
-from predictors.errors import DataValidationError, NudgeGymError
+from predictors.errors import DataValidationError, NudgeGymError, Problem
 from predictors.loaders import user_id_type
 from predictors.tables import (
     connect,
@@ -163,12 +165,24 @@ def _build(con: duckdb.DuckDBPyConnection, ds: Dataset, tmp: Path) -> pd.DataFra
         early = con.execute(f"SELECT count(*) FROM ({times}) WHERE t < {o_us}").fetchone()[0]
         warnings.warn(f"{ds.folder}: {early} events/interventions before origin "
                       f"{spec.origin} are left out of the panel", UserWarning, stacklevel=3)
-    last = int((t_max - o_us) // p_us)
+    until = origin_timestamp(spec, "observed_until")
+    u_us = int(until.value // 1000) if until is not None else t_max + 1
+    if u_us <= o_us:
+        raise DataValidationError(Problem("dataset.json", None, "observed_until",
+                                          f"a time after the origin ({iso_origin(o_us)})",
+                                          repr(spec.observed_until)))
+    if t_max >= u_us:
+        late = con.execute(f"SELECT count(*) FROM ({times}) WHERE t >= {u_us}").fetchone()[0]
+        warnings.warn(f"{ds.folder}: {late} events/interventions at or after observed_until "
+                      f"{spec.observed_until} are left out of the panel", UserWarning,
+                      stacklevel=3)
+    last = int((u_us - 1 - o_us) // p_us)
     period = f"((t - {o_us}) // {p_us})::INTEGER"
     counts = ", ".join(f"count_if(code = {i})::INTEGER AS {c}"
                        for i, c in enumerate(COUNT_COLUMNS, start=1))
     names = "[" + ", ".join(lit(n) for n in spec.action_names) + "]::VARCHAR[]"
     act = (f"SELECT user_id, {period} AS period, action, prop FROM iv WHERE t >= {o_us} "
+           f"AND t < {u_us} "
            f"QUALIFY row_number() OVER (PARTITION BY user_id, {period} ORDER BY t, rn) = 1"
            if has_iv else f"SELECT NULL::{uid} AS user_id, NULL::INTEGER AS period, "
            "NULL::VARCHAR AS action, NULL::DOUBLE AS prop WHERE false")
@@ -178,7 +192,7 @@ def _build(con: duckdb.DuckDBPyConnection, ds: Dataset, tmp: Path) -> pd.DataFra
     WITH agg AS (
         SELECT user_id, {period} AS period, {counts},
                coalesce(sum(rev) FILTER (WHERE code = 4), 0)::DOUBLE AS revenue
-        FROM ev WHERE t >= {o_us} GROUP BY ALL),
+        FROM ev WHERE t >= {o_us} AND t < {u_us} GROUP BY ALL),
     act AS ({act})
     SELECT coalesce(a.user_id, c.user_id) AS user_id, coalesce(a.period, c.period) AS period,
            {fills}, coalesce(a.revenue, 0)::DOUBLE AS revenue, a.user_id IS NOT NULL AS has_ev,
@@ -200,6 +214,11 @@ def _build(con: duckdb.DuckDBPyConnection, ds: Dataset, tmp: Path) -> pd.DataFra
                 f"TO {lit(str(sparse))} (FORMAT parquet)")
     default = spec.action_names.index("none") if has_iv and "none" in spec.action_names else -1
     return users, sparse, last, default, spec.action_names
+
+
+def iso_origin(us: int) -> str:
+    """Microseconds since the epoch as an ISO 8601 UTC time."""
+    return pd.Timestamp(us, unit="us", tz="UTC").isoformat()
 
 
 def _expand(users: dict[str, np.ndarray], sparse: Path, last: int, default: int,

@@ -163,17 +163,19 @@ def id_sql(col: str, target: str) -> str:
     return text_sql(col)
 
 
-def origin_timestamp(spec: DatasetSpec) -> pd.Timestamp | None:
-    """``spec.origin`` as a UTC timestamp, or ``None`` when not set."""
-    if spec.origin is None:
+def origin_timestamp(spec: DatasetSpec, field: str = "origin") -> pd.Timestamp | None:
+    """``spec.origin`` (or another timestamp field, e.g. ``observed_until``) as a UTC
+    timestamp, or ``None`` when not set."""
+    value = getattr(spec, field)
+    if value is None:
         return None
     try:
-        ts = pd.Timestamp(spec.origin)
+        ts = pd.Timestamp(value)
     except (ValueError, TypeError):
         ts = None
     if ts is None or pd.isna(ts):
-        raise DataValidationError(Problem("dataset.json", None, "origin",
-                                          "an ISO 8601 timestamp or null", repr(spec.origin)))
+        raise DataValidationError(Problem("dataset.json", None, field,
+                                          "an ISO 8601 timestamp or null", repr(value)))
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 

@@ -118,6 +118,8 @@ def fidelity_cmd(
         for k, v in rep["summary"].items():
             rel = "-" if v["rel_error"] is None else f"{v['rel_error']:+.1%}"
             typer.echo(f"  {k:<26}{v['sim']:>12.4f}{v['log']:>12.4f}{rel:>12}")
+        for line in rep["not_informed"]:
+            typer.echo(f"  not informed by the data: {line}")
         pp = rep["purchases_per_user"]
         typer.echo(f"  purchases per user: mean sim {pp['mean_sim']:.3f} log {pp['mean_log']:.3f}, "
                    f"Wasserstein {pp['wasserstein']:.3f}, TV {pp['total_variation']:.3f}")

@@ -35,6 +35,9 @@ def generate_cmd(
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     overwrite: bool = typer.Option(False, "--overwrite",
                                    help="Replace a dataset already in --out."),
+    export_crm: Path | None = typer.Option(
+        None, "--export-crm", help="Also write DIR/orders.csv, DIR/sends.csv and "
+        "DIR/catalog.yaml: the shop's logs as a real shop would export them."),
 ) -> None:
     """Simulate the synthetic shop: a dataset in the data contract plus truth/."""
     cfg = GenerateConfig(n_users=users, n_periods=periods, logging=logging, seed=seed)
@@ -49,6 +52,11 @@ def generate_cmd(
     typer.echo(f"wrote {out}: {summary['rows']['events']} events, "
                f"{summary['rows']['interventions']} interventions, {users} users "
                f"({summary['seconds']:.1f} s)")
+    if export_crm is not None:
+        from predictors.synthetic.crm import export_crm as write_crm
+
+        paths = write_crm(out, export_crm)
+        typer.echo(f"wrote {paths['orders']}, {paths['sends']} and {paths['catalog']}")
 
 
 @bench_app.command("generate")

@@ -28,11 +28,20 @@ class ImportKind(str, Enum):
     transactions = "transactions"
 
 
-#: Options that only one kind accepts: CLI flag -> (kind, keyword of the importer).
+#: Options that only some kinds accept: CLI flag -> (kinds, keyword of the importer).
 _KIND_OPTIONS = {
     "--email-cost": ("hillstrom", "email_cost"),
-    "--origin": ("hillstrom", "origin"),
-    "--seed": ("hillstrom", "seed"),
+    "--origin": (("hillstrom", "transactions"), "origin"),
+    "--observed-until": ("transactions", "observed_until"),
+    "--sends": ("transactions", "sends"),
+    "--sends-user-col": ("transactions", "sends_user_col"),
+    "--sends-time-col": ("transactions", "sends_time_col"),
+    "--sends-campaign-col": ("transactions", "sends_campaign_col"),
+    "--sends-cost-col": ("transactions", "sends_cost_col"),
+    "--sends-propensity-col": ("transactions", "sends_propensity_col"),
+    "--catalog": ("transactions", "catalog"),
+    "--propensity-model": ("transactions", "propensity_model"),
+    "--seed": (("hillstrom", "transactions"), "seed"),
     "--cancellations": ("online-retail", "cancellations"),
     "--sessions/--no-sessions": ("taobao", "sessions"),
     "--session-gap": ("taobao", "session_gap_minutes"),
@@ -58,10 +67,14 @@ def import_command(
     email_cost: Annotated[Optional[float], typer.Option(
         "--email-cost", help="[hillstrom] Cost per e-mail, USD (default 0.01).")] = None,
     origin: Annotated[Optional[str], typer.Option(
-        "--origin", help="[hillstrom] Campaign time, ISO 8601 (default 2008-03-01 UTC).")] = None,
+        "--origin", help="[hillstrom] Campaign time, ISO 8601 (default 2008-03-01 UTC). "
+        "[transactions] Start of period 0 (default: the first order's or send's day).")] = None,
+    observed_until: Annotated[Optional[str], typer.Option(
+        "--observed-until", help="[transactions] End of observation, exclusive, ISO 8601 "
+        "(default: the last event's period); quiet last weeks still count as exposure.")] = None,
     seed: Annotated[Optional[int], typer.Option(
         "--seed", help="[hillstrom] Draw event times in the period with this seed "
-        "(default: mid-period).")] = None,
+        "(default: mid-period). [transactions] Seed of the propensity estimate.")] = None,
     cancellations: Annotated[Optional[str], typer.Option(
         "--cancellations", help="[online-retail] 'return' (default) or 'drop'.")] = None,
     sessions: Annotated[Optional[bool], typer.Option(
@@ -89,9 +102,35 @@ def import_command(
         "--currency", help="[transactions] Currency (default USD).")] = None,
     drop_bad: Annotated[Optional[bool], typer.Option(
         "--drop-bad", help="[transactions] Drop and count bad rows instead of failing.")] = None,
+    sends: Annotated[Optional[Path], typer.Option(
+        "--sends", help="[transactions] CRM send log CSV (one row per e-mail/push/coupon "
+        "sent); needs --catalog and the --sends-*-col options.")] = None,
+    sends_user_col: Annotated[Optional[str], typer.Option(
+        "--sends-user-col", help="[transactions] Customer id column of the sends.")] = None,
+    sends_time_col: Annotated[Optional[str], typer.Option(
+        "--sends-time-col", help="[transactions] Send time column.")] = None,
+    sends_campaign_col: Annotated[Optional[str], typer.Option(
+        "--sends-campaign-col", help="[transactions] Campaign (or channel) column, mapped to "
+        "actions by --catalog.")] = None,
+    sends_cost_col: Annotated[Optional[str], typer.Option(
+        "--sends-cost-col", help="[transactions] Cost per send column (optional).")] = None,
+    sends_propensity_col: Annotated[Optional[str], typer.Option(
+        "--sends-propensity-col", help="[transactions] Logging propensity column (optional; "
+        "without it propensities are estimated and flagged).")] = None,
+    catalog: Annotated[Optional[Path], typer.Option(
+        "--catalog", help="[transactions] Catalog YAML: per action name, kind, channel, cost, "
+        "discount_rate, campaigns.")] = None,
+    propensity_model: Annotated[Optional[str], typer.Option(
+        "--propensity-model", help="[transactions] boosting (default) or logistic, for "
+        "estimated propensities.")] = None,
 ) -> None:
     """Convert a public data set or an orders CSV into a dataset folder."""
     given = {"--email-cost": email_cost, "--origin": origin, "--seed": seed,
+             "--observed-until": observed_until, "--sends": sends,
+             "--sends-user-col": sends_user_col, "--sends-time-col": sends_time_col,
+             "--sends-campaign-col": sends_campaign_col, "--sends-cost-col": sends_cost_col,
+             "--sends-propensity-col": sends_propensity_col, "--catalog": catalog,
+             "--propensity-model": propensity_model,
              "--cancellations": cancellations, "--sessions/--no-sessions": sessions,
              "--session-gap": session_gap, "--user-col": user_col, "--time-col": time_col,
              "--amount-col": amount_col, "--item-col": item_col, "--time-format": time_format,
@@ -103,7 +142,14 @@ def import_command(
     with output_folder(out, replace=overwrite) as tmp, source_errors(src, "SRC"):
         result = IMPORTERS[kind.value](src, tmp, overwrite=True, **options)
         stats = json.loads((Path(result) / "import.json").read_text())
+        prop = json.loads((Path(result) / "dataset.json").read_text())["extra"].get("propensity")
     typer.echo(format_stats(stats, out))
+    if prop and prop.get("source") == "estimated":
+        typer.echo(f"  propensities estimated ({prop['model']}, {prop['n_folds']}-fold "
+                   f"cross-fitted by user): log loss {prop['log_loss']:.3f} vs "
+                   f"{prop['log_loss_marginal']:.3f} for the action shares alone, "
+                   f"calibration error {prop['ece']:.3f}")
+        typer.echo(f"  warning: {prop['warning']}", err=True)
 
 
 def kind_options(kind: str, given: dict[str, Any]) -> dict[str, Any]:
@@ -112,10 +158,11 @@ def kind_options(kind: str, given: dict[str, Any]) -> dict[str, Any]:
     for flag, value in given.items():
         if value is None:
             continue
-        owner, keyword = _KIND_OPTIONS[flag]
-        if owner != kind:
-            raise ConfigError(f"{flag} applies to `nudgegym import {owner}` only; got it "
-                              f"with kind {kind!r}")
+        owners, keyword = _KIND_OPTIONS[flag]
+        owners = (owners,) if isinstance(owners, str) else owners
+        if kind not in owners:
+            raise ConfigError(f"{flag} applies to `nudgegym import "
+                              f"{' / '.join(owners)}` only; got it with kind {kind!r}")
         options[keyword] = value
     if kind == "transactions":
         missing = [f for f in ("--user-col", "--time-col") if given.get(f) is None]
@@ -134,6 +181,13 @@ def format_stats(stats: dict[str, Any], out: Path) -> str:
     lines += [f"    {reason:<30}{n:>10,}" for reason, n in dropped.items()]
     events = stats.get("events", {})
     lines.append(f"  {'events':<34}" + ", ".join(f"{k} {v:,}" for k, v in events.items()))
+    sends = stats.get("sends")
+    if sends:
+        lines += [f"  sends {sends['file']}: rows read {sends['rows_read']:,}, kept "
+                  f"{sends['rows_kept']:,}, dropped {sum(sends['rows_dropped'].values()):,}"]
+        lines += [f"    {reason:<30}{n:>10,}" for reason, n in sends["rows_dropped"].items()]
+        lines.append(f"  {'sends per action':<34}" + ", ".join(
+            f"{k} {v:,}" for k, v in sends["sends_per_action"].items()))
     for name, arm in stats.get("arms", {}).items():
         lines.append(f"  arm {name:<14} n {arm['n']:>7,}   visit {arm['visit_rate']:6.2%}   "
                      f"conversion {arm['conversion_rate']:6.2%}   "

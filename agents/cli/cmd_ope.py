@@ -209,6 +209,12 @@ def ope_cmd(
         typer.echo(f"{rep['n_rounds']:,} logged decisions of {rep['n_users']:,} users; reward "
                    f"{reward}; logging policy's mean reward {rep['logging_mean_reward']:.4f} per "
                    "decision")
+        prop = rep.get("propensity")
+        if prop:
+            typer.echo(f"warning: the logged propensities were estimated at import "
+                       f"({prop['model']}, log loss {prop['log_loss']:.3f} vs "
+                       f"{prop['log_loss_marginal']:.3f} for the action shares, calibration "
+                       f"error {prop['ece']:.3f}): {prop['warning']}", err=True)
         truth = rep.get("truth", {})
         for res in rep["results"]:
             known = (f"; TRUE value of following it every period {truth[res['policy']]:.4f} "

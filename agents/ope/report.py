@@ -119,6 +119,10 @@ def ope_report(data: str | Path, policies: list[str], *, reward: str = "net",
               "logging_mean_reward": float(logged.reward.mean()),
               "results": ope_table(logged, targets, sequential=sequential, gamma=gamma,
                                    n_boot=n_boot, seed=seed, progress=progress)}
+    prop = ds.spec.extra.get("propensity") if isinstance(ds.spec.extra, dict) else None
+    if isinstance(prop, dict) and prop.get("source") == "estimated":
+        report["propensity"] = {k: prop.get(k) for k in ("source", "model", "n_folds", "log_loss",
+                                                         "log_loss_marginal", "ece", "warning")}
     if truth and reward == "net" and ds.truth_folder is not None:
         report["truth"] = true_value_per_decision(data, targets, seed=seed)
     return report

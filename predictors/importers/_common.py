@@ -80,6 +80,24 @@ def check_source(src: str | Path) -> Path:
     return path
 
 
+def read_csv_text(path: Path) -> pd.DataFrame:
+    """A CSV as text columns (empty cells as ''); unreadable files raise ConfigError naming it."""
+    from pandas.errors import EmptyDataError, ParserError
+
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False, skip_blank_lines=False,
+                           encoding="utf-8-sig").fillna("")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path.name}: expected a UTF-8 CSV file; found a byte that is not "
+                          f"UTF-8 at byte {e.start}") from None
+    except EmptyDataError:
+        raise ConfigError(f"{path.name}: expected a CSV with a header line; the file is "
+                          "empty") from None
+    except ParserError as e:
+        first = str(e).strip().splitlines()[0]
+        raise ConfigError(f"{path.name}: not a readable CSV ({first})") from None
+
+
 def sha256_file(path: Path) -> str:
     """Hex sha256 of the file's bytes (as stored, i.e. of the .gz for a gzip file)."""
     h = hashlib.sha256()

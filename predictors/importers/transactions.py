@@ -20,7 +20,7 @@ integers (without leading zeros) get integer ``user_id``; otherwise ids stay str
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +31,6 @@ from predictors.errors import ConfigError
 from predictors.importers._common import (
     ImportStats,
     LineIndex,
-    bad_rows_problem,
     base_extra,
     check_source,
     check_timezone,
@@ -40,6 +39,7 @@ from predictors.importers._common import (
     iso_utc,
     localize_to_utc,
     raise_problems,
+    read_csv_text,
     require_columns,
 )
 
@@ -63,6 +63,10 @@ class TransactionsConfig:
         period: Decision period of the dataset (``<n>D``, ``<n>W`` or ``<n>H``).
         currency: Currency of ``amount_col``.
         drop_bad: Drop and count bad rows instead of raising.
+        origin: Start of period 0 (ISO 8601; naive = ``timezone``); ``None`` = the first
+            order's or send's UTC day.
+        observed_until: End of observation (exclusive, ISO 8601): periods up to it count as
+            exposure even without an order; ``None`` = the period of the last order or send.
     """
 
     user_col: str
@@ -74,6 +78,8 @@ class TransactionsConfig:
     period: str = "7D"
     currency: str = "USD"
     drop_bad: bool = False
+    origin: str | None = None
+    observed_until: str | None = None
 
     def __post_init__(self) -> None:
         named = {"user_col": self.user_col, "time_col": self.time_col,
@@ -92,6 +98,12 @@ class TransactionsConfig:
             DatasetSpec(period=self.period)
         except ValueError as e:
             raise ConfigError(str(e)) from None
+        bounds = [parse_bound(v, self.timezone, flag)
+                  for v, flag in ((self.origin, "--origin"),
+                                  (self.observed_until, "--observed-until"))]
+        if None not in bounds and bounds[1] <= bounds[0]:
+            raise ConfigError(f"--observed-until ({self.observed_until}) must be after "
+                              f"--origin ({self.origin})")
         if not self.currency or not self.currency.strip():
             raise ConfigError(f"`currency` must be a non-empty code such as 'EUR'; got "
                               f"{self.currency!r}")
@@ -110,29 +122,51 @@ def import_transactions(
     period: str = "7D",
     currency: str = "USD",
     drop_bad: bool = False,
+    origin: str | None = None,
+    observed_until: str | None = None,
+    sends: str | Path | None = None,
+    sends_user_col: str | None = None,
+    sends_time_col: str | None = None,
+    sends_campaign_col: str | None = None,
+    sends_cost_col: str | None = None,
+    sends_propensity_col: str | None = None,
+    catalog: str | Path | None = None,
+    propensity_model: str = "boosting",
+    seed: int = 0,
     overwrite: bool = False,
 ) -> Path:
-    """Convert an orders CSV into a dataset folder of purchase events.
+    """Convert an orders CSV (and optionally a CRM send log) into a dataset folder.
 
     Args:
-        src: The CSV (comma-separated, header on line 1; ``.gz`` is decompressed).
+        src: The orders CSV (comma-separated, header on line 1; ``.gz`` is decompressed).
         out: Dataset folder to write.
         user_col: See :class:`TransactionsConfig` for this and the following options.
         time_col: Column holding the order time.
         amount_col: Column holding the order value; ``None`` = no prices.
         item_col: Optional column copied to ``item_id``.
-        time_format: ``iso``, ``epoch``, ``epoch_ms`` or a strptime pattern.
+        time_format: ``iso``, ``epoch``, ``epoch_ms`` or a strptime pattern (orders and sends).
         timezone: IANA zone of naive times.
         period: Decision period of the dataset.
         currency: Currency of the amounts.
         drop_bad: Drop and count bad rows instead of raising.
+        origin: Start of period 0; ``None`` = the first order's or send's UTC day.
+        observed_until: End of observation (exclusive); ``None`` = the last event's period.
+        sends: The send log CSV (one row per message sent); needs ``catalog``.
+        sends_user_col, sends_time_col, sends_campaign_col: Its user, time, campaign columns.
+        sends_cost_col: Optional cost per send (fills catalog actions without a ``cost``).
+        sends_propensity_col: Optional logging propensity per send; without it the
+            propensities are estimated (:mod:`predictors.propensity`) and flagged in
+            ``dataset.json`` (``extra.propensity.source = "estimated"``).
+        catalog: Catalog file mapping campaigns to actions (:mod:`.catalog`).
+        propensity_model: ``boosting`` or ``logistic`` (estimated propensities only).
+        seed: Seed of the propensity estimate's folds.
         overwrite: Replace a dataset already in ``out``.
 
     Returns:
         ``out``.
 
     Raises:
-        ConfigError: An option is invalid.
+        ConfigError: An option or the catalog file is invalid.
         DataValidationError: A column is missing, or (without ``drop_bad``) a row is bad.
 
     Example:
@@ -140,14 +174,33 @@ def import_transactions(
         ...                     time_col="ordered_at", amount_col="total")  # doctest: +SKIP
         PosixPath('data/shop')
     """
+    from predictors.importers.catalog import read_catalog, resolve_costs
+    from predictors.importers.sends import (
+        apply_checks,
+        mean_costs,
+        read_sends,
+        send_checks,
+        sends_config,
+        sends_stats,
+        with_estimated_propensities,
+    )
+
     cfg = TransactionsConfig(user_col, time_col, amount_col, item_col, time_format, timezone,
-                             period, currency, drop_bad)
+                             period, currency, drop_bad, origin, observed_until)
+    scfg = sends_config(sends, catalog, sends_user_col, sends_time_col, sends_campaign_col,
+                        sends_cost_col, sends_propensity_col)
+    from predictors.propensity import MODELS
+
+    if propensity_model not in MODELS:
+        raise ConfigError(f"--propensity-model must be one of {', '.join(MODELS)}; got "
+                          f"{propensity_model!r}")
     path = check_source(src)
-    raw = pd.read_csv(path, dtype=str, keep_default_na=False, skip_blank_lines=False,
-                      encoding="utf-8-sig").fillna("")
+    cat = read_catalog(catalog) if catalog is not None else None
+    raw = read_csv_text(path)
     needed = [c for c in (user_col, time_col, amount_col, item_col) if c is not None]
     require_columns(raw, needed, path.name)
     lines = LineIndex(path, len(raw))
+    sent = read_sends(sends, scfg, cat, parse_times, time_format, timezone) if scfg else None
 
     user = raw[user_col].str.strip()
     ts, tz_counts = parse_times(raw[time_col], cfg.time_format, cfg.timezone)
@@ -158,53 +211,119 @@ def import_transactions(
         checks += [("bad_amount", (~np.isfinite(amount)).to_numpy(), amount_col,
                     "a number >= 0"),
                    ("negative_amount", (amount < 0).to_numpy(), amount_col, "a number >= 0")]
-    bad_any = np.zeros(len(raw), dtype=bool)
-    dropped = {}
-    problems = []
-    for reason, hit, col, expected in checks:
-        new = hit & ~bad_any  # a row counts once, under its first reason
-        bad_any |= hit
-        dropped[reason] = int(new.sum())
-        problems.append(bad_rows_problem(lines, new, col, expected, raw[col]))
+    s_checks = send_checks(sent, scfg, cat) if sent is not None else []
+    lo = parse_bound(cfg.origin, cfg.timezone, "--origin")
+    hi = parse_bound(cfg.observed_until, cfg.timezone, "--observed-until")
+    for times, col, chk in ((ts, time_col, checks),
+                            *(((sent.ts, scfg.time_col, s_checks),) if sent is not None else ())):
+        if lo is not None:
+            chk.append(("before_origin", (times < lo).to_numpy(), col,
+                        f"a time at or after --origin {iso_utc(lo)}"))
+        if hi is not None:
+            chk.append(("after_observed_until", (times >= hi).to_numpy(), col,
+                        f"a time before --observed-until {iso_utc(hi)}"))
+    bad_any, dropped, problems = apply_checks(checks, raw, lines, len(raw))
+    if sent is not None:
+        s_bad, s_dropped, s_problems = apply_checks(s_checks, sent.raw, sent.lines, len(sent.raw))
+        problems += s_problems
     if not drop_bad:
-        raise_problems(problems, context=f"bad rows in {path.name} (drop_bad=True, or "
+        files = path.name + (f" / {sent.path.name}" if sent is not None else "")
+        raise_problems(problems, context=f"bad rows in {files} (drop_bad=True, or "
                                          "--drop-bad, drops and counts them)")
     keep = ~bad_any
-
-    events = pd.DataFrame({"user_id": _user_ids(user[keep]),
+    s_keep = ~s_bad if sent is not None else None
+    uid = _user_ids(pd.concat([user[keep], sent.user[s_keep]] if sent is not None
+                              else [user[keep]], ignore_index=True))
+    n_ev = int(keep.sum())
+    events = pd.DataFrame({"user_id": uid.iloc[:n_ev].reset_index(drop=True),
                            "timestamp": ts[keep].reset_index(drop=True),
                            "event_type": "purchase"})
     if item_col is not None:
         events["item_id"] = raw.loc[keep, item_col].str.strip().replace("", pd.NA).to_numpy()
     if amount_col is not None:
         events["revenue"] = amount[keep].astype("float64").to_numpy()
+    interventions = None
+    if sent is not None:
+        interventions = pd.DataFrame({
+            "user_id": uid.iloc[n_ev:].reset_index(drop=True),
+            "timestamp": sent.ts[s_keep].reset_index(drop=True),
+            "action": sent.action[s_keep].astype(str).reset_index(drop=True)})
+        if scfg.propensity_col is not None:
+            interventions["propensity"] = sent.propensity[s_keep].to_numpy(dtype="float64")
+    all_ts = pd.concat([events["timestamp"]] + ([interventions["timestamp"]]
+                                                 if interventions is not None else []))
+    if lo is None:
+        lo = all_ts.min().floor("D") if len(all_ts) else None
+    actions = (resolve_costs(cat, mean_costs(sent, s_keep)) if cat is not None
+               else (ActionSpec("none", 0.0, "none"),))
     stats = ImportStats(
         rows_read=len(raw), rows_kept=int(keep.sum()), rows_dropped=dropped,
         details={
             "events": event_counts(events),
-            "n_users": int(events["user_id"].nunique()),
+            "n_users": int(pd.concat([events["user_id"], interventions["user_id"]]
+                                     if interventions is not None
+                                     else [events["user_id"]]).nunique()),
             "first_event": iso_utc(events["timestamp"].min()) if len(events) else None,
             "last_event": iso_utc(events["timestamp"].max()) if len(events) else None,
+            "origin": iso_utc(lo) if lo is not None else None,
+            "origin_from": "--origin" if cfg.origin else "first event's day",
+            "observed_until": iso_utc(hi) if hi is not None else None,
+            "observed_until_from": ("--observed-until" if hi is not None
+                                    else "last event's period"),
             "revenue_total": (round(float(events["revenue"].sum()), 2)
                               if amount_col is not None else None),
             "user_id_type": "int" if events["user_id"].dtype.kind == "i" else "str",
             **tz_counts,
             "columns": {"user_id": user_col, "timestamp": time_col, "revenue": amount_col,
                         "item_id": item_col},
+            **({"sends": sends_stats(sent, s_keep, s_dropped, interventions)}
+               if sent is not None else {}),
         },
     )
     spec = DatasetSpec(
-        actions=(ActionSpec("none", 0.0, "none"),),
+        actions=actions,
         period=cfg.period,
         currency=cfg.currency,
-        source=f"orders file {path.name}",
+        source=f"orders file {path.name}" + (f", sends file {sent.path.name}"
+                                             if sent is not None else ""),
         licence="",
-        origin=None,
+        origin=iso_utc(lo) if lo is not None else None,
+        observed_until=iso_utc(hi) if hi is not None else None,
         has_prices=amount_col is not None,
         extra=base_extra("transactions", path, stats),
     )
-    options = {**asdict(cfg), "overwrite": overwrite}
-    return finish_import(out, overwrite, "transactions", path, options, spec, stats, events)
+    if interventions is not None:
+        if scfg.propensity_col is None:
+            interventions, calib = with_estimated_propensities(
+                spec, events, interventions, seed=seed, model=propensity_model)
+            from predictors.propensity import ASSUMPTION
+
+            prop = {"source": "estimated", **calib, "warning": ASSUMPTION}
+        else:
+            prop = {"source": "logged", "column": scfg.propensity_col}
+        spec = replace(spec, extra={**spec.extra, "propensity": prop})
+    options = {**asdict(cfg), "sends": None if sends is None else str(sends),
+               **({} if scfg is None else {f"sends_{k}": v for k, v in asdict(scfg).items()}),
+               "catalog": None if catalog is None else str(catalog),
+               "propensity_model": propensity_model, "seed": seed, "overwrite": overwrite}
+    return finish_import(out, overwrite, "transactions", path, options, spec, stats, events,
+                         interventions)
+
+
+def parse_bound(value: str | None, timezone: str, flag: str) -> pd.Timestamp | None:
+    """``--origin`` / ``--observed-until`` as a UTC timestamp (naive = ``timezone``)."""
+    if value is None:
+        return None
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError):
+        ts = None
+    if ts is None or pd.isna(ts):
+        raise ConfigError(f"{flag} must be an ISO 8601 time such as 2024-01-01 or "
+                          f"2024-01-01T00:00:00Z; got {value!r}")
+    if ts.tzinfo is None:
+        ts = ts.tz_localize(check_timezone(timezone))
+    return ts.tz_convert("UTC")
 
 
 def parse_times(text: pd.Series, time_format: str,

@@ -46,6 +46,9 @@ class Predictions:
         revenue_sigma: Std of log revenue given a purchase (revenue | purchase is log-normal).
         p_unsubscribe: P(unsubscribe in the period).
         p_churn: P(the period is the user's last active one).
+        activity: The observed activity of the data: ``visit``, or ``purchase`` when the
+            training data had no visit events (then ``p_visit`` was never informed, and
+            :meth:`sample` draws purchases directly instead of through a visit).
     """
 
     action_names: tuple[str, ...]
@@ -55,6 +58,7 @@ class Predictions:
     revenue_sigma: np.ndarray
     p_unsubscribe: np.ndarray
     p_churn: np.ndarray
+    activity: str = "visit"
 
     @property
     def expected_revenue(self) -> np.ndarray:
@@ -62,12 +66,19 @@ class Predictions:
         return self.p_purchase * np.exp(self.revenue_mu + 0.5 * self.revenue_sigma ** 2)
 
     @classmethod
-    def from_outputs(cls, out: np.ndarray, action_names: tuple[str, ...]) -> Predictions:
+    def from_outputs(cls, out: np.ndarray, action_names: tuple[str, ...],
+                     activity: str = "visit") -> Predictions:
         """From raw network outputs ``(n, A, 6)``."""
         def sig(x: np.ndarray) -> np.ndarray:
             return 1.0 / (1.0 + np.exp(-x))
         return cls(tuple(action_names), sig(out[..., 0]), sig(out[..., 1]), out[..., 2],
-                   np.exp(np.clip(out[..., 3], -5, 5)), sig(out[..., 4]), sig(out[..., 5]))
+                   np.exp(np.clip(out[..., 3], -5, 5)), sig(out[..., 4]), sig(out[..., 5]),
+                   activity)
+
+    @property
+    def p_active(self) -> np.ndarray:
+        """P(the observed activity) ``(n, A)``: ``p_visit``, or ``p_purchase`` without visits."""
+        return self.p_visit if self.activity == "visit" else self.p_purchase
 
     def to_frame(self) -> pd.DataFrame:
         """Columns ``p_visit__A``, ``p_purchase__A``, ``expected_revenue__A``, ``p_churn__A``."""
@@ -84,8 +95,10 @@ class Predictions:
         """Draw one outcome per row under ``action`` ``(n,)``.
 
         A purchase is drawn given a visit with probability ``p_purchase / p_visit`` (so its
-        marginal stays ``p_purchase`` whenever ``p_purchase <= p_visit``); revenue is drawn from
-        the log-normal on purchase rows and is 0 elsewhere.
+        marginal stays ``p_purchase`` whenever ``p_purchase <= p_visit``); when the data had no
+        visits (``activity == "purchase"``) it is drawn with probability ``p_purchase`` and no
+        visit is drawn, as in the data. Revenue is drawn from the log-normal on purchase rows
+        and is 0 elsewhere.
 
         Returns:
             ``visit``, ``purchase``, ``unsubscribe``, ``churn`` (bool ``(n,)``), ``revenue``
@@ -101,8 +114,13 @@ class Predictions:
                              f"[{action.min()}, {action.max()}]")
         r = np.arange(n)
         pv, pp = self.p_visit[r, action], self.p_purchase[r, action]
-        visit = rng.random(n) < pv
-        purchase = visit & (rng.random(n) < np.minimum(1.0, pp / np.maximum(pv, 1e-12)))
+        if self.activity == "purchase":
+            visit = np.zeros(n, dtype=bool)
+            rng.random(n)  # keep the draws aligned with the visit-gated case
+            purchase = rng.random(n) < pp
+        else:
+            visit = rng.random(n) < pv
+            purchase = visit & (rng.random(n) < np.minimum(1.0, pp / np.maximum(pv, 1e-12)))
         logr = self.revenue_mu[r, action] + self.revenue_sigma[r, action] * rng.standard_normal(n)
         return {"visit": visit, "purchase": purchase,
                 "revenue": np.where(purchase, np.exp(logr), 0.0),
@@ -125,6 +143,7 @@ class BehaviorPredictor:
         self.config = config or PredictorConfig()
         self.action_names_: tuple[str, ...] = ()
         self.none_index_: int | None = None
+        self.activity_ = "visit"
         self.encoder_ = StaticEncoder()
         self.net_: BehaviorNet | None = None
         self.split_: pd.DataFrame | None = None
@@ -150,6 +169,7 @@ class BehaviorPredictor:
         self.none_index_ = (self.action_names_.index(none_action)
                             if none_action in self.action_names_ else None)
         cfg = self.config
+        self.activity_ = "visit" if (panel["visits"].to_numpy() > 0).any() else "purchase"
         data = panel_to_tensors(panel, len(action_names), self.none_index_,
                                 churn_censor=cfg.churn_censor)
         split = split_users(data.n_users, cfg.val_fraction, cfg.test_fraction, cfg.seed)
@@ -202,7 +222,8 @@ class BehaviorPredictor:
                           torch.as_tensor(data.static[sl]).to(self.device_))
                 chunks.append(out[torch.as_tensor(data.valid[sl]).to(self.device_)].cpu().numpy())
         out = np.concatenate(chunks) if chunks else np.zeros((0, len(self.action_names_), 6))
-        return Predictions.from_outputs(out.astype(np.float64), self.action_names_)
+        return Predictions.from_outputs(out.astype(np.float64), self.action_names_,
+                                        self.activity_)
 
     def predict(self, panel: pd.DataFrame,
                 users: pd.DataFrame | None = None) -> tuple[pd.DataFrame, Predictions]:
@@ -236,9 +257,13 @@ class BehaviorPredictor:
         Args:
             state: From :meth:`initial_state` or a previous :meth:`step`.
             raw: ``(n, 7)`` visits, views, carts, purchases, favs, unsubscribes, revenue.
-            action: ``(n,)`` action index sent in that period (-1 unknown).
+            action: ``(n,)`` action index sent in that period; -1 (none logged) is read as
+                the catalog's ``none``, as in training.
         """
         net = self._require_fitted()
+        action = np.asarray(action)
+        if self.none_index_ is not None and len(action) and action.min() < 0:
+            action = np.where(action < 0, self.none_index_, action)
         if raw.ndim != 2 or raw.shape[1] != N_RAW:
             raise ValueError(f"`raw` must have shape (n, {N_RAW}); got {raw.shape}")
         with torch.no_grad():
@@ -250,7 +275,7 @@ class BehaviorPredictor:
         net = self._require_fitted()
         with torch.no_grad():
             out = net.readout(state).cpu().numpy().astype(np.float64)
-        return Predictions.from_outputs(out, self.action_names_)
+        return Predictions.from_outputs(out, self.action_names_, self.activity_)
 
     # ------------------------------------------------------------------ persistence
     def to_cpu(self) -> BehaviorPredictor:
@@ -269,7 +294,7 @@ class BehaviorPredictor:
         meta: dict[str, Any] = {
             "format_version": FORMAT_VERSION, "nudgegym_version": predictors.__version__,
             "config": self.config.to_dict(), "action_names": list(self.action_names_),
-            "none_index": self.none_index_, "static_encoder": self.encoder_.to_dict(),
+            "none_index": self.none_index_, "activity": self.activity_, "static_encoder": self.encoder_.to_dict(),
         }
         sd = {k: v.detach().cpu() for k, v in net.state_dict().items()}
         with atomic_path(folder / WEIGHTS_FILE) as tmp:
@@ -315,6 +340,7 @@ class BehaviorPredictor:
                                   f"{MODEL_FILE} says {cfg.family!r}")
         self = cls(cfg)
         self.action_names_, self.encoder_, self.none_index_ = names, encoder, none_index
+        self.activity_ = str(meta.get("activity", "visit"))
         net = make_net(cfg, len(names), encoder.n_features)
         try:
             net.load_state_dict(blob["state_dict"], strict=True)

@@ -7,10 +7,11 @@ model reads steps ``< t`` to predict the outcomes of step ``t`` for every action
 never leaks into a prediction.
 
 Raw row layout (:data:`RAW_COLUMNS`): visits, views, carts, purchases, favs, unsubscribes, revenue.
-Actions: ``action_index`` of the panel, ``-1`` when unknown. A row with an unknown action is fed
-to the model as "unknown" but its outcomes are attributed to the catalog's ``none`` action (data
-without an interventions table logs no sends, so no intervention was made); without a ``none``
-action such rows carry no action-conditioned loss.
+Actions: ``action_index`` of the panel, ``-1`` when none is logged. Such a row is fed to the
+model as the catalog's ``none`` action and its outcomes are attributed to ``none`` (data without
+an interventions table logs no sends, so no intervention was made), which is exactly what the
+simulator feeds back for a period without a send; without a ``none`` action such rows are fed
+as "unknown" and carry no action-conditioned loss.
 
 Labels at step ``t``: visit = visits > 0, purchase = purchases > 0, unsubscribe =
 unsubscribes > 0, revenue = log(revenue) on purchase rows with revenue > 0, churn = active at
@@ -123,7 +124,8 @@ class PanelTensors:
         user_ids: ``(U,)`` user ids, in panel order.
         first_period: ``(U,)`` each user's first period.
         raw: ``(U, T, 7)`` float32 raw counts and revenue (:data:`RAW_COLUMNS`).
-        action: ``(U, T)`` int64 logged action index, -1 unknown (also on padding).
+        action: ``(U, T)`` int64 action index fed to the model: the logged one, ``none`` when
+            none is logged and the catalog has it, -1 otherwise (also on padding).
         loss_action: ``(U, T)`` int64 action the outcomes are attributed to, -1 none.
         propensity: ``(U, T)`` float32 logged propensity, NaN unknown.
         valid: ``(U, T)`` bool, the step exists in the panel.
@@ -212,9 +214,9 @@ def panel_to_tensors(panel: pd.DataFrame, n_actions: int, none_index: int | None
     raw[user_codes, step] = p[list(RAW_COLUMNS)].to_numpy(dtype=np.float32)
     act = np.full((n_users, n_steps), -1, dtype=np.int64)
     act[user_codes, step] = action
-    loss_act = act.copy()
     if none_index is not None:
-        loss_act[user_codes, step] = np.where(action < 0, none_index, action)
+        act[user_codes, step] = np.where(action < 0, none_index, action)
+    loss_act = act.copy()
     prop = np.full((n_users, n_steps), np.nan, dtype=np.float32)
     prop[user_codes, step] = p["propensity"].to_numpy(dtype=np.float32)
     valid = np.zeros((n_users, n_steps), dtype=bool)

@@ -56,7 +56,10 @@ def test_panel_to_tensors_labels_and_masks():
     # churn: active at t and not at t+1; the last period (3) has no label
     np.testing.assert_array_equal(d.churn[0, :3], [0, 1, 0])
     assert np.isnan(d.churn[0, 3]) and np.isnan(d.churn[1, 1])
-    assert d.action[0, 2] == -1 and d.loss_action[0, 2] == 0  # unknown -> none
+    # not logged -> fed and scored as none (what the simulator feeds for a period without a send)
+    assert d.action[0, 2] == 0 and d.loss_action[0, 2] == 0
+    no_none = panel_to_tensors(_panel(), n_actions=2, none_index=None, churn_censor=0)
+    assert no_none.action[0, 2] == -1 and no_none.loss_action[0, 2] == -1
     censored = panel_to_tensors(_panel(), n_actions=2, none_index=0, churn_censor=1)
     assert np.isnan(censored.churn[0, 2]) and censored.churn[0, 1] == 1
 
