@@ -10,7 +10,7 @@ import pandas as pd
 import typer
 
 from agents.cli._app import app, bench_app
-from predictors import GenerateConfig, generate
+from predictors import GenerateConfig, generate, load_world
 from predictors.io import write_json, write_run_config
 
 
@@ -33,14 +33,19 @@ def generate_cmd(
     periods: int = typer.Option(52, "--periods", help="Logged weekly periods."),
     logging: str = typer.Option("campaign", "--logging", help="campaign or uniform."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
+    world: str = typer.Option("default", "--world",
+                              help="World: a preset (default, null, tired) or a .json/.yaml "
+                                   "file with the schema of truth/world.json."),
 ) -> None:
     """Simulate the synthetic shop: a dataset in the data contract plus truth/."""
-    cfg = GenerateConfig(n_users=users, n_periods=periods, logging=logging, seed=seed)
+    cfg = GenerateConfig(n_users=users, n_periods=periods, logging=logging, seed=seed,
+                         world=load_world(world))
     t0 = time.perf_counter()
     generate(cfg, out, progress=True)
     summary = _summary(out, time.perf_counter() - t0, cfg)
     write_run_config(out, "generate", {"users": users, "periods": periods, "logging": logging,
-                                       "seed": seed, "out": str(out)}, seed=seed)
+                                       "seed": seed, "world": world, "out": str(out)},
+                     seed=seed)
     write_json(out / "generate.json", summary)
     typer.echo(f"wrote {out}: {summary['rows']['events']} events, "
                f"{summary['rows']['interventions']} interventions, {users} users "

@@ -19,8 +19,10 @@ from predictors.synthetic.world import (
     WorldState,
     default_segments,
 )
+from predictors.synthetic.world_file import PRESETS, WorldFileError, load_world, world_from_dict
 
 __all__ = [
+    "PRESETS",
     "CampaignPolicy",
     "GenerateConfig",
     "Outcomes",
@@ -29,10 +31,12 @@ __all__ = [
     "UniformPolicy",
     "World",
     "WorldConfig",
+    "WorldFileError",
     "WorldState",
     "default_segments",
     "generate",
     "greedy_policy",
+    "load_world",
     "make_logging_policy",
     "policy_rewards",
     "read_start_states",
@@ -41,4 +45,5 @@ __all__ = [
     "schedule_policy",
     "segment_schedule_policy",
     "true_policy_value",
+    "world_from_dict",
 ]

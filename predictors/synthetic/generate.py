@@ -74,6 +74,25 @@ class GenerateConfig:
             raise ValueError(f"`holdout_share` must be in [0, 1); got {self.holdout_share!r}")
 
 
+#: Loyalty tiers by pre-log orders: ``none`` (0), ``silver`` (1-2), ``gold`` (3+).
+_TIERS = np.array(["none", "silver", "gold"])
+
+
+def crm_attributes(state: WorldState, orders: np.ndarray,
+                   rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Static CRM attributes of the users table that real shops hold (see the world docstring).
+
+    ``push_opt_in`` (app installed with push allowed; push reaches only them),
+    ``first_order_coupon`` (the first order used the welcome coupon, w.p. ``s_c / (1 + s_c)``
+    for coupon sensitivity ``s_c``) and ``loyalty_tier`` (from the pre-log orders ``orders``).
+    """
+    s_c = state.coupon_sensitivity
+    tier = _TIERS[np.digitize(orders, [0.5, 2.5])]
+    return {"push_opt_in": state.push_opt_in > 0.5,
+            "first_order_coupon": rng.random(state.n) < s_c / (1.0 + s_c),
+            "loyalty_tier": tier}
+
+
 def _period_events(out: dict, users: np.ndarray, start_us: int, period_us: int,
                    item_p: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Event rows of one period (timestamps in microseconds since the epoch)."""
@@ -158,7 +177,9 @@ def read_start_states(folder: str | Path, period: str = "end") -> StartStates:
     at = 0 if period == "start" else cfg.n_periods
     states = states[states["period"] == at].set_index("user_id").loc[users["user_id"]]
     seg = {n: i for i, n in enumerate(cfg.world.segment_names)}
-    traits = {t: users[t].to_numpy() for t in TRAITS[1:]}
+    # datasets written before push opt-in existed reached every user by push
+    traits = {t: users[t].to_numpy() if t in users else np.ones(len(users))
+              for t in TRAITS[1:]}
     traits["segment"] = users["segment"].map(seg).to_numpy().astype(np.int64)
     dyn = {d: states[d].to_numpy() for d in DYNAMIC}
     history = HistoryTracker(len(users), cfg.world.actions, cfg.features)
@@ -213,7 +234,7 @@ def generate(config: GenerateConfig, out: str | Path, *, progress: bool = False)
                                             "logging": config.logging, "seed": config.seed}})
     users = np.arange(n, dtype=np.int64)
     state = world.sample_users(n, rng)
-    burn_in(world, state, config.world.burn_in, rng)
+    orders = burn_in(world, state, config.world.burn_in, rng)
     holdout = (rng.random(n) < config.holdout_share) if config.logging == "campaign" \
         else np.zeros(n, dtype=bool)
     policy = make_logging_policy(config.logging, actions)
@@ -268,7 +289,7 @@ def generate(config: GenerateConfig, out: str | Path, *, progress: bool = False)
         "user_id": users,
         "signup_date": pd.to_datetime(origin_us - weeks_before * period_us, unit="us", utc=True),
         "acquisition_channel": channel, "region": _REGIONS[rng.integers(0, 4, n)],
-        "holdout": holdout})
+        "holdout": holdout, **crm_attributes(state, orders, rng)})
     write_dataset(out, spec, events_df, inter_df, users_df)
 
     truth_users = pd.DataFrame({"user_id": users, "segment": seg_names[state.segment],

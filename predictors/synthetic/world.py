@@ -7,8 +7,8 @@ conditioning ``c``, the email/push unsubscribe flags and the churn flag (absorbi
 
 One period with action ``a`` (channel ``ch(a)``, discount rate ``d(a)``, send cost ``k(a)``)::
 
-    delivered  D = alive * [ch(a) is email and not email_unsub  or  ch(a) is push and not
-                             push_unsub]                    (coupons travel by email)
+    delivered  D = alive * [ch(a) is email and not email_unsub  or  ch(a) is push and
+                             push_opt_in and not push_unsub]  (coupons travel by email)
     coupon     C = D * d(a)                                  (discount actually received)
     response   r = D * resp_ch * exp(-phi * s_f * f)         (fatigue dampens; resp < 0 for
                                                               sleeping dogs)
@@ -61,6 +61,8 @@ class SegmentProfile:
         fatigue_sensitivity: ``s_f``; scales fatigue's damping, unsubscribe and churn effects.
         churn_logit: ``q0``, base weekly churn logit.
         contact_churn: ``q_contact``, churn-logit lift of a delivered contact.
+        push_opt_in: Share of the segment's users who installed the app and allow push
+            notifications (push reaches only them; the shop knows who they are).
     """
 
     name: str
@@ -75,18 +77,20 @@ class SegmentProfile:
     fatigue_sensitivity: float
     churn_logit: float
     contact_churn: float = 0.0
+    push_opt_in: float = 1.0
 
 
 def default_segments() -> tuple[SegmentProfile, ...]:
     """Loyal, regular, deal seeker, new, dormant and sleeping-dog customers."""
     S = SegmentProfile
     return (
-        S("loyal", 0.10, -1.2, -0.4, 3.7, 0.45, 0.25, 0.20, 0.15, 1.5, -5.5),
-        S("regular", 0.22, -1.5, -0.8, 3.7, 0.45, 0.90, 0.50, 0.35, 1.0, -4.8),
-        S("deal_seeker", 0.20, -1.6, -2.5, 3.3, 0.40, 0.00, 0.00, 2.00, 0.8, -4.8),
-        S("new", 0.16, -0.9, -1.2, 3.6, 0.50, 0.00, 2.00, 0.50, 0.8, -3.2),
-        S("dormant", 0.16, -3.0, -1.0, 3.7, 0.45, 2.00, 0.30, 0.10, 0.7, -4.8),
-        S("sleeping_dog", 0.16, -1.2, -0.4, 3.9, 0.45, -1.00, -1.00, 0.20, 1.5, -5.2, 2.5),
+        S("loyal", 0.10, -1.2, -0.4, 3.7, 0.45, 0.25, 0.20, 0.15, 1.5, -5.5, 0.0, 0.6),
+        S("regular", 0.22, -1.5, -0.8, 3.7, 0.45, 0.90, 0.50, 0.35, 1.0, -4.8, 0.0, 0.4),
+        S("deal_seeker", 0.20, -1.6, -2.5, 3.3, 0.40, 0.00, 0.00, 2.00, 0.8, -4.8, 0.0, 0.3),
+        S("new", 0.16, -0.9, -1.2, 3.6, 0.50, 0.00, 2.00, 0.50, 0.8, -3.2, 0.0, 0.7),
+        S("dormant", 0.16, -3.0, -1.0, 3.7, 0.45, 2.00, 0.30, 0.10, 0.7, -4.8, 0.0, 0.15),
+        S("sleeping_dog", 0.16, -1.2, -0.4, 3.9, 0.45, -1.00, -1.00, 0.20, 1.5, -5.2, 2.5,
+          0.2),
     )
 
 
@@ -161,7 +165,7 @@ class WorldConfig:
 #: Personal traits drawn once per user (all arrays of shape (n,)).
 TRAITS = ("segment", "visit_logit", "buy_logit", "basket_mu", "basket_sigma", "email_response",
           "push_response", "coupon_sensitivity", "fatigue_sensitivity", "churn_logit",
-          "contact_churn")
+          "contact_churn", "push_opt_in")
 #: Dynamic state (arrays of shape (n,)).
 DYNAMIC = ("habit", "fatigue", "conditioning", "email_unsub", "push_unsub", "churned",
            "since_purchase")
@@ -182,6 +186,7 @@ class WorldState:
     fatigue_sensitivity: np.ndarray
     churn_logit: np.ndarray
     contact_churn: np.ndarray
+    push_opt_in: np.ndarray
     habit: np.ndarray
     fatigue: np.ndarray
     conditioning: np.ndarray
@@ -276,6 +281,7 @@ class World:
         traits["basket_sigma"] = p["basket_sigma"][segment]
         for t in ("coupon_sensitivity", "fatigue_sensitivity", "contact_churn"):
             traits[t] = p[t][segment] * np.exp(sd * rng.standard_normal(n) - sd**2 / 2)
+        traits["push_opt_in"] = (rng.random(n) < p["push_opt_in"][segment]).astype(float)
         dyn = {name: np.zeros(n) for name in ("habit", "fatigue", "conditioning",
                                               "since_purchase")}
         flags = {name: np.zeros(n, dtype=bool) for name in ("email_unsub", "push_unsub",
@@ -288,7 +294,8 @@ class World:
         action = np.asarray(action, dtype=np.int64)
         alive = ~s.churned
         email, push = self._email[action], self._push[action]
-        delivered = alive & ((email & ~s.email_unsub) | (push & ~s.push_unsub))
+        reach = (s.push_opt_in > 0.5) & ~s.push_unsub
+        delivered = alive & ((email & ~s.email_unsub) | (push & reach))
         coupon = np.where(delivered, self._discount[action], 0.0)
         resp = np.where(email, s.email_response, s.push_response)
         r = delivered * resp * np.exp(-c.fatigue_damping * s.fatigue_sensitivity * s.fatigue)
