@@ -112,7 +112,7 @@ def _check_mapping(raw: Any, schema: dict, cls: type, where: str) -> dict:
 
 
 def _check_list(raw: Any, schema: dict, cls: type, where: str) -> list[dict]:
-    if not isinstance(raw, list) or not raw:
+    if not isinstance(raw, (list, tuple)) or not raw:
         raise WorldFileError(f"{where}: expected a non-empty list; found {raw!r}")
     return [_check_mapping(item, schema, cls, f"{where}[{i}]") for i, item in enumerate(raw)]
 
