@@ -409,7 +409,7 @@ def make_rule(name: str, spec: Catalog, observation_names: Sequence[str], *,
     Example:
         >>> from predictors import default_catalog, observation_names
         >>> pi = make_rule("always", default_catalog(), observation_names(), action="push")
-        >>> pi.action_probabilities(np.zeros((1, 31)))
+        >>> pi.action_probabilities(np.zeros((1, 37)))
         array([[0., 0., 1., 0., 0.]])
     """
     actions = _catalog(spec)

@@ -1,6 +1,12 @@
 """The synthetic shop: a world with known truth, its logging policies, generator and rollouts."""
 
-from predictors.synthetic.generate import GenerateConfig, generate, read_start_states, read_world
+from predictors.synthetic.generate import (
+    GenerateConfig,
+    generate,
+    read_start_states,
+    read_world,
+    sample_start_users,
+)
 from predictors.synthetic.logging_policy import CampaignPolicy, UniformPolicy, make_logging_policy
 from predictors.synthetic.rollout import (
     StartStates,
@@ -42,6 +48,7 @@ __all__ = [
     "read_start_states",
     "read_world",
     "sample_start_states",
+    "sample_start_users",
     "schedule_policy",
     "segment_schedule_policy",
     "true_policy_value",

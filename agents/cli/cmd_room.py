@@ -1,0 +1,50 @@
+"""``nudgegym room``: how much better than the best rule a policy can do on a synthetic shop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import typer
+
+from agents.cli._app import app
+from predictors.io import write_json, write_run_config
+
+
+@app.command("room")
+def room_cmd(
+    data: Path = typer.Option(..., "--data", help="A generated dataset folder (with truth/)."),
+    out: Path = typer.Option(..., "--out", help="Folder for room.json, room.png, config.json."),
+    users: int = typer.Option(20_000, "--users", help="Evaluation start users."),
+    fit_users: int = typer.Option(20_000, "--fit-users",
+                                  help="Fresh users the searches and models are fitted on."),
+    val_users: int = typer.Option(10_000, "--val-users",
+                                  help="Fresh users that choose the observable ceiling."),
+    horizon: int = typer.Option(26, "--horizon", help="Periods per rollout."),
+    static: bool = typer.Option(True, "--static/--no-static",
+                                help="Observable policies read the users table's columns."),
+    history: str = typer.Option("full", "--history",
+                                help="full, or base (without per-channel response features)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+) -> None:
+    """TRUE values (paired 95% CIs) of every rule, the tuned rule, oracles and the ceiling."""
+    from agents.room import RoomConfig, measure_room, plot_room
+
+    cfg = RoomConfig(n_users=users, n_fit=fit_users, n_val=val_users, horizon=horizon,
+                     static=static, history=history, seed=seed)
+    result = measure_room(data, cfg, progress=True)
+    out.mkdir(parents=True, exist_ok=True)
+    write_run_config(out, "room", {"data": str(data), "users": users, "fit_users": fit_users,
+                                   "val_users": val_users, "horizon": horizon,
+                                   "static": static, "history": history}, seed=seed)
+    write_json(out / "room.json", result)
+    plot_room(result, out / "room.png")
+    rows = [{"policy": p["name"] + (" *" if p["ceiling"] else ""),
+             "value": round(p["value"]["mean"], 2),
+             "vs tuned %": f"{p['vs_tuned_pct']['mean']:+.1f} "
+                           f"[{p['vs_tuned_pct']['low']:+.1f}, {p['vs_tuned_pct']['high']:+.1f}]"}
+            for p in result["policies"]]
+    typer.echo(pd.DataFrame(rows).to_string(index=False))
+    r = result["room"]
+    typer.echo(f"room (observable ceiling * - tuned rule): {r['mean']:+.1f}% "
+               f"[{r['low']:+.1f}, {r['high']:+.1f}]; wrote {out / 'room.json'}")
