@@ -215,16 +215,22 @@ def measure_room(data: str | Path, config: RoomConfig | None = None, *,
     enc = StaticEncoder().fit(fit.users) if cfg.static else None
     x_fit = room.obs_x(fit, enc)
     value_model = RuleValueModel(tuned, cfg.seed).fit(x_fit, grid)
-    clf = HistGradientBoostingClassifier(max_iter=150, random_state=cfg.seed).fit(x_fit, seg)
+    present = np.unique(seg)
+    clf = (HistGradientBoostingClassifier(max_iter=150, random_state=cfg.seed).fit(x_fit, seg)
+           if len(present) > 1 else None)
     latent_model = RuleValueModel(tuned, cfg.seed).fit(fit.latent(n_seg), grid)
     bar.update(2)
 
     def bayes(u: _Users) -> np.ndarray:
         p = np.zeros((u.start.n, n_seg))
-        p[:, clf.classes_] = clf.predict_proba(room.obs_x(u, enc))
+        if clf is None:  # one segment: nothing to classify
+            p[:, present[0]] = 1.0
+        else:
+            p[:, clf.classes_] = clf.predict_proba(room.obs_x(u, enc))
         return (p @ seg_v).argmax(axis=1)
 
-    cand = {"value_model": value_model.assign, "bayes_segment": bayes}
+    cand = {"value_model": lambda u: value_model.assign(room.obs_x(u, enc)),
+            "bayes_segment": bayes}
     cand_val = {}
     for name, assign in cand.items():
         cand_val[name] = float(room.value(val, room.assigned(assign(val)), s_val).mean())

@@ -101,7 +101,9 @@ class WorldConfig:
     Attributes:
         segments: Segment profiles.
         actions: Action catalog (kinds, channels, discount rates, costs).
-        trait_noise: Std of personal deviations from the segment's logits and responses.
+        trait_noise: Std of personal deviations from the segment's logits and sensitivities.
+        response_noise: Std of personal deviations from the segment's email and push
+            responses (people of one segment differ most in how they react to messages).
         habit_decay: ``rho_h``.
         habit_visit: ``w_hv``.
         habit_buy: ``w_hb``.
@@ -121,6 +123,7 @@ class WorldConfig:
     segments: tuple[SegmentProfile, ...] = field(default_factory=default_segments)
     actions: tuple[ActionSpec, ...] = field(default_factory=default_catalog)
     trait_noise: float = 0.3
+    response_noise: float = 0.8
     habit_decay: float = 0.6
     habit_visit: float = 0.6
     habit_buy: float = 0.3
@@ -147,8 +150,8 @@ class WorldConfig:
             v = getattr(self, name)
             if not (0.0 <= v < 1.0):
                 raise ValueError(f"WorldConfig.{name} must be in [0, 1); got {v!r}")
-        if self.trait_noise < 0 or self.burn_in < 0:
-            raise ValueError("WorldConfig.trait_noise and burn_in must be >= 0")
+        if self.trait_noise < 0 or self.response_noise < 0 or self.burn_in < 0:
+            raise ValueError("WorldConfig.trait_noise, response_noise and burn_in must be >= 0")
 
     @property
     def segment_names(self) -> list[str]:
@@ -276,7 +279,8 @@ class World:
         p, sd = self._profile, self.config.trait_noise
         traits: dict[str, np.ndarray] = {"segment": segment}
         for t in ("visit_logit", "buy_logit", "churn_logit", "email_response", "push_response"):
-            traits[t] = p[t][segment] + sd * rng.standard_normal(n)
+            noise = self.config.response_noise if t.endswith("_response") else sd
+            traits[t] = p[t][segment] + noise * rng.standard_normal(n)
         traits["basket_mu"] = p["basket_mu"][segment] + 0.2 * rng.standard_normal(n)
         traits["basket_sigma"] = p["basket_sigma"][segment]
         for t in ("coupon_sensitivity", "fatigue_sensitivity", "contact_churn"):
