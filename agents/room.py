@@ -37,7 +37,6 @@ from tqdm import tqdm
 
 from agents.baselines import make_rule
 from agents.room_policies import (
-    CappedRule,
     RuleValueModel,
     StaticEncoder,
     capped_actions,

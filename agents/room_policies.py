@@ -67,7 +67,8 @@ class StaticEncoder:
     """Users-table columns -> float32 features, categories learned by :meth:`fit`.
 
     Example:
-        >>> users = pd.DataFrame({"user_id": [1, 2], "tier": ["gold", "none"], "app": [True, False]})
+        >>> users = pd.DataFrame({"user_id": [1, 2], "tier": ["gold", "none"],
+        ...                       "app": [True, False]})
         >>> enc = StaticEncoder().fit(users)
         >>> enc.names_, enc.transform(users).tolist()
         (['static:tier=gold', 'static:tier=none', 'static:app'], [[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
@@ -126,7 +127,7 @@ class RuleValueModel:
             if r == self.reference:
                 self.models_.append(None)
                 continue
-            m = HistGradientBoostingRegressor(max_iter=150, learning_rate=0.08,
+            m = HistGradientBoostingRegressor(max_iter=100, learning_rate=0.1,
                                               min_samples_leaf=100, l2_regularization=1.0,
                                               random_state=self.seed)
             self.models_.append(m.fit(x, gain[:, r]))

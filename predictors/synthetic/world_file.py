@@ -40,8 +40,9 @@ _UNIT = ("number", 0.0, 1.0, True, False)
 _NONNEG = ("number", 0.0, _INF, True, True)
 _ANY = ("number", -_INF, _INF, True, True)
 _WORLD = {
-    "trait_noise": _NONNEG, "response_noise": _NONNEG, "habit_decay": _UNIT, "habit_visit": _ANY, "habit_buy": _ANY,
-    "habit_churn": _ANY, "fatigue_decay": _UNIT, "fatigue_damping": _NONNEG,
+    "trait_noise": _NONNEG, "response_noise": _NONNEG, "habit_decay": _UNIT,
+    "habit_visit": _ANY, "habit_buy": _ANY, "habit_churn": _ANY, "fatigue_decay": _UNIT,
+    "fatigue_damping": _NONNEG,
     "fatigue_churn": _ANY, "unsub_logit": _ANY, "fatigue_unsub": _ANY,
     "conditioning_decay": _UNIT, "conditioning_penalty": _ANY, "coupon_visit": _ANY,
     "coupon_habituation": _NONNEG, "burn_in": ("int", 0, _INF, True, True),
