@@ -61,8 +61,12 @@ def train_policy_cmd(
 def evaluate_cmd(
     predictor: Path = typer.Option(..., help="Predictor run folder."),
     data: Path = typer.Option(..., help="Dataset folder."),
-    policy: list[str] = typer.Option(..., "--policy",
-                                     help="rule:NAME[:k=v,...] or a train-policy run; repeat."),
+    policy: list[str] = typer.Option([], "--policy",
+                                     help="rule:NAME[:k=v,...], a train-policy or tune-rule "
+                                          "run; repeat."),
+    tune_rule: list[Path] = typer.Option([], "--tune-rule",
+                                         help="A tune-rule run: its best rule joins the rules; "
+                                              "repeat."),
     out: Path = typer.Option(..., "--out", help="Folder to write."),
     horizon: int = typer.Option(26, help="Periods per episode."),
     start_users: str = typer.Option("test", help="Predictor split of the start users."),
@@ -80,6 +84,7 @@ def evaluate_cmd(
     cfg = EvaluateConfig(horizon=horizon, start_users=start_users, max_users=max_users,
                          replicates=replicates, seed=seed, true_value=true_value,
                          stochastic=stochastic)
+    policy = list(policy) + [str(t) for t in tune_rule]
     write_run_config(out, "evaluate", {"predictor": str(predictor), "data": str(data),
                                        "policies": policy, **cfg.__dict__}, seed)
     from agents.evaluate import markdown_table
