@@ -9,8 +9,9 @@ rates, and the paired difference (95% CI) against the best rule. On a generated 
 end of the log (:func:`predictors.synthetic.true_policy_value`, one seed for all policies), with
 the same statistics on true returns.
 
-A policy is written ``rule:NAME[:...]`` (:func:`agents.baselines.parse_rule`) or as the folder
-of a ``nudgegym train-policy`` run (greedy actions of the trained model by default).
+A policy is written ``rule:NAME[:...]`` (:func:`agents.baselines.parse_rule`), as the folder
+of a ``nudgegym train-policy`` run (greedy actions of the trained model by default) or as the
+folder of a ``nudgegym tune-rule`` run (its best ``rule:tuned:...``, a rule like the others).
 """
 
 from __future__ import annotations
@@ -76,6 +77,15 @@ def load_policy(text: str, shop: Any, data: str | Path, cfg: EvaluateConfig) -> 
                 deterministic=not cfg.stochastic)
 
 
+def _resolve_tuned(text: str) -> str:
+    """A ``nudgegym tune-rule`` run folder stands for its best rule (``rule:tuned:...``)."""
+    if not text.startswith("rule:") and (Path(text) / "tune.json").is_file():
+        from agents.tune_rule import read_tuned_rule
+
+        return read_tuned_rule(text)
+    return text
+
+
 def _summary(returns: np.ndarray, extra: dict[str, float]) -> dict[str, Any]:
     return {"return": mean_ci(returns), **extra}
 
@@ -101,6 +111,7 @@ def evaluate_policies(predictor: str | Path, data: str | Path, policies: list[st
     from envs.shop_env import load_learned_shop
 
     cfg = config or EvaluateConfig()
+    policies = [_resolve_tuned(t) for t in policies]
     if not policies:
         raise ConfigError("give at least one policy (rule:NAME or a train-policy run folder)")
     shop = load_learned_shop(predictor, data, start_users=cfg.start_users)
