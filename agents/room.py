@@ -6,19 +6,21 @@ replacement when more are asked for) with common random numbers, and reports eac
 return and its paired 95% CI against the best tuned rule:
 
 * every rule of :mod:`agents.baselines` (``greedy`` fits its reward model on the dataset);
-* the **tuned rule**: the best capped rule (action x gap, :mod:`agents.room_policies`) on
-  separate *fit users* (fresh users of the same world after a log as long as the dataset's);
-* the **segment oracle**: each user's TRUE segment -> that segment's best capped rule (per-segment
-  means on the fit users);
+* the **tuned rule** (:mod:`agents.tuned_rule`), searched by :func:`agents.tune_rule.tune_rule`
+  (CEM + coordinate search, ``tune_budget`` user-periods) on separate *fit users* (fresh users
+  of the same world after a log as long as the dataset's), and the best **capped rule**
+  (action x gap, :mod:`agents.room_policies`) on the fit users;
+* the **segment oracle**: each user's TRUE segment -> that segment's best rule of the family
+  (capped rules + the tuned rule; per-segment means on the fit users);
 * the **latent-state oracle**: each user's best capped rule predicted from the TRUE traits and
   dynamic state (the value model below, fed the latent state), and the **greedy oracle**
   (one-step lookahead: the action of highest TRUE expected one-period reward);
 * the **observable ceiling**: the better, on separate *validation users*, of two RL-independent
   policies that see only what a deployed policy sees (history features plus, unless
   ``static=False``, the users table's static columns): the value model (gradient-boosted trees
-  predicting each capped rule's return over the tuned rule from the observation; each user gets
+  predicting each family rule's return over the tuned rule from the observation; each user gets
   its best predicted rule) and the Bayes segment policy (a classifier of the latent segment from
-  the observation; each user gets the capped rule of highest expected value under the
+  the observation; each user gets the family rule of highest expected value under the
   classifier's segment probabilities). Both choose at the start and keep their rule.
 
 Relative figures are ``mean(v - v_tuned) / mean(v_tuned)`` with a normal-approximation CI of
@@ -42,6 +44,8 @@ from agents.room_policies import (
     capped_actions,
     rule_grid,
 )
+from agents.tune_rule import TuneConfig, default_space, tune_rule
+from agents.tuned_rule import TunedRulePolicy
 from predictors import observation_names
 from predictors.synthetic import (
     World,
@@ -73,6 +77,10 @@ class RoomConfig:
         history: ``full`` (every observation column) or ``base`` (without the per-channel
             response features) for the observable policies.
         rules: Baseline rules (``rule:`` names of :func:`agents.baselines.make_rule`).
+        variants: Further ``(static, history)`` observations whose ceiling is measured too (an
+            ablation of what the observation contains; same fits, rules and users).
+        tune_users: Fit users the tuned-rule search evaluates candidates on.
+        tune_budget: User-periods of the tuned-rule search.
         seed: Seed of everything.
     """
 
@@ -85,10 +93,13 @@ class RoomConfig:
     history: str = "full"
     rules: tuple[str, ...] = ("never", "always:email", "always:push", "always:coupon_10",
                               "random", "winback", "rfm", "email_capped", "campaign", "greedy")
+    variants: tuple[tuple[bool, str], ...] = ()
+    tune_users: int = 4000
+    tune_budget: int = 10_000_000
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("n_users", "n_fit", "n_val", "horizon"):
+        for name in ("n_users", "n_fit", "n_val", "horizon", "tune_users", "tune_budget"):
             if getattr(self, name) < 1:
                 raise ValueError(f"RoomConfig.{name} must be >= 1; got {getattr(self, name)}")
         if not self.gaps or min(self.gaps) < 1:
@@ -126,13 +137,21 @@ class _Room:
         self.world, self.cfg, self.features = world, cfg, features
         self.actions = world.config.actions
         self.names = observation_names(features)
-        keep = self.names if cfg.history == "full" else BASE_HISTORY
-        self.keep = np.array([self.names.index(c) for c in keep])
+        self.keep = self.columns(cfg.history)
         self.rules = rule_grid(self.actions, cfg.gaps)
         self.labels = [r.label(world.action_names) for r in self.rules]
+        self.tuned = None  # the tuned rule, family member len(self.rules) once set
 
-    def obs_x(self, u: _Users, enc: StaticEncoder | None) -> np.ndarray:
-        x = u.start.history.observation()[:, self.keep]
+    def set_tuned(self, policy, label: str) -> None:
+        self.tuned, self.labels = policy, self.labels + [label]
+
+    def columns(self, history: str) -> np.ndarray:
+        keep = self.names if history == "full" else BASE_HISTORY
+        return np.array([self.names.index(c) for c in keep])
+
+    def obs_x(self, u: _Users, enc: StaticEncoder | None,
+              keep: np.ndarray | None = None) -> np.ndarray:
+        x = u.start.history.observation()[:, self.keep if keep is None else keep]
         return x if enc is None else np.concatenate([x, enc.transform(u.users)], axis=1)
 
     def value(self, u: _Users, fn, seed: int) -> np.ndarray:
@@ -140,23 +159,75 @@ class _Room:
 
     def assigned(self, which: np.ndarray):
         """Policy: user i follows capped rule ``which[i]`` (rows = the user set's order)."""
-        def fn(obs, state, t):
-            return capped_actions(obs, self.names, self.actions, self.rules, which,
-                                  self.features)
-        return fn
+        return lambda obs, state, t: self._family(obs, which)
 
     def by_segment(self, best: np.ndarray):
-        def fn(obs, state, t):
-            return capped_actions(obs, self.names, self.actions, self.rules,
-                                  best[state.segment], self.features)
-        return fn
+        return lambda obs, state, t: self._family(obs, best[state.segment])
+
+    def _family(self, obs: np.ndarray, which: np.ndarray) -> np.ndarray:
+        n_capped = len(self.rules)
+        act = capped_actions(obs, self.names, self.actions, self.rules,
+                             np.minimum(which, n_capped - 1), self.features)
+        mine = which == n_capped
+        if mine.any():
+            act[mine] = self.tuned.act(obs[mine], np.random.default_rng(0))
+        return act
 
     def grid_returns(self, u: _Users, seed: int, bar) -> np.ndarray:
-        out = np.zeros((u.start.n, len(self.rules)))
-        for r in range(len(self.rules)):
+        out = np.zeros((u.start.n, len(self.labels)))
+        for r in range(len(self.labels)):
             out[:, r] = self.value(u, self.assigned(np.full(u.start.n, r)), seed)
             bar.update(1)
         return out
+
+
+def _tune(room: _Room, start, cfg: RoomConfig, seed: int):
+    """The tuned rule searched on ``start`` (common random numbers for every candidate)."""
+    def evaluate(policy) -> np.ndarray:
+        return true_policy_value(room.world, _rule_fn(policy, seed), start, cfg.horizon, seed,
+                                 oracle=True)
+
+    def make(p):
+        return TunedRulePolicy(room.world.config.actions, room.names, room.features,
+                               **asdict(p))
+
+    tc = TuneConfig(env="world", budget=cfg.tune_budget, n_users=start.n,
+                    horizon=cfg.horizon, seed=cfg.seed)
+    return tune_rule(evaluate, make, default_space(room.world.action_names), tc)
+
+
+def _ceiling(room: _Room, f: dict[str, Any], static: bool, history: str,
+             seed: int) -> dict[str, Any]:
+    """The observable candidates fitted on the fit users' observation columns, and the one of
+    higher value on the validation users (``chosen``)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    fit, val = f["fit"], f["val"]
+    keep = room.columns(history)
+    enc = StaticEncoder().fit(fit.users) if static else None
+    x_fit = room.obs_x(fit, enc, keep)
+    value_model = RuleValueModel(f["tuned"], seed).fit(x_fit, f["grid"])
+    seg = fit.start.state.segment
+    present = np.unique(seg)
+    clf = (HistGradientBoostingClassifier(max_iter=150, random_state=seed).fit(x_fit, seg)
+           if len(present) > 1 else None)
+    seg_v = f["seg_v"]
+
+    def bayes(u: _Users) -> np.ndarray:
+        p = np.zeros((u.start.n, len(seg_v)))
+        if clf is None:  # one segment: nothing to classify
+            p[:, present[0]] = 1.0
+        else:
+            p[:, clf.classes_] = clf.predict_proba(room.obs_x(u, enc, keep))
+        return (p @ seg_v).argmax(axis=1)
+
+    out: dict[str, Any] = {"value_model": lambda u: value_model.assign(room.obs_x(u, enc, keep)),
+                           "bayes_segment": bayes, "encoder": enc}
+    out["validation"] = {
+        name: float(room.value(val, room.assigned(out[name](val)), f["s_val"]).mean())
+        for name in ("value_model", "bayes_segment")}
+    out["chosen"] = max(out["validation"], key=out["validation"].get)
+    return out
 
 
 def _rule_fn(policy, seed: int):
@@ -183,8 +254,6 @@ def measure_room(data: str | Path, config: RoomConfig | None = None, *,
     Raises:
         FileNotFoundError: ``data`` is not a generated dataset (no ``truth/``).
     """
-    from sklearn.ensemble import HistGradientBoostingClassifier
-
     cfg, data = config or RoomConfig(), Path(data)
     world = read_world(data)
     features = read_start_states(data, "start").history.config
@@ -194,8 +263,8 @@ def measure_room(data: str | Path, config: RoomConfig | None = None, *,
     periods = int(meta["generate"]["n_periods"])
     rng = np.random.default_rng(cfg.seed)
     room = _Room(world, cfg, features)
-    n_rules = len(room.rules)
-    steps = 2 + n_rules + 2 + len(cfg.rules) + 6
+    n_rules = len(room.rules) + 1
+    steps = 3 + n_rules + 3 + len(cfg.rules) + 7 + len(cfg.variants)
     bar = tqdm(total=steps, desc="room", disable=not progress, unit="step")
     ev = _eval_users(data, cfg.n_users, rng)
     fit = _Users(*sample_start_users(world, cfg.n_fit, cfg.seed + 1, periods, features))
@@ -203,38 +272,25 @@ def measure_room(data: str | Path, config: RoomConfig | None = None, *,
     bar.update(2)
     s_fit, s_val, s_ev = cfg.seed + 11, cfg.seed + 12, cfg.seed + 13
 
+    search = _tune(room, fit.start.subset(np.arange(min(cfg.tune_users, fit.start.n))),
+                   cfg, s_fit)
+    room.set_tuned(TunedRulePolicy(world.config.actions, room.names, features,
+                                   **asdict(search.best)), search.rule)
+    bar.update(1)
     grid = room.grid_returns(fit, s_fit, bar)
-    tuned = int(grid.mean(axis=0).argmax())
+    tuned = len(room.rules)  # the family's last member
+    capped = int(grid[:, :tuned].mean(axis=0).argmax())
     seg = fit.start.state.segment
     n_seg = len(world.config.segments)
     seg_v = np.stack([grid[seg == s].mean(axis=0) if (seg == s).any() else grid.mean(axis=0)
                       for s in range(n_seg)])
     seg_best = seg_v.argmax(axis=1)
 
-    enc = StaticEncoder().fit(fit.users) if cfg.static else None
-    x_fit = room.obs_x(fit, enc)
-    value_model = RuleValueModel(tuned, cfg.seed).fit(x_fit, grid)
-    present = np.unique(seg)
-    clf = (HistGradientBoostingClassifier(max_iter=150, random_state=cfg.seed).fit(x_fit, seg)
-           if len(present) > 1 else None)
     latent_model = RuleValueModel(tuned, cfg.seed).fit(fit.latent(n_seg), grid)
-    bar.update(2)
-
-    def bayes(u: _Users) -> np.ndarray:
-        p = np.zeros((u.start.n, n_seg))
-        if clf is None:  # one segment: nothing to classify
-            p[:, present[0]] = 1.0
-        else:
-            p[:, clf.classes_] = clf.predict_proba(room.obs_x(u, enc))
-        return (p @ seg_v).argmax(axis=1)
-
-    cand = {"value_model": lambda u: value_model.assign(room.obs_x(u, enc)),
-            "bayes_segment": bayes}
-    cand_val = {}
-    for name, assign in cand.items():
-        cand_val[name] = float(room.value(val, room.assigned(assign(val)), s_val).mean())
-        bar.update(1)
-    ceiling = max(cand_val, key=cand_val.get)
+    fitted = dict(fit=fit, val=val, grid=grid, seg_v=seg_v, tuned=tuned, s_val=s_val)
+    main = _ceiling(room, fitted, cfg.static, cfg.history, cfg.seed)
+    bar.update(3)
+    enc, ceiling, cand_val = main["encoder"], main["chosen"], main["validation"]
 
     # every policy on the evaluation users, one seed: common random numbers
     results: list[tuple[str, str, np.ndarray]] = []
@@ -245,21 +301,28 @@ def measure_room(data: str | Path, config: RoomConfig | None = None, *,
                         feature_config=features, **params)
         results.append((f"rule:{text}", "rule", room.value(ev, _rule_fn(pol, cfg.seed), s_ev)))
         bar.update(1)
-    ev_x = room.obs_x(ev, enc)
     plan = [
         (f"tuned ({room.labels[tuned]})", "tuned", room.assigned(np.full(ev.start.n, tuned))),
+        (f"best capped rule ({room.labels[capped]})", "rule",
+         room.assigned(np.full(ev.start.n, capped))),
         ("oracle: segment", "oracle", room.by_segment(seg_best)),
         ("oracle: latent state", "oracle", room.assigned(latent_model.assign(ev.latent(n_seg)))),
         ("oracle: greedy (true one-period values)", "oracle", greedy_policy(world)),
-        ("observable: value model", "observable",
-         room.assigned(value_model.predict_gain(ev_x).argmax(axis=1))),
-        ("observable: Bayes segment", "observable", room.assigned(bayes(ev))),
+        ("observable: value model", "observable", room.assigned(main["value_model"](ev))),
+        ("observable: Bayes segment", "observable", room.assigned(main["bayes_segment"](ev))),
     ]
     for name, kind, fn in plan:
         results.append((name, kind, room.value(ev, fn, s_ev)))
         bar.update(1)
-    bar.close()
     ref = results[len(cfg.rules)][2]
+    variants = []
+    for static, history in cfg.variants:
+        c = _ceiling(room, fitted, static, history, cfg.seed)
+        v = room.value(ev, room.assigned(c[c["chosen"]](ev)), s_ev)
+        variants.append({"static": static, "history": history, "ceiling": c["chosen"],
+                         "value": float(v.mean()), "room": _vs(v, ref)})
+        bar.update(1)
+    bar.close()
     ceil_name = "observable: value model" if ceiling == "value_model" else \
         "observable: Bayes segment"
     by_name = {n: v for n, _, v in results}
@@ -275,13 +338,16 @@ def measure_room(data: str | Path, config: RoomConfig | None = None, *,
         "data": str(data), "n_users": cfg.n_users, "horizon": cfg.horizon,
         "config": asdict(cfg),
         "observation": [room.names[i] for i in room.keep] + (enc.names_ if enc else []),
-        "tuned_rule": room.labels[tuned], "best_named_rule": best_rule[0],
+        "tuned_rule": room.labels[tuned], "best_capped_rule": room.labels[capped],
+        "best_named_rule": best_rule[0],
+        "tuned_search": {"vs_default": search.vs_default, "evaluations": len(search.curve)},
         "segment_rules": {world.config.segments[s].name: room.labels[b]
                           for s, b in enumerate(seg_best)},
         "ceiling": {"name": ceil_name, "validation_values": cand_val},
         "room": _vs(by_name[ceil_name], ref),
         "oracle_room": _vs(by_name["oracle: segment"], ref),
         "latent_room": _vs(by_name["oracle: latent state"], ref),
+        "ceiling_variants": variants,
         "policies": policies,
     }
 

@@ -25,18 +25,26 @@ def room_cmd(
                                 help="Observable policies read the users table's columns."),
     history: str = typer.Option("full", "--history",
                                 help="full, or base (without per-channel response features)."),
+    tune_budget: int = typer.Option(10_000_000, "--tune-budget",
+                                    help="User-periods of the tuned-rule search."),
+    ablate: bool = typer.Option(False, "--ablate",
+                                help="Also measure the ceiling without static columns, without "
+                                     "per-channel history features, and without both."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
 ) -> None:
     """TRUE values (paired 95% CIs) of every rule, the tuned rule, oracles and the ceiling."""
     from agents.room import RoomConfig, measure_room, plot_room
 
     cfg = RoomConfig(n_users=users, n_fit=fit_users, n_val=val_users, horizon=horizon,
-                     static=static, history=history, seed=seed)
+                     static=static, history=history, tune_budget=tune_budget, seed=seed,
+                     variants=((False, "full"), (True, "base"), (False, "base")) if ablate
+                     else ())
     result = measure_room(data, cfg, progress=True)
     out.mkdir(parents=True, exist_ok=True)
     write_run_config(out, "room", {"data": str(data), "users": users, "fit_users": fit_users,
                                    "val_users": val_users, "horizon": horizon,
-                                   "static": static, "history": history}, seed=seed)
+                                   "static": static, "history": history,
+                                   "tune_budget": tune_budget, "ablate": ablate}, seed=seed)
     write_json(out / "room.json", result)
     plot_room(result, out / "room.png")
     rows = [{"policy": p["name"] + (" *" if p["ceiling"] else ""),
@@ -45,6 +53,10 @@ def room_cmd(
                            f"[{p['vs_tuned_pct']['low']:+.1f}, {p['vs_tuned_pct']['high']:+.1f}]"}
             for p in result["policies"]]
     typer.echo(pd.DataFrame(rows).to_string(index=False))
+    for v in result["ceiling_variants"]:
+        r = v["room"]
+        typer.echo(f"ceiling with static={v['static']}, history={v['history']}: "
+                   f"{r['mean']:+.1f}% [{r['low']:+.1f}, {r['high']:+.1f}] vs tuned")
     r = result["room"]
     typer.echo(f"room (observable ceiling * - tuned rule): {r['mean']:+.1f}% "
                f"[{r['low']:+.1f}, {r['high']:+.1f}]; wrote {out / 'room.json'}")
