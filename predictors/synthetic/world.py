@@ -32,6 +32,21 @@ cost later ones); every contact adds fatigue, which dampens later responses and 
 unsubscribe and churn hazards (strongly for sleeping dogs, whose ``q_contact`` is large);
 coupons lift today's purchase but build conditioning that lowers later full-price purchases.
 :func:`expected_outcomes` is the exact one-period model given state and action.
+
+What a shop can see of a user's latent response (the mechanisms behind the room a policy has;
+``nudgegym room`` measures it, with and without each):
+
+* **Push reach.** Push notifications reach only users who installed the app and allowed them
+  (``push_opt_in``, drawn per user with the segment's rate); the shop knows who they are (the
+  users table's ``push_opt_in``), as every app publisher does.
+* **Personal channel responses.** People of one segment differ most in how they react to
+  messages: ``email_response`` and ``push_response`` get a personal deviation of std
+  ``response_noise`` (other traits: ``trait_noise``). A user's own response shows in the
+  history (the observation's ``email_visit_lift`` / ``push_visit_lift``).
+* **CRM attributes** in the users table (:func:`predictors.synthetic.generate.crm_attributes`):
+  ``first_order_coupon`` (the first order used the welcome coupon, w.p. ``s_c / (1 + s_c)``),
+  ``loyalty_tier`` (from the orders before the log) and ``acquisition_channel`` (weakly
+  segment-dependent).
 """
 
 from __future__ import annotations
