@@ -302,8 +302,8 @@ def measure_room(data: str | Path, config: RoomConfig | None = None, *,
         results.append((f"rule:{text}", "rule", room.value(ev, _rule_fn(pol, cfg.seed), s_ev)))
         bar.update(1)
     plan = [
-        (f"tuned ({room.labels[tuned]})", "tuned", room.assigned(np.full(ev.start.n, tuned))),
-        (f"best capped rule ({room.labels[capped]})", "rule",
+        ("tuned rule", "tuned", room.assigned(np.full(ev.start.n, tuned))),
+        (f"best {room.labels[capped]}", "capped",
          room.assigned(np.full(ev.start.n, capped))),
         ("oracle: segment", "oracle", room.by_segment(seg_best)),
         ("oracle: latent state", "oracle", room.assigned(latent_model.assign(ev.latent(n_seg)))),
@@ -360,7 +360,7 @@ def plot_room(result: dict[str, Any], path: str | Path) -> Path:
     import matplotlib.pyplot as plt
 
     pol = result["policies"]
-    colours = {"rule": "#999999", "tuned": "#1f77b4", "oracle": "#d62728",
+    colours = {"rule": "#999999", "capped": "#aec7e8", "tuned": "#1f77b4", "oracle": "#d62728",
                "observable": "#2ca02c"}
     fig, ax = plt.subplots(figsize=(8, 0.35 * len(pol) + 1.2))
     y = np.arange(len(pol))[::-1]

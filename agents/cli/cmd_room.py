@@ -30,12 +30,19 @@ def room_cmd(
     ablate: bool = typer.Option(False, "--ablate",
                                 help="Also measure the ceiling without static columns, without "
                                      "per-channel history features, and without both."),
+    gaps: str = typer.Option("1,2,3,4,6,8", "--gaps",
+                             help="Comma-separated gaps of the capped-rule family."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
 ) -> None:
     """TRUE values (paired 95% CIs) of every rule, the tuned rule, oracles and the ceiling."""
     from agents.room import RoomConfig, measure_room, plot_room
 
-    cfg = RoomConfig(n_users=users, n_fit=fit_users, n_val=val_users, horizon=horizon,
+    try:
+        gap_list = tuple(int(g) for g in gaps.split(",") if g.strip())
+    except ValueError:
+        raise ValueError(f"--gaps: expected comma-separated integers; got {gaps!r}") from None
+    cfg = RoomConfig(gaps=gap_list, n_users=users, n_fit=fit_users, n_val=val_users,
+                     horizon=horizon,
                      static=static, history=history, tune_budget=tune_budget, seed=seed,
                      variants=((False, "full"), (True, "base"), (False, "base")) if ablate
                      else ())
@@ -44,7 +51,8 @@ def room_cmd(
     write_run_config(out, "room", {"data": str(data), "users": users, "fit_users": fit_users,
                                    "val_users": val_users, "horizon": horizon,
                                    "static": static, "history": history,
-                                   "tune_budget": tune_budget, "ablate": ablate}, seed=seed)
+                                   "tune_budget": tune_budget, "ablate": ablate,
+                                   "gaps": list(gap_list)}, seed=seed)
     write_json(out / "room.json", result)
     plot_room(result, out / "room.png")
     rows = [{"policy": p["name"] + (" *" if p["ceiling"] else ""),
@@ -53,6 +61,7 @@ def room_cmd(
                            f"[{p['vs_tuned_pct']['low']:+.1f}, {p['vs_tuned_pct']['high']:+.1f}]"}
             for p in result["policies"]]
     typer.echo(pd.DataFrame(rows).to_string(index=False))
+    typer.echo(f"tuned rule: {result['tuned_rule']}")
     for v in result["ceiling_variants"]:
         r = v["room"]
         typer.echo(f"ceiling with static={v['static']}, history={v['history']}: "
