@@ -214,9 +214,9 @@ class _Progress(BaseCallback):
 
     def __init__(self, run: Path, cfg: TrainConfig, evaluate: Any, eval_every: int,
                  checkpoint_every: int, history: list[dict[str, float]],
-                 reference: np.ndarray | None = None) -> None:
+                 reference: np.ndarray | None = None, started: float | None = None) -> None:
         super().__init__()
-        self.reference = reference
+        self.reference, self.started = reference, started
         self.run, self.cfg, self.evaluate_fn = run, cfg, evaluate
         self.eval_every, self.checkpoint_every = eval_every, checkpoint_every
         self.history = history
@@ -240,7 +240,8 @@ class _Progress(BaseCallback):
         elapsed = time.perf_counter() - self.t0
         fps = (self.num_timesteps - self.steps0) / elapsed if elapsed > 0 else float("nan")
         row = {"timesteps": int(self.num_timesteps), "mean_return": float(ret.mean()),
-               "ci_half_width": float(half), "fps": float(fps), "seconds": float(elapsed)}
+               "ci_half_width": float(half), "fps": float(fps),
+               "seconds": float(time.perf_counter() - (self.started or self.t0))}
         if self.reference is not None:
             d = ret - self.reference
             dh = 1.96 * d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
@@ -321,6 +322,7 @@ def train_policy(predictor: str | Path, data: str | Path, out: str | Path,
     else:
         model = algo_cls("MlpPolicy", env, seed=cfg.seed, device=device, verbose=0, **sb3_kwargs)
     warm: dict[str, Any] | None = None
+    t_start = time.perf_counter()  # time-to-value counts the warm start
     if cfg.warm_start is not None and not resume:
         from agents.warm_start import WarmStartConfig, warm_start_actor_critic
 
@@ -342,7 +344,8 @@ def train_policy(predictor: str | Path, data: str | Path, out: str | Path,
     write_policy_file(run, cfg.algo, names, action_names)
 
     every = cfg.eval_every or max(cfg.timesteps // 10, n_envs)
-    cb = _Progress(run, cfg, evaluate, every, cfg.checkpoint_every or every, history, reference)
+    cb = _Progress(run, cfg, evaluate, every, cfg.checkpoint_every or every, history, reference,
+                   None if resume else t_start)
     remaining = cfg.timesteps - model.num_timesteps
     t0, c0, steps0 = time.perf_counter(), time.process_time(), model.num_timesteps
     if remaining > 0:
@@ -366,9 +369,11 @@ def train_policy(predictor: str | Path, data: str | Path, out: str | Path,
         metrics["warm_start"] = {"policy": cfg.warm_start, **warm}
     if reference is not None:
         passed = [h for h in history if h["vs_reference"] > 0]
+        sure = [h for h in history if h["vs_reference_low"] > 0]
         metrics["reference"] = {"policy": cfg.reference, "mean_return": float(reference.mean()),
                                 "seconds_to_pass": passed[0]["seconds"] if passed else None,
-                                "timesteps_to_pass": passed[0]["timesteps"] if passed else None}
+                                "timesteps_to_pass": passed[0]["timesteps"] if passed else None,
+                                "seconds_to_ci_above": sure[0]["seconds"] if sure else None}
     write_json(run / "metrics.json", metrics)
     plot_learning_curve(history, run / "learning_curve.png", title=f"{cfg.algo} ({cfg.env})")
     return metrics

@@ -83,6 +83,8 @@ def evaluate_cmd(
     start_users: str = typer.Option("test", help="Predictor split of the start users."),
     max_users: int = typer.Option(0, help="Evaluate the first N start users only (0: all)."),
     replicates: int = typer.Option(1, help="Simulated copies of each start user."),
+    min_rollouts: int = typer.Option(20_000, help="Episodes per policy at least (raises "
+                                                  "--replicates; ~+-1% paired CI; 0: off)."),
     seed: int = typer.Option(0, help="Seed of the common random numbers."),
     true_value: bool = typer.Option(True, help="Also in the true world when truth/ exists."),
     stochastic: bool = typer.Option(False, help="Sample trained models' actions."),
@@ -93,7 +95,8 @@ def evaluate_cmd(
 
     _threads(threads)
     cfg = EvaluateConfig(horizon=horizon, start_users=start_users, max_users=max_users,
-                         replicates=replicates, seed=seed, true_value=true_value,
+                         replicates=replicates, min_rollouts=min_rollouts, seed=seed,
+                         true_value=true_value,
                          stochastic=stochastic)
     policy = list(policy) + [str(t) for t in tune_rule]
     write_run_config(out, "evaluate", {"predictor": str(predictor), "data": str(data),
