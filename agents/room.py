@@ -30,6 +30,7 @@ the paired differences (the denominator taken as fixed).
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -259,8 +260,6 @@ def measure_room(data: str | Path, config: RoomConfig | None = None, *,
     cfg, data = config or RoomConfig(), Path(data)
     world = read_world(data)
     features = read_start_states(data, "start").history.config
-    import json
-
     meta = json.loads((data / "truth" / "world.json").read_text())
     periods = int(meta["generate"]["n_periods"])
     rng = np.random.default_rng(cfg.seed)
