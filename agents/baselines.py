@@ -16,6 +16,8 @@ Rules (CLI names after ``rule:``):
 ``email_capped`` an e-mail when the last contact is at least ``gap`` periods ago
 ``greedy``      myopic uplift: per user the action of highest estimated one-period
                 reward ``E[revenue - cost | obs, action]``
+``tuned``       the tuned-rule family (:mod:`agents.tuned_rule`; searched by
+                ``nudgegym tune-rule``)
 ``campaign``    the synthetic shop's logging rule (targeting + ``epsilon`` exploration,
                 no control group): the logging policy V_logging refers to
 =============== ==========================================================================
@@ -387,7 +389,8 @@ class GreedyUpliftPolicy(RulePolicy):
 
 
 #: Rule names usable as ``rule:NAME`` (``always`` takes the action: ``rule:always:email``).
-RULES = ("never", "always", "random", "winback", "rfm", "email_capped", "greedy", "campaign")
+RULES = ("never", "always", "random", "winback", "rfm", "email_capped", "greedy", "campaign",
+         "tuned")
 
 
 def make_rule(name: str, spec: Catalog, observation_names: Sequence[str], *,
@@ -409,7 +412,7 @@ def make_rule(name: str, spec: Catalog, observation_names: Sequence[str], *,
     Example:
         >>> from predictors import default_catalog, observation_names
         >>> pi = make_rule("always", default_catalog(), observation_names(), action="push")
-        >>> pi.action_probabilities(np.zeros((1, 31)))
+        >>> pi.action_probabilities(np.zeros((1, 37)))
         array([[0., 0., 1., 0., 0.]])
     """
     actions = _catalog(spec)
@@ -435,6 +438,10 @@ def make_rule(name: str, spec: Catalog, observation_names: Sequence[str], *,
             return RFMPolicy(actions, observation_names, **params, **fc)
         if name == "email_capped":
             return EmailCappedPolicy(actions, observation_names, **params, **fc)
+        if name == "tuned":
+            from agents.tuned_rule import TunedRulePolicy
+
+            return TunedRulePolicy(actions, observation_names, **params, **fc)
         if name == "campaign":
             return CampaignRulePolicy(actions, observation_names, **params, **fc)
         if name == "greedy":

@@ -9,13 +9,15 @@ rates, and the paired difference (95% CI) against the best rule. On a generated 
 end of the log (:func:`predictors.synthetic.true_policy_value`, one seed for all policies), with
 the same statistics on true returns.
 
-A policy is written ``rule:NAME[:...]`` (:func:`agents.baselines.parse_rule`) or as the folder
-of a ``nudgegym train-policy`` run (greedy actions of the trained model by default).
+A policy is written ``rule:NAME[:...]`` (:func:`agents.baselines.parse_rule`), as the folder
+of a ``nudgegym train-policy`` run (greedy actions of the trained model by default) or as the
+folder of a ``nudgegym tune-rule`` run (its best ``rule:tuned:...``, a rule like the others).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,10 @@ class EvaluateConfig:
         max_users: Evaluate only the first ``max_users`` start users (0 = all).
         replicates: Simulated copies of each start user (learned shop and true world); CIs
             are over users (paired differences averaged over a user's copies).
+        min_rollouts: Simulated episodes per policy to reach at least: ``replicates`` is
+            raised to ``ceil(min_rollouts / users)`` when lower (0 = keep ``replicates``).
+            Paired differences need about 20,000 episodes for a 95% CI of about +-1%; the
+            table states the episodes and the seconds they took.
         seed: Seed of the common random numbers.
         true_value: Also evaluate in the true world when the dataset has ``truth/``.
         stochastic: Sample trained models' actions instead of their greedy action.
@@ -49,12 +55,15 @@ class EvaluateConfig:
     start_users: str = "test"
     max_users: int = 0
     replicates: int = 1
+    min_rollouts: int = 20_000
     seed: int = 0
     true_value: bool = True
     stochastic: bool = False
     device: str = "cpu"
 
     def __post_init__(self) -> None:
+        if self.min_rollouts < 0:
+            raise ConfigError(f"`min_rollouts` must be >= 0; got {self.min_rollouts}")
         if self.horizon < 1 or self.replicates < 1 or self.max_users < 0:
             raise ConfigError("`horizon` and `replicates` must be >= 1 and `max_users` >= 0; "
                               f"got {self.horizon}, {self.replicates}, {self.max_users}")
@@ -74,6 +83,15 @@ def load_policy(text: str, shop: Any, data: str | Path, cfg: EvaluateConfig) -> 
 
     return load(text, shop.spec, shop.observation_names, data, device=cfg.device,
                 deterministic=not cfg.stochastic)
+
+
+def _resolve_tuned(text: str) -> str:
+    """A ``nudgegym tune-rule`` run folder stands for its best rule (``rule:tuned:...``)."""
+    if not text.startswith("rule:") and (Path(text) / "tune.json").is_file():
+        from agents.tune_rule import read_tuned_rule
+
+        return read_tuned_rule(text)
+    return text
 
 
 def _summary(returns: np.ndarray, extra: dict[str, float]) -> dict[str, Any]:
@@ -101,11 +119,14 @@ def evaluate_policies(predictor: str | Path, data: str | Path, policies: list[st
     from envs.shop_env import load_learned_shop
 
     cfg = config or EvaluateConfig()
+    policies = [_resolve_tuned(t) for t in policies]
     if not policies:
         raise ConfigError("give at least one policy (rule:NAME or a train-policy run folder)")
     shop = load_learned_shop(predictor, data, start_users=cfg.start_users)
     n = len(shop.starts)
     index = np.arange(n if cfg.max_users == 0 else min(n, cfg.max_users))
+    replicates = max(cfg.replicates, -(-cfg.min_rollouts // len(index)))
+    cfg = replace(cfg, replicates=replicates)
     loaded = {text: load_policy(text, shop, data, cfg) for text in policies}
     names = shop.spec.action_names
     none = names.index("none")
@@ -121,6 +142,7 @@ def evaluate_policies(predictor: str | Path, data: str | Path, policies: list[st
         static = shop.starts.static[tiled].astype(np.float32)
 
     sim_returns, true_returns, rows = {}, {}, {}
+    t0 = time.perf_counter()
     for text, policy in tqdm(loaded.items(), desc="evaluate", disable=not progress):
         res = rollout(shop, lambda o, m, r, p=policy: p.act(o, r, m), cfg.horizon,
                       seed=cfg.seed, replicates=cfg.replicates, start_index=index)
@@ -150,6 +172,7 @@ def evaluate_policies(predictor: str | Path, data: str | Path, policies: list[st
             diff = (true_returns[text] - true_returns[best_true]).reshape(cfg.replicates, -1)
             row["true"]["vs_best_rule"] = mean_ci(diff.mean(0))
     result = {"n_users": int(len(index)), "horizon": cfg.horizon, "seed": cfg.seed,
+              "seconds": time.perf_counter() - t0,
               "replicates": cfg.replicates, "start_users": cfg.start_users,
               "best_rule_sim": best, "best_rule_true": best_true, "has_truth": bool(truth),
               "policies": list(rows.values())}
@@ -168,7 +191,8 @@ def markdown_table(result: dict[str, Any]) -> str:
             "coupons | churn | unsub |" + (" TRUE return [95% CI] | vs best rule (true) |"
                                           if truth else ""))
     lines = [f"Evaluation over {result['n_users']} start users x {result['replicates']} "
-             f"replicate(s), horizon {result['horizon']}; best rule in the simulator: "
+             f"replicate(s), horizon {result['horizon']} ({result.get('seconds', 0):.0f} s); "
+             "best rule in the simulator: "
              f"`{result['best_rule_sim']}`"
              + (f"; in the true world: `{result['best_rule_true']}`" if truth else ""), "",
              head, "|" + "---|" * (head.count("|") - 1)]

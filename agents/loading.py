@@ -1,6 +1,7 @@
 """One way to turn a policy argument of the CLI into a policy of the common interface.
 
-``rule:NAME[:...]`` builds a rule baseline, a folder with ``manifest.json`` loads an ONNX export
+``rule:NAME[:...]`` builds a rule baseline (so does a ``tune-rule`` run folder, holding
+``tune.json``), a folder with ``manifest.json`` loads an ONNX export
 (onnxruntime only), any other folder loads a ``nudgegym train-policy`` run. Every trained policy
 is checked against the observation vector and the action catalog it is asked to act on, so a
 model trained on other features or actions is refused with a clear error instead of acting on
@@ -43,6 +44,10 @@ def load_policy(text: str, spec: DatasetSpec, observation_names: Sequence[str],
     if not folder.is_dir():
         raise ConfigError(f"--policy {text}: no such folder; expected rule:NAME[:...], an "
                           "export folder or a train-policy run folder")
+    if (folder / "tune.json").is_file():  # a tune-rule run: its best rule
+        from agents.tune_rule import read_tuned_rule
+
+        return load_policy(read_tuned_rule(folder), spec, names, data)
     if (folder / "manifest.json").is_file():
         from agents.serving import ExportedPolicy
 

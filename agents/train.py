@@ -63,6 +63,16 @@ class TrainConfig:
         start_users: Predictor split the training episodes start from.
         eval_start_users: Predictor split of the periodic evaluations.
         progress: Progress bar on stderr.
+        reward: Training signal: ``sampled`` (the drawn one-period reward) or ``expected``
+            (its expectation given the state and the action taken: the world's exact one, or
+            the predictor's; removes the draw's noise, not the dynamics'). Evaluations always
+            use sampled returns.
+        reference: A policy (``rule:...`` or a ``tune-rule`` run) evaluated once on the same
+            held-out users with the same seed; every evaluation records the paired difference
+            against it, and the metrics the wall time until the policy first passes it.
+        warm_start: A policy (``rule:...`` or a ``tune-rule`` run) cloned into the actor, with
+            the critic fitted to its value, before training (:mod:`agents.warm_start`; PPO and
+            MaskablePPO).
     """
 
     algo: str = "ppo"
@@ -80,8 +90,16 @@ class TrainConfig:
     start_users: str = "train"
     eval_start_users: str = "val"
     progress: bool = True
+    reward: str = "sampled"
+    reference: str | None = None
+    warm_start: str | None = None
 
     def __post_init__(self) -> None:
+        if self.warm_start is not None and self.algo == "dqn":
+            raise ConfigError("`warm_start` needs an actor-critic (ppo or maskable-ppo); "
+                              "got algo 'dqn'")
+        if self.reward not in ("sampled", "expected"):
+            raise ConfigError(f"`reward` must be 'sampled' or 'expected'; got {self.reward!r}")
         if self.algo not in ALGORITHMS:
             raise ConfigError(f"`algo` must be one of {sorted(ALGORITHMS)}; got {self.algo!r}")
         if self.env not in ("learned", "world"):
@@ -175,7 +193,7 @@ def _sb3_kwargs(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _make_envs(cfg: TrainConfig, predictor: str | Path, data: str | Path, n_envs: int):
-    """(training VecEnv, evaluation function, observation names, action names).
+    """(training VecEnv, evaluation function, observation names, action names, spec).
 
     The evaluation function maps a policy to the per-user returns of the held-out start users
     (``eval_start_users``, the first ``eval_users``) in the env the policy is trained in: the
@@ -195,7 +213,7 @@ def _make_envs(cfg: TrainConfig, predictor: str | Path, data: str | Path, n_envs
     invalid = "raise" if cfg.algo == "maskable-ppo" else "noop"
     if cfg.env == "learned":
         venv = ShopVecEnv(train_shop, n_envs=n_envs, horizon=cfg.horizon, seed=cfg.seed,
-                          invalid_action=invalid)
+                          invalid_action=invalid, reward=cfg.reward)
 
         def evaluate(policy: SB3Policy) -> np.ndarray:
             return rollout(eval_shop, lambda o, m, r: policy.act(o, r, m), cfg.horizon,
@@ -207,7 +225,7 @@ def _make_envs(cfg: TrainConfig, predictor: str | Path, data: str | Path, n_envs
         world = world_from_dataset(data)
         starts = world_start_states(data, train_shop.starts.user_ids)
         venv = WorldVecEnv(world, starts, n_envs=n_envs, horizon=cfg.horizon,
-                           static=train_shop.starts.static, seed=cfg.seed)
+                           static=train_shop.starts.static, seed=cfg.seed, reward=cfg.reward)
         eval_starts = world_start_states(data, eval_shop.starts.user_ids[index])
         static = eval_shop.starts.static[index].astype(np.float32)
 
@@ -218,15 +236,17 @@ def _make_envs(cfg: TrainConfig, predictor: str | Path, data: str | Path, n_envs
                 return policy.act(np.concatenate([obs, static], axis=1), rng)
 
             return true_policy_value(world, act, eval_starts, cfg.horizon, seed=cfg.seed + 1)
-    return venv, evaluate, names, list(eval_shop.spec.action_names)
+    return venv, evaluate, names, list(eval_shop.spec.action_names), eval_shop.spec
 
 
 class _Progress(BaseCallback):
     """Periodic evaluation on held-out users, atomic checkpoints and a tqdm bar."""
 
     def __init__(self, run: Path, cfg: TrainConfig, evaluate: Any, eval_every: int,
-                 checkpoint_every: int, history: list[dict[str, float]]) -> None:
+                 checkpoint_every: int, history: list[dict[str, float]],
+                 reference: np.ndarray | None = None, started: float | None = None) -> None:
         super().__init__()
+        self.reference, self.started = reference, started
         self.run, self.cfg, self.evaluate_fn = run, cfg, evaluate
         self.eval_every, self.checkpoint_every = eval_every, checkpoint_every
         self.history = history
@@ -249,8 +269,15 @@ class _Progress(BaseCallback):
         half = 1.96 * ret.std(ddof=1) / np.sqrt(len(ret)) if len(ret) > 1 else float("nan")
         elapsed = time.perf_counter() - self.t0
         fps = (self.num_timesteps - self.steps0) / elapsed if elapsed > 0 else float("nan")
-        self.history.append({"timesteps": int(self.num_timesteps), "mean_return": float(ret.mean()),
-                             "ci_half_width": float(half), "fps": float(fps)})
+        row = {"timesteps": int(self.num_timesteps), "mean_return": float(ret.mean()),
+               "ci_half_width": float(half), "fps": float(fps),
+               "seconds": float(time.perf_counter() - (self.started or self.t0))}
+        if self.reference is not None:
+            d = ret - self.reference
+            dh = 1.96 * d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
+            row.update(vs_reference=float(d.mean()), vs_reference_low=float(d.mean() - dh),
+                       vs_reference_high=float(d.mean() + dh))
+        self.history.append(row)
         self.logger.record("eval/mean_return", float(ret.mean()))
 
     def checkpoint(self) -> None:
@@ -310,7 +337,12 @@ def train_policy(predictor: str | Path, data: str | Path, out: str | Path,
     sb3_kwargs = _sb3_kwargs(params)
     device = resolve_device(cfg.device)
 
-    venv, evaluate, names, action_names = _make_envs(cfg, predictor, data, n_envs)
+    venv, evaluate, names, action_names, spec = _make_envs(cfg, predictor, data, n_envs)
+    from agents.loading import load_policy
+
+    reference = None
+    if cfg.reference is not None:
+        reference = np.asarray(evaluate(load_policy(cfg.reference, spec, names, data)))
     env = TrainingRewardWrapper(VecMonitor(venv),
                                 reward_scale=float(params.get("reward_scale", 1.0)),
                                 gamma=float(sb3_kwargs.get("gamma", 0.99)))
@@ -331,6 +363,16 @@ def train_policy(predictor: str | Path, data: str | Path, out: str | Path,
             raise ConfigError(f"{hyperparams or cfg.algo + ' defaults'}: {cfg.algo} rejects "
                               f"these hyperparameters ({' '.join(str(e).split())})") from None
     _say_rounding(model, cfg.timesteps)
+    warm: dict[str, Any] | None = None
+    t_start = time.perf_counter()  # time-to-value counts the warm start
+    if cfg.warm_start is not None and not resume:
+        from agents.warm_start import WarmStartConfig, warm_start_actor_critic
+
+        t_warm = time.perf_counter()
+        warm = warm_start_actor_critic(model, venv, load_policy(cfg.warm_start, spec, names, data),
+                                       WarmStartConfig(seed=cfg.seed),
+                                       reward_scale=float(params.get("reward_scale", 1.0)))
+        warm["seconds"] = time.perf_counter() - t_warm
     if hasattr(model.policy, "predict_values"):
         env.attach(model.policy, model.gamma)  # one batched bootstrap forward per step
     formats = ["csv"]
@@ -345,7 +387,8 @@ def train_policy(predictor: str | Path, data: str | Path, out: str | Path,
     write_policy_file(run, cfg.algo, names, action_names)
 
     every = cfg.eval_every or max(cfg.timesteps // 10, n_envs)
-    cb = _Progress(run, cfg, evaluate, every, cfg.checkpoint_every or every, history)
+    cb = _Progress(run, cfg, evaluate, every, cfg.checkpoint_every or every, history, reference,
+                   None if resume else t_start)
     remaining = cfg.timesteps - model.num_timesteps
     t0, c0, steps0 = time.perf_counter(), time.process_time(), model.num_timesteps
     if remaining > 0:
@@ -368,6 +411,15 @@ def train_policy(predictor: str | Path, data: str | Path, out: str | Path,
         "eval_users": int(cb.n_eval_users), "eval_start_users": cfg.eval_start_users,
         "eval_env": cfg.env,
     }
+    if warm is not None:
+        metrics["warm_start"] = {"policy": cfg.warm_start, **warm}
+    if reference is not None:
+        passed = [h for h in history if h["vs_reference"] > 0]
+        sure = [h for h in history if h["vs_reference_low"] > 0]
+        metrics["reference"] = {"policy": cfg.reference, "mean_return": float(reference.mean()),
+                                "seconds_to_pass": passed[0]["seconds"] if passed else None,
+                                "timesteps_to_pass": passed[0]["timesteps"] if passed else None,
+                                "seconds_to_ci_above": sure[0]["seconds"] if sure else None}
     write_json(run / "metrics.json", metrics)
     plot_learning_curve(history, run / "learning_curve.png", title=f"{cfg.algo} ({cfg.env})")
     return metrics

@@ -55,13 +55,20 @@ class WorldVecEnv(BatchedVecEnv):
         horizon: Episode length in periods.
         static: Optional ``(n_starts, k)`` fixed features appended to each user's observation.
         seed: Seed of the env's generator.
+        reward: ``sampled`` (the period's drawn reward) or ``expected`` (the world's exact
+            expected one-period reward of the action taken,
+            :meth:`~predictors.synthetic.World.expected_outcomes`: a noise-free training
+            signal; the dynamics are unchanged).
     """
 
     def __init__(self, world: World, starts: StartStates, n_envs: int = 1024,
                  horizon: int = 26, static: np.ndarray | None = None,
-                 seed: int | None = None) -> None:
+                 seed: int | None = None, reward: str = "sampled") -> None:
         if n_envs < 1 or horizon < 1:
             raise ValueError(f"`n_envs` and `horizon` must be >= 1; got {n_envs}, {horizon}")
+        if reward not in ("sampled", "expected"):
+            raise ValueError(f"`reward` must be 'sampled' or 'expected'; got {reward!r}")
+        self.reward_kind = reward
         self.world, self.starts, self.horizon = world, starts, horizon
         n_static = 0 if static is None else static.shape[1]
         if static is not None and len(static) != starts.n:
@@ -94,6 +101,8 @@ class WorldVecEnv(BatchedVecEnv):
         self._actions = np.asarray(actions).reshape(self.num_envs).astype(np.int64)
 
     def step_wait(self) -> VecEnvStepReturn:
+        expected = (self.world.expected_outcomes(self.users.state, self._actions).expected_reward
+                    if self.reward_kind == "expected" else None)
         out = self.users.advance(self.world, self._actions, self._rng)
         self.t += 1
         terminated = out["churned"].astype(bool)
@@ -111,7 +120,8 @@ class WorldVecEnv(BatchedVecEnv):
             self.src[rows] = new
             self.t[rows] = 0
             obs[rows] = self._obs()[rows]
-        return obs, out["reward"].astype(np.float32), dones, infos
+        reward = out["reward"] if expected is None else expected
+        return obs, reward.astype(np.float32), dones, infos
 
 
 def world_start_states(data: str | Path, user_ids: np.ndarray) -> StartStates:

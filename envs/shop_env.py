@@ -220,12 +220,19 @@ class ShopVecEnv(BatchedVecEnv):
         horizon: Episode length in periods.
         seed: Seed of the simulator's generator (also settable by ``seed()`` before reset).
         invalid_action: ``raise`` or ``noop`` for actions the caps refuse.
+        reward: ``sampled`` (the period's drawn reward) or ``expected`` (its expectation
+            under the predictor given the state and the action taken: revenue - cost -
+            discount without the draw's noise; a training signal, the dynamics are unchanged).
     """
 
     def __init__(self, shop: LearnedShop, n_envs: int = 1024, horizon: int = 26,
-                 seed: int | None = None, invalid_action: str = "raise") -> None:
+                 seed: int | None = None, invalid_action: str = "raise",
+                 reward: str = "sampled") -> None:
         if n_envs < 1:
             raise ValueError(f"`n_envs` must be >= 1; got {n_envs}")
+        if reward not in ("sampled", "expected"):
+            raise ValueError(f"`reward` must be 'sampled' or 'expected'; got {reward!r}")
+        self.reward_kind = reward
         if invalid_action not in ("raise", "noop"):
             raise ValueError(f"`invalid_action` must be 'raise' or 'noop'; got {invalid_action!r}")
         self.shop, self.sim, self.horizon = shop, shop.simulator.clone(), horizon
@@ -275,7 +282,8 @@ class ShopVecEnv(BatchedVecEnv):
             src = self._rng.integers(len(self.shop.starts), size=len(done_rows))
             self.sim.replace(done_rows, self.shop.starts, src)
             obs[done_rows] = self.sim.observation(done_rows)
-        return obs, out["reward"].astype(np.float32), dones, infos
+        key = "expected_reward" if self.reward_kind == "expected" else "reward"
+        return obs, out[key].astype(np.float32), dones, infos
 
 
 def make_shop_env(predictor: str, data: str, horizon: int = 26, start_users: str = "test",

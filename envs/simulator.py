@@ -390,7 +390,8 @@ class ShopSimulator:
         """Advance every user one period under ``action`` ``(n,)``.
 
         Returns:
-            Per-user arrays: ``reward``, ``revenue``, ``cost``, ``visit``, ``purchase``,
+            Per-user arrays: ``reward``, ``expected_reward`` (its expectation given the
+            state and action), ``revenue``, ``cost``, ``visit``, ``purchase``,
             ``unsubscribe``, ``churn`` (the predictor's churn event), ``terminated`` (the
             episode ends: the churn event under ``churn="terminate"``, else never); the last
             five bool.
@@ -415,6 +416,13 @@ class ShopSimulator:
         discount = np.where(purchase & ~blocked, self.discount[action] * revenue, 0.0)
         cost = self.cost[action] + discount
         reward = revenue - cost
+        # The same period's reward in expectation over the predicted outcome (revenue capped
+        # like the draw): a noise-free training signal for the action taken.
+        rate = np.where(blocked, 0.0, self.discount[action])
+        expected_reward = (_capped_lognormal_mean(pred.revenue_mu[r, effective],
+                                                  pred.revenue_sigma[r, effective],
+                                                  self.activity.revenue_cap)
+                           * pred.p_purchase[r, effective] * (1.0 - rate) - self.cost[action])
         # Observable bookkeeping of the period.
         if unsubscribe.any():
             rows = np.flatnonzero(unsubscribe)
@@ -432,6 +440,18 @@ class ShopSimulator:
         self.contacts[:, 1:] = self.contacts[:, :-1]
         self.contacts[:, 0] = self.is_contact[action]
         self.t += 1
-        return {"reward": reward, "revenue": revenue, "cost": cost, "visit": visit,
+        return {"reward": reward, "expected_reward": expected_reward, "revenue": revenue,
+                "cost": cost, "visit": visit,
                 "purchase": purchase, "unsubscribe": unsubscribe, "churn": churn,
                 "terminated": churn if self.churn_mode == "terminate" else np.zeros(n, bool)}
+
+
+def _capped_lognormal_mean(mu: np.ndarray, sigma: np.ndarray, cap: float) -> np.ndarray:
+    """``E[min(X, cap)]`` for ``log X ~ N(mu, sigma^2)`` (``cap`` may be ``inf``)."""
+    from scipy.special import ndtr
+
+    full = np.exp(mu + 0.5 * sigma**2)
+    if not np.isfinite(cap):
+        return full
+    z = (np.log(cap) - mu) / sigma
+    return full * ndtr(z - sigma) + cap * (1.0 - ndtr(z))

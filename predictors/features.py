@@ -33,6 +33,15 @@ Features (``observation_names`` gives the order; ``K = FeatureConfig.n_lags``)::
     contact_lift        buy_rate_contacted - buy_rate_uncontacted
     email_unsubscribed  1 once the user unsubscribed from email
     push_unsubscribed   1 once the user unsubscribed from push
+    since_email         min(periods since the last action on the email channel, recency_cap)
+                        / recency_cap (1 when never); likewise since_push (push channel) and
+    since_coupon        since_coupon (discount actions)
+    email_visit_lift    how THIS user responds to each channel: the visit-period rate in
+    push_visit_lift     periods with an email (push) message, shrunk by s towards the rate in
+                        uncontacted periods u, minus u (u itself shrunk by s towards the
+                        overall visit-period rate); 0 without such periods
+    coupon_buy_lift     the same for the purchase-period rate in discount periods, against
+                        buy_rate_uncontacted
 
 Windows reaching before the user's first period count the missing periods as 0 (no visit, no
 contact). An unsubscribe seen in a panel is attributed to the channel of that period's
@@ -84,7 +93,7 @@ def observation_names(config: FeatureConfig | None = None) -> list[str]:
     Example:
         >>> names = observation_names()
         >>> len(names), names[:3]
-        (31, ['tenure', 'recency', 'frequency'])
+        (37, ['tenure', 'recency', 'frequency'])
     """
     config = config or FeatureConfig()
     names = ["tenure", "recency", "frequency", "visit_rate", "monetary"]
@@ -93,12 +102,13 @@ def observation_names(config: FeatureConfig | None = None) -> list[str]:
                   f"contacted_lag{k}"]
     names += ["contacts_4", "contacts_8", "coupons_4", "coupons_8", "since_contact",
               "buy_rate_contacted", "buy_rate_uncontacted", "contact_lift",
-              "email_unsubscribed", "push_unsubscribed"]
+              "email_unsubscribed", "push_unsubscribed", "since_email", "since_push",
+              "since_coupon", "email_visit_lift", "push_visit_lift", "coupon_buy_lift"]
     return names
 
 
 def _action_masks(actions: tuple[ActionSpec, ...] | DatasetSpec) -> tuple[np.ndarray, ...]:
-    """Per action index: is it a contact, a discount, its channel is email / push."""
+    """Per action index: contact, discount, email / push channel, email / push message."""
     if isinstance(actions, DatasetSpec):
         actions = actions.actions
     if not actions:
@@ -107,7 +117,8 @@ def _action_masks(actions: tuple[ActionSpec, ...] | DatasetSpec) -> tuple[np.nda
     coupon = np.array([a.kind == "discount" for a in actions], dtype=bool)
     email = np.array([a.channel == "email" for a in actions], dtype=bool)
     push = np.array([a.channel == "push" for a in actions], dtype=bool)
-    return contact, coupon, email, push
+    message = np.array([a.kind == "message" for a in actions], dtype=bool)
+    return contact, coupon, email, push, email & message, push & message
 
 
 def _lookup(mask: np.ndarray, action_index: np.ndarray) -> np.ndarray:
@@ -123,13 +134,21 @@ def _assemble(config: FeatureConfig, *, tenure, since_purchase, n_purchases, n_v
               revenue_total, lag_visited, lag_purchased, lag_logrev, lag_contacted,
               contacts_4, contacts_8, coupons_4, coupons_8, since_contact,
               n_contacted, buys_contacted, n_uncontacted, buys_uncontacted,
-              email_unsub, push_unsub) -> np.ndarray:
+              email_unsub, push_unsub, since_email, since_push, since_coupon, n_email,
+              visits_email, n_push, visits_push, n_coupon, buys_coupon,
+              visits_uncontacted) -> np.ndarray:
     """Shared arithmetic of both paths (inputs float64 arrays of shape (n,) or (n, K))."""
     ten = np.maximum(tenure, 1.0)
     overall = (buys_contacted + buys_uncontacted) / ten
     s = config.shrinkage
-    rate_c = (buys_contacted + s * overall) / np.maximum(n_contacted + s, 1e-12)
-    rate_u = (buys_uncontacted + s * overall) / np.maximum(n_uncontacted + s, 1e-12)
+
+    def shrunk(hits, periods, prior):
+        return (hits + s * prior) / np.maximum(periods + s, 1e-12)
+
+    rate_c = shrunk(buys_contacted, n_contacted, overall)
+    rate_u = shrunk(buys_uncontacted, n_uncontacted, overall)
+    visit_all = n_visit_periods / ten
+    visit_u = shrunk(visits_uncontacted, n_uncontacted, visit_all)
     mean_basket = np.where(n_purchases > 0, revenue_total / np.maximum(n_purchases, 1.0), 0.0)
     cap = float(config.recency_cap)
     cols = [
@@ -145,7 +164,11 @@ def _assemble(config: FeatureConfig, *, tenure, since_purchase, n_purchases, n_v
         lags.reshape(len(tenure), -1),
         np.stack([contacts_4 / 4.0, contacts_8 / 8.0, coupons_4 / 4.0, coupons_8 / 8.0,
                   np.minimum(since_contact, cap) / cap, rate_c, rate_u, rate_c - rate_u,
-                  email_unsub, push_unsub], axis=1),
+                  email_unsub, push_unsub, np.minimum(since_email, cap) / cap,
+                  np.minimum(since_push, cap) / cap, np.minimum(since_coupon, cap) / cap,
+                  shrunk(visits_email, n_email, visit_u) - visit_u,
+                  shrunk(visits_push, n_push, visit_u) - visit_u,
+                  shrunk(buys_coupon, n_coupon, rate_u) - rate_u], axis=1),
     ], axis=1)
     return obs.astype(np.float32)
 
@@ -168,12 +191,14 @@ class HistoryTracker:
         ...           revenue=[30.0, 0.0], action_index=[1, 0],
         ...           unsubscribed_email=[False, False], unsubscribed_push=[False, False])
         >>> tr.observation().shape
-        (2, 31)
+        (2, 37)
     """
 
     _FIELDS = ("tenure", "since_purchase", "n_purchases", "n_visit_periods", "revenue_total",
                "since_contact", "n_contacted", "buys_contacted", "n_uncontacted",
-               "buys_uncontacted", "email_unsub", "push_unsub")
+               "buys_uncontacted", "email_unsub", "push_unsub", "since_email", "since_push",
+               "since_coupon", "n_email", "visits_email", "n_push", "visits_push", "n_coupon",
+               "buys_coupon", "visits_uncontacted")
     _WINDOWS = ("lag_visited", "lag_purchased", "lag_logrev", "lag_contacted", "win_contact",
                 "win_coupon")
 
@@ -183,12 +208,14 @@ class HistoryTracker:
             raise ValueError(f"`n` must be an int >= 0; got {n!r}")
         self.n = int(n)
         self.config = config or FeatureConfig()
-        self._contact, self._coupon, _, _ = _action_masks(actions)
+        (self._contact, self._coupon, self._email, self._push, self._email_msg,
+         self._push_msg) = _action_masks(actions)
         self.n_features = len(observation_names(self.config))
         k, w = self.config.n_lags, 8
         self.arrays: dict[str, np.ndarray] = {f: np.zeros(self.n) for f in self._FIELDS}
         self.arrays["since_purchase"][:] = np.inf
-        self.arrays["since_contact"][:] = np.inf
+        for f in ("since_contact", "since_email", "since_push", "since_coupon"):
+            self.arrays[f][:] = np.inf
         for f in self._WINDOWS[:4]:
             self.arrays[f] = np.zeros((self.n, k))
         for f in self._WINDOWS[4:]:
@@ -241,6 +268,18 @@ class HistoryTracker:
         a["buys_contacted"] += bought * contacted
         a["n_uncontacted"] += 1.0 - contacted
         a["buys_uncontacted"] += bought * (1.0 - contacted)
+        a["visits_uncontacted"] += visited * (1.0 - contacted)
+        for name, mask in (("since_email", self._email), ("since_push", self._push),
+                           ("since_coupon", self._coupon)):
+            a[name] = np.where(_lookup(mask, act), 1.0, a[name] + 1.0)
+        email_msg = _lookup(self._email_msg, act).astype(float)
+        push_msg = _lookup(self._push_msg, act).astype(float)
+        a["n_email"] += email_msg
+        a["visits_email"] += visited * email_msg
+        a["n_push"] += push_msg
+        a["visits_push"] += visited * push_msg
+        a["n_coupon"] += coupon
+        a["buys_coupon"] += bought * coupon
         a["email_unsub"] = np.maximum(a["email_unsub"], np.asarray(unsubscribed_email, float))
         a["push_unsub"] = np.maximum(a["push_unsub"], np.asarray(unsubscribed_push, float))
         for name, new in (("lag_visited", visited), ("lag_purchased", bought),
@@ -265,7 +304,8 @@ class HistoryTracker:
             coupons_8=a["win_coupon"].sum(axis=1), since_contact=a["since_contact"],
             n_contacted=a["n_contacted"], buys_contacted=a["buys_contacted"],
             n_uncontacted=a["n_uncontacted"], buys_uncontacted=a["buys_uncontacted"],
-            email_unsub=a["email_unsub"], push_unsub=a["push_unsub"])
+            email_unsub=a["email_unsub"], push_unsub=a["push_unsub"],
+            **{f: a[f] for f in self._FIELDS[12:]})
 
 
 def _check_panel(panel: pd.DataFrame) -> None:
@@ -305,7 +345,7 @@ def observations_from_panel(panel: pd.DataFrame,
     """
     config = config or FeatureConfig()
     _check_panel(panel)
-    contact_m, coupon_m, _, push_m = _action_masks(spec)
+    contact_m, coupon_m, email_m, push_m, email_msg_m, push_msg_m = _action_masks(spec)
     n = len(panel)
     uid = panel["user_id"].to_numpy()
     new_user = np.ones(n, dtype=bool)
@@ -327,6 +367,8 @@ def observations_from_panel(panel: pd.DataFrame,
     unsub = panel["unsubscribes"].to_numpy(dtype=float) > 0
     unsub_push = (unsub & _lookup(push_m, act)).astype(float)
     unsub_email = (unsub & ~_lookup(push_m, act)).astype(float)
+    email_msg = _lookup(email_msg_m, act).astype(float)
+    push_msg = _lookup(push_msg_m, act).astype(float)
 
     groups = np.cumsum(new_user)
 
@@ -371,5 +413,11 @@ def observations_from_panel(panel: pd.DataFrame,
         n_contacted=before(contacted), buys_contacted=before(bought * contacted),
         n_uncontacted=before(1.0 - contacted), buys_uncontacted=before(bought * (1 - contacted)),
         email_unsub=np.minimum(before(unsub_email), 1.0),
-        push_unsub=np.minimum(before(unsub_push), 1.0))
+        push_unsub=np.minimum(before(unsub_push), 1.0),
+        since_email=since(_lookup(email_m, act).astype(float)),
+        since_push=since(_lookup(push_m, act).astype(float)), since_coupon=since(coupon),
+        n_email=before(email_msg), visits_email=before(visited * email_msg),
+        n_push=before(push_msg), visits_push=before(visited * push_msg),
+        n_coupon=before(coupon), buys_coupon=before(bought * coupon),
+        visits_uncontacted=before(visited * (1.0 - contacted)))
 

@@ -10,7 +10,7 @@ import pandas as pd
 import typer
 
 from agents.cli._app import app, bench_app, output_folder
-from predictors import GenerateConfig, generate
+from predictors import GenerateConfig, generate, load_world
 from predictors.io import check_out_folder, write_json, write_run_config
 
 
@@ -38,16 +38,20 @@ def generate_cmd(
     export_crm: Path | None = typer.Option(
         None, "--export-crm", help="Also write DIR/orders.csv, DIR/sends.csv and "
         "DIR/catalog.yaml: the shop's logs as a real shop would export them."),
+    world: str = typer.Option("default", "--world",
+                              help="World: a preset (default, null, tired) or a .json/.yaml "
+                                   "file with the schema of truth/world.json."),
 ) -> None:
     """Simulate the synthetic shop: a dataset in the data contract plus truth/."""
-    cfg = GenerateConfig(n_users=users, n_periods=periods, logging=logging, seed=seed)
+    cfg = GenerateConfig(n_users=users, n_periods=periods, logging=logging, seed=seed,
+                         world=load_world(world))
     with output_folder(out, replace=overwrite) as tmp:
         t0 = time.perf_counter()
         generate(cfg, tmp, progress=True)
         summary = _summary(tmp, time.perf_counter() - t0, cfg)
         write_run_config(tmp, "generate", {"users": users, "periods": periods,
-                                           "logging": logging, "seed": seed, "out": str(out)},
-                         seed=seed)
+                                           "logging": logging, "seed": seed, "world": world,
+                                           "out": str(out)}, seed=seed)
         write_json(tmp / "generate.json", summary)
     typer.echo(f"wrote {out}: {summary['rows']['events']} events, "
                f"{summary['rows']['interventions']} interventions, {users} users "

@@ -38,10 +38,12 @@ def quickstart_stages(out: Path, fast: bool, seed: int) -> list[tuple[str, list[
     trained policy is known."""
     if fast:
         users, periods, epochs, ppo_steps, dqn_steps = "1200", "16", "2", "4096", "4096"
-        eval_users, boot = ["--max-users", "200"], "50"
+        eval_users, boot = ["--max-users", "200", "--min-rollouts", "0"], "50"
+        tune = ["--users", "100", "--budget", str(100 * 26 * 8)]
     else:
         users, periods, epochs, ppo_steps, dqn_steps = "5000", "52", "10", "300000", "150000"
         eval_users, boot = [], "200"
+        tune = ["--users", "1000", "--budget", str(1000 * 26 * 100)]
     data, pred, s = out / "data", out / "predictor", str(seed)
     small = ["--n-envs", "256", "--eval-users", "200"] if fast else []
     return [
@@ -56,6 +58,8 @@ def quickstart_stages(out: Path, fast: bool, seed: int) -> list[tuple[str, list[
         ("fidelity", ["fidelity", "--predictor", str(pred), "--data", str(data),
                       "--seed", s, "--out", str(out / "fidelity")]
          + (["--replicates", "1"] if fast else [])),
+        ("tune-rule", ["tune-rule", "--data", str(data), "--predictor", str(pred), "--env",
+                       "sim", *tune, "--seed", s, "--out", str(out / "tune")]),
         ("train-ppo", ["train-policy", "--predictor", str(pred), "--data", str(data),
                        "--algo", "ppo", "--timesteps", ppo_steps, "--seed", s,
                        "--out", str(out / "ppo"), *small]),
@@ -65,10 +69,12 @@ def quickstart_stages(out: Path, fast: bool, seed: int) -> list[tuple[str, list[
         ("evaluate", ["evaluate", "--predictor", str(pred), "--data", str(data),
                       "--policy", str(out / "ppo"), "--policy", str(out / "dqn"),
                       *[x for r in QUICKSTART_RULES for x in ("--policy", r)],
-                      "--seed", s, "--out", str(out / "evaluation"), *eval_users]),
+                      "--tune-rule", str(out / "tune"), "--seed", s,
+                      "--out", str(out / "evaluation"), *eval_users]),
         ("ope", ["ope", str(data), "--policy", str(out / "ppo"), "--policy", str(out / "dqn"),
                  "--policy", "rule:never", "--policy", "rule:email_capped",
-                 "--policy", "rule:greedy", "--boot", boot, "--seed", s,
+                 "--policy", "rule:greedy", "--policy", str(out / "tune"), "--boot", boot,
+                 "--seed", s,
                  "--no-sequential", "--out", str(out / "ope")]),
     ]
 
@@ -122,8 +128,8 @@ def quickstart_cmd(
     seed: int = typer.Option(0, "--seed", help="Seed of every stage."),
 ) -> None:
     """The whole loop: generate the default shop, train the predictor, check the simulator,
-    train PPO and DQN, evaluate against the rules (simulated, off-policy and true value),
-    export the best policy and write report.md."""
+    tune the rule, train PPO and DQN, evaluate against the rules (the tuned one included;
+    simulated, off-policy and true value), export the best policy and write report.md."""
     with resumable_output(out):
         report, timings = _quickstart(out, fast, seed)
     typer.echo(f"\nquickstart finished in {timings['total']:.0f} s; report: {report}")

@@ -29,7 +29,7 @@ from predictors.dataset import write_dataset
 from predictors.features import FeatureConfig, HistoryTracker
 from predictors.io import atomic_path, write_json, write_parquet
 from predictors.synthetic.logging_policy import make_logging_policy, sample_actions
-from predictors.synthetic.rollout import StartStates, burn_in, track
+from predictors.synthetic.rollout import StartStates, burn_in, sample_with_orders, track
 from predictors.synthetic.world import DYNAMIC, TRAITS, World, WorldConfig, WorldState
 
 ORIGIN = "2025-01-06T00:00:00Z"
@@ -72,6 +72,60 @@ class GenerateConfig:
             raise ValueError(f"`logging` must be 'campaign' or 'uniform'; got {self.logging!r}")
         if not (0.0 <= self.holdout_share < 1.0):
             raise ValueError(f"`holdout_share` must be in [0, 1); got {self.holdout_share!r}")
+
+
+#: Loyalty tiers by pre-log orders: ``none`` (0), ``silver`` (1-2), ``gold`` (3+).
+_TIERS = np.array(["none", "silver", "gold"])
+
+
+def crm_attributes(state: WorldState, orders: np.ndarray,
+                   rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Static CRM attributes of the users table that real shops hold (see the world docstring).
+
+    ``push_opt_in`` (app installed with push allowed; push reaches only them),
+    ``first_order_coupon`` (the first order used the welcome coupon, w.p. ``s_c / (1 + s_c)``
+    for coupon sensitivity ``s_c``) and ``loyalty_tier`` (from the pre-log orders ``orders``).
+    """
+    s_c = state.coupon_sensitivity
+    tier = _TIERS[np.digitize(orders, [0.5, 2.5])]
+    return {"push_opt_in": state.push_opt_in > 0.5,
+            "first_order_coupon": rng.random(state.n) < s_c / (1.0 + s_c),
+            "loyalty_tier": tier}
+
+
+def users_table(world: WorldConfig, state: WorldState, orders: np.ndarray,
+                holdout: np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
+    """The observable users table (``user_id`` = position): sign-up date, acquisition channel,
+    region, holdout flag and the CRM attributes of :func:`crm_attributes`."""
+    n = state.n
+    origin_us = int(pd.Timestamp(ORIGIN).value // 1000)
+    period_us = 7 * 86_400 * 1_000_000
+    seg_names = np.array(world.segment_names)
+    weeks_before = np.where(seg_names[state.segment] == "new", rng.integers(0, 3, n),
+                            rng.integers(12, 156, n))
+    cum = np.cumsum(_CHANNEL_P[np.minimum(state.segment, len(_CHANNEL_P) - 1)], axis=1)
+    channel = _CHANNELS[(rng.random(n)[:, None] > cum).sum(axis=1).clip(0, 4)]
+    return pd.DataFrame({
+        "user_id": np.arange(n, dtype=np.int64),
+        "signup_date": pd.to_datetime(origin_us - weeks_before * period_us, unit="us", utc=True),
+        "acquisition_channel": channel, "region": _REGIONS[rng.integers(0, 4, n)],
+        "holdout": holdout, **crm_attributes(state, orders, rng)})
+
+
+def sample_start_users(world: World, n: int, seed: int | np.random.Generator,
+                       observed_periods: int = 52,
+                       features: FeatureConfig | None = None) -> tuple[StartStates, pd.DataFrame]:
+    """Fresh users as a generated log of ``observed_periods`` leaves them (campaign logging, no
+    control group), with the users table a generated dataset would hold for them.
+
+    Example:
+        >>> start, users = sample_start_users(World(), 5, seed=0, observed_periods=2)
+        >>> start.n, "push_opt_in" in users
+        (5, True)
+    """
+    rng = np.random.default_rng(seed)
+    start, orders = sample_with_orders(world, n, rng, observed_periods, features)
+    return start, users_table(world.config, start.state, orders, np.zeros(n, dtype=bool), rng)
 
 
 def _period_events(out: dict, users: np.ndarray, start_us: int, period_us: int,
@@ -158,7 +212,9 @@ def read_start_states(folder: str | Path, period: str = "end") -> StartStates:
     at = 0 if period == "start" else cfg.n_periods
     states = states[states["period"] == at].set_index("user_id").loc[users["user_id"]]
     seg = {n: i for i, n in enumerate(cfg.world.segment_names)}
-    traits = {t: users[t].to_numpy() for t in TRAITS[1:]}
+    # datasets written before push opt-in existed reached every user by push
+    traits = {t: users[t].to_numpy() if t in users else np.ones(len(users))
+              for t in TRAITS[1:]}
     traits["segment"] = users["segment"].map(seg).to_numpy().astype(np.int64)
     dyn = {d: states[d].to_numpy() for d in DYNAMIC}
     history = HistoryTracker(len(users), cfg.world.actions, cfg.features)
@@ -213,7 +269,7 @@ def generate(config: GenerateConfig, out: str | Path, *, progress: bool = False)
                                             "logging": config.logging, "seed": config.seed}})
     users = np.arange(n, dtype=np.int64)
     state = world.sample_users(n, rng)
-    burn_in(world, state, config.world.burn_in, rng)
+    orders = burn_in(world, state, config.world.burn_in, rng)
     holdout = (rng.random(n) < config.holdout_share) if config.logging == "campaign" \
         else np.zeros(n, dtype=bool)
     policy = make_logging_policy(config.logging, actions)
@@ -260,15 +316,7 @@ def generate(config: GenerateConfig, out: str | Path, *, progress: bool = False)
                                             categories=world.action_names),
         "propensity": np.concatenate(inter_p)})
     seg_names = np.array(config.world.segment_names)
-    weeks_before = np.where(seg_names[state.segment] == "new", rng.integers(0, 3, n),
-                            rng.integers(12, 156, n))
-    cum = np.cumsum(_CHANNEL_P[np.minimum(state.segment, len(_CHANNEL_P) - 1)], axis=1)
-    channel = _CHANNELS[(rng.random(n)[:, None] > cum).sum(axis=1).clip(0, 4)]
-    users_df = pd.DataFrame({
-        "user_id": users,
-        "signup_date": pd.to_datetime(origin_us - weeks_before * period_us, unit="us", utc=True),
-        "acquisition_channel": channel, "region": _REGIONS[rng.integers(0, 4, n)],
-        "holdout": holdout})
+    users_df = users_table(config.world, state, orders, holdout, rng)
     write_dataset(out, spec, events_df, inter_df, users_df)
 
     truth_users = pd.DataFrame({"user_id": users, "segment": seg_names[state.segment],

@@ -54,19 +54,30 @@ def track(history: HistoryTracker, out: dict[str, np.ndarray]) -> None:
                    out["action"], out["unsub_email"], out["unsub_push"])
 
 
-def burn_in(world: World, state: WorldState, periods: int, rng: np.random.Generator) -> None:
+def burn_in(world: World, state: WorldState, periods: int,
+            rng: np.random.Generator) -> np.ndarray:
     """Run ``periods`` unlogged periods under the campaign rule, then reset the ``new`` segment.
 
     Users of a segment named ``new`` joined just now, so their dynamic state is fresh.
+
+    Returns:
+        Purchase events per user during the burn-in, shape (n,) (0 for ``new`` users): the
+        shop's pre-log order history, which loyalty tiers are computed from.
     """
     policy = CampaignPolicy(world.config.actions)
     history = HistoryTracker(state.n, world.config.actions)
+    orders = np.zeros(state.n)
     for _ in range(periods):
         action = policy.act(history.observation(), rng)
-        track(history, world.step(state, action, rng))
+        out = world.step(state, action, rng)
+        orders += out["purchases"]
+        track(history, out)
     names = world.config.segment_names
     if "new" in names:
-        state.reset_dynamics(state.segment == names.index("new"))
+        fresh = state.segment == names.index("new")
+        state.reset_dynamics(fresh)
+        orders[fresh] = 0.0
+    return orders
 
 
 def sample_start_states(world: World, n: int, seed: int | np.random.Generator,
@@ -81,17 +92,24 @@ def sample_start_states(world: World, n: int, seed: int | np.random.Generator,
     Example:
         >>> start = sample_start_states(World(), 10, seed=0, observed_periods=2)
         >>> start.n, start.history.observation().shape
-        (10, (10, 31))
+        (10, (10, 37))
     """
-    rng = np.random.default_rng(seed)
+    return sample_with_orders(world, n, np.random.default_rng(seed), observed_periods,
+                              features, segment)[0]
+
+
+def sample_with_orders(world: World, n: int, rng: np.random.Generator, observed_periods: int,
+                       features: FeatureConfig | None = None,
+                       segment: np.ndarray | None = None) -> tuple[StartStates, np.ndarray]:
+    """:func:`sample_start_states` from a generator, plus the burn-in orders per user (n,)."""
     state = world.sample_users(n, rng, segment=segment)
-    burn_in(world, state, world.config.burn_in, rng)
+    orders = burn_in(world, state, world.config.burn_in, rng)
     history = HistoryTracker(n, world.config.actions, features)
     policy = CampaignPolicy(world.config.actions, features=history.config)
     for _ in range(observed_periods):
         action = policy.act(history.observation(), rng)
         track(history, world.step(state, action, rng))
-    return StartStates(state, history)
+    return StartStates(state, history), orders
 
 
 def policy_rewards(world: World, policy_fn: PolicyFn, start_states: StartStates, horizon: int,

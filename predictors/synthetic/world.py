@@ -7,8 +7,8 @@ conditioning ``c``, the email/push unsubscribe flags and the churn flag (absorbi
 
 One period with action ``a`` (channel ``ch(a)``, discount rate ``d(a)``, send cost ``k(a)``)::
 
-    delivered  D = alive * [ch(a) is email and not email_unsub  or  ch(a) is push and not
-                             push_unsub]                    (coupons travel by email)
+    delivered  D = alive * [ch(a) is email and not email_unsub  or  ch(a) is push and
+                             push_opt_in and not push_unsub]  (coupons travel by email)
     coupon     C = D * d(a)                                  (discount actually received)
     response   r = D * resp_ch * exp(-phi * s_f * f)         (fatigue dampens; resp < 0 for
                                                               sleeping dogs)
@@ -32,6 +32,21 @@ cost later ones); every contact adds fatigue, which dampens later responses and 
 unsubscribe and churn hazards (strongly for sleeping dogs, whose ``q_contact`` is large);
 coupons lift today's purchase but build conditioning that lowers later full-price purchases.
 :func:`expected_outcomes` is the exact one-period model given state and action.
+
+What a shop can see of a user's latent response (the mechanisms behind the room a policy has;
+``nudgegym room`` measures it, with and without each):
+
+* **Push reach.** Push notifications reach only users who installed the app and allowed them
+  (``push_opt_in``, drawn per user with the segment's rate); the shop knows who they are (the
+  users table's ``push_opt_in``), as every app publisher does.
+* **Personal channel responses.** People of one segment differ most in how they react to
+  messages: ``email_response`` and ``push_response`` get a personal deviation of std
+  ``response_noise`` (other traits: ``trait_noise``). A user's own response shows in the
+  history (the observation's ``email_visit_lift`` / ``push_visit_lift``).
+* **CRM attributes** in the users table (:func:`predictors.synthetic.generate.crm_attributes`):
+  ``first_order_coupon`` (the first order used the welcome coupon, w.p. ``s_c / (1 + s_c)``),
+  ``loyalty_tier`` (from the orders before the log) and ``acquisition_channel`` (weakly
+  segment-dependent).
 """
 
 from __future__ import annotations
@@ -61,6 +76,8 @@ class SegmentProfile:
         fatigue_sensitivity: ``s_f``; scales fatigue's damping, unsubscribe and churn effects.
         churn_logit: ``q0``, base weekly churn logit.
         contact_churn: ``q_contact``, churn-logit lift of a delivered contact.
+        push_opt_in: Share of the segment's users who installed the app and allow push
+            notifications (push reaches only them; the shop knows who they are).
     """
 
     name: str
@@ -75,18 +92,20 @@ class SegmentProfile:
     fatigue_sensitivity: float
     churn_logit: float
     contact_churn: float = 0.0
+    push_opt_in: float = 1.0
 
 
 def default_segments() -> tuple[SegmentProfile, ...]:
     """Loyal, regular, deal seeker, new, dormant and sleeping-dog customers."""
     S = SegmentProfile
     return (
-        S("loyal", 0.10, -1.2, -0.4, 3.7, 0.45, 0.25, 0.20, 0.15, 1.5, -5.5),
-        S("regular", 0.22, -1.5, -0.8, 3.7, 0.45, 0.90, 0.50, 0.35, 1.0, -4.8),
-        S("deal_seeker", 0.20, -1.6, -2.5, 3.3, 0.40, 0.00, 0.00, 2.00, 0.8, -4.8),
-        S("new", 0.16, -0.9, -1.2, 3.6, 0.50, 0.00, 2.00, 0.50, 0.8, -3.2),
-        S("dormant", 0.16, -3.0, -1.0, 3.7, 0.45, 2.00, 0.30, 0.10, 0.7, -4.8),
-        S("sleeping_dog", 0.16, -1.2, -0.4, 3.9, 0.45, -1.00, -1.00, 0.20, 1.5, -5.2, 2.5),
+        S("loyal", 0.10, -1.2, -0.4, 3.7, 0.45, 0.25, 0.20, 0.15, 1.5, -5.5, 0.0, 0.6),
+        S("regular", 0.22, -1.5, -0.8, 3.7, 0.45, 0.90, 0.50, 0.35, 1.0, -4.8, 0.0, 0.4),
+        S("deal_seeker", 0.20, -1.6, -2.5, 3.3, 0.40, 0.00, 0.00, 2.00, 0.8, -4.8, 0.0, 0.3),
+        S("new", 0.16, -0.9, -1.2, 3.6, 0.50, 0.00, 2.00, 0.50, 0.8, -3.2, 0.0, 0.7),
+        S("dormant", 0.16, -3.0, -1.0, 3.7, 0.45, 2.00, 0.30, 0.10, 0.7, -4.8, 0.0, 0.15),
+        S("sleeping_dog", 0.16, -1.2, -0.4, 3.9, 0.45, -1.00, -1.00, 0.20, 1.5, -5.2, 2.5,
+          0.2),
     )
 
 
@@ -97,7 +116,9 @@ class WorldConfig:
     Attributes:
         segments: Segment profiles.
         actions: Action catalog (kinds, channels, discount rates, costs).
-        trait_noise: Std of personal deviations from the segment's logits and responses.
+        trait_noise: Std of personal deviations from the segment's logits and sensitivities.
+        response_noise: Std of personal deviations from the segment's email and push
+            responses (people of one segment differ most in how they react to messages).
         habit_decay: ``rho_h``.
         habit_visit: ``w_hv``.
         habit_buy: ``w_hb``.
@@ -117,6 +138,7 @@ class WorldConfig:
     segments: tuple[SegmentProfile, ...] = field(default_factory=default_segments)
     actions: tuple[ActionSpec, ...] = field(default_factory=default_catalog)
     trait_noise: float = 0.3
+    response_noise: float = 0.8
     habit_decay: float = 0.6
     habit_visit: float = 0.6
     habit_buy: float = 0.3
@@ -143,8 +165,8 @@ class WorldConfig:
             v = getattr(self, name)
             if not (0.0 <= v < 1.0):
                 raise ValueError(f"WorldConfig.{name} must be in [0, 1); got {v!r}")
-        if self.trait_noise < 0 or self.burn_in < 0:
-            raise ValueError("WorldConfig.trait_noise and burn_in must be >= 0")
+        if self.trait_noise < 0 or self.response_noise < 0 or self.burn_in < 0:
+            raise ValueError("WorldConfig.trait_noise, response_noise and burn_in must be >= 0")
 
     @property
     def segment_names(self) -> list[str]:
@@ -161,7 +183,7 @@ class WorldConfig:
 #: Personal traits drawn once per user (all arrays of shape (n,)).
 TRAITS = ("segment", "visit_logit", "buy_logit", "basket_mu", "basket_sigma", "email_response",
           "push_response", "coupon_sensitivity", "fatigue_sensitivity", "churn_logit",
-          "contact_churn")
+          "contact_churn", "push_opt_in")
 #: Dynamic state (arrays of shape (n,)).
 DYNAMIC = ("habit", "fatigue", "conditioning", "email_unsub", "push_unsub", "churned",
            "since_purchase")
@@ -182,6 +204,7 @@ class WorldState:
     fatigue_sensitivity: np.ndarray
     churn_logit: np.ndarray
     contact_churn: np.ndarray
+    push_opt_in: np.ndarray
     habit: np.ndarray
     fatigue: np.ndarray
     conditioning: np.ndarray
@@ -271,11 +294,13 @@ class World:
         p, sd = self._profile, self.config.trait_noise
         traits: dict[str, np.ndarray] = {"segment": segment}
         for t in ("visit_logit", "buy_logit", "churn_logit", "email_response", "push_response"):
-            traits[t] = p[t][segment] + sd * rng.standard_normal(n)
+            noise = self.config.response_noise if t.endswith("_response") else sd
+            traits[t] = p[t][segment] + noise * rng.standard_normal(n)
         traits["basket_mu"] = p["basket_mu"][segment] + 0.2 * rng.standard_normal(n)
         traits["basket_sigma"] = p["basket_sigma"][segment]
         for t in ("coupon_sensitivity", "fatigue_sensitivity", "contact_churn"):
             traits[t] = p[t][segment] * np.exp(sd * rng.standard_normal(n) - sd**2 / 2)
+        traits["push_opt_in"] = (rng.random(n) < p["push_opt_in"][segment]).astype(float)
         dyn = {name: np.zeros(n) for name in ("habit", "fatigue", "conditioning",
                                               "since_purchase")}
         flags = {name: np.zeros(n, dtype=bool) for name in ("email_unsub", "push_unsub",
@@ -288,7 +313,8 @@ class World:
         action = np.asarray(action, dtype=np.int64)
         alive = ~s.churned
         email, push = self._email[action], self._push[action]
-        delivered = alive & ((email & ~s.email_unsub) | (push & ~s.push_unsub))
+        reach = (s.push_opt_in > 0.5) & ~s.push_unsub
+        delivered = alive & ((email & ~s.email_unsub) | (push & reach))
         coupon = np.where(delivered, self._discount[action], 0.0)
         resp = np.where(email, s.email_response, s.push_response)
         r = delivered * resp * np.exp(-c.fatigue_damping * s.fatigue_sensitivity * s.fatigue)

@@ -12,7 +12,7 @@ from agents.cli import run_main
 from agents.ope import SNIPS
 from agents.ope.panel import logged_data_from_panel
 from agents.policy import FixedActionPolicy
-from predictors import DataValidationError, build_panel, open_dataset
+from predictors import DataValidationError, build_panel, observation_names, open_dataset
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def test_panel_rows_become_trajectories(tiny_logged) -> None:
     assert logged.n_actions == ds.spec.n_actions
     assert logged.action_names == tuple(ds.spec.action_names)
     assert logged.n_rounds == int((panel["action_index"] >= 0).sum())
-    assert logged.obs.shape[1] == 31
+    assert logged.obs.shape[1] == len(observation_names())
     traj = logged.trajectories()
     assert traj.n_trajectories == panel["user_id"].nunique()
 

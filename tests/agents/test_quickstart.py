@@ -15,12 +15,12 @@ def test_quickstart_fast_writes_the_report(tmp_path) -> None:
                     "## Policies", "## Off-policy evaluation", "## Export"):
         assert section in report, section
     timings = json.loads((out / "quickstart.json").read_text())["timings_seconds"]
-    assert set(timings) >= {"generate", "train-predictor", "fidelity", "train-ppo",
+    assert set(timings) >= {"generate", "train-predictor", "fidelity", "tune-rule", "train-ppo",
                             "train-dqn", "evaluate", "ope", "export", "total"}
     manifest = json.loads((out / "export" / "manifest.json").read_text())
     assert manifest["format"] == "onnx" and (out / "export" / manifest["model_file"]).is_file()
     ev = json.loads((out / "evaluation" / "evaluation.json").read_text())
-    assert ev["has_truth"] and len(ev["policies"]) == 9
+    assert ev["has_truth"] and len(ev["policies"]) == 10
     # the report opens with the verdict and ends with the commands to run next
     assert report.splitlines()[2] == "## Verdict"
     verdict = report.split("## Verdict")[1].split("\n## ")[0]
@@ -34,3 +34,4 @@ def test_quickstart_fast_writes_the_report(tmp_path) -> None:
     # the off-policy stage also valued the rule the simulator ranks first
     ope = json.loads((out / "ope" / "ope.json").read_text())
     assert rule in [r["policy"] for r in ope["results"]]
+    assert any(r["policy"].startswith("rule:tuned:") and r["is_rule"] for r in ev["policies"])

@@ -77,6 +77,16 @@ def test_features_describe_the_history() -> None:
     assert o["push_unsubscribed"].tolist() == [0, 1]
     assert o["buy_rate_contacted"][0] > o["buy_rate_uncontacted"][0]
     assert o["contact_lift"][0] > 0
+    # per-channel: user 0 visited in its email period (lift > 0), user 1 saw a push and no visit
+    assert o["since_email"].tolist() == pytest.approx([2 / 26, 1.0])
+    assert o["since_push"].tolist() == pytest.approx([1.0, 1 / 26])
+    assert o["since_coupon"].tolist() == [1.0, 1.0]
+    assert o["email_visit_lift"][0] > 0 and o["email_visit_lift"][1] == 0
+    assert o["push_visit_lift"][0] == 0 and o["push_visit_lift"][1] == 0
+    tr.update([1, 0], [1, 0], [1, 0], [1, 0], [20.0, 0.0], [3, 0], [False, False],
+              [False, False])
+    o = {n: v for n, v in zip(names, tr.observation().T, strict=True)}
+    assert o["since_coupon"][0] == pytest.approx(1 / 26) and o["coupon_buy_lift"][0] > 0
     assert np.all(np.abs(tr.observation()) < 10)
 
 

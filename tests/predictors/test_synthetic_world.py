@@ -97,3 +97,36 @@ def test_segment_oracle_beats_best_simple_rule_and_greedy() -> None:
     greedy = _returns(evaluate, greedy_policy(WORLD), seed=201)
     assert _beats(oracle, simple, factor=1.1)
     assert _beats(oracle, greedy)
+
+
+def test_push_reaches_only_app_users(start) -> None:
+    opted = start.state.push_opt_in > 0.5
+    assert 0.1 < opted.mean() < 0.9  # the default world has both kinds of users
+    n = start.n
+    push = WORLD.expected_outcomes(start.state, np.full(n, PUSH))
+    none = WORLD.expected_outcomes(start.state, np.full(n, NONE))
+    off = ~opted
+    np.testing.assert_allclose(push.p_visit[off], none.p_visit[off])  # not delivered
+    assert np.all(push.p_unsubscribe[off] == 0)
+    reach = opted & ~start.state.churned & ~start.state.push_unsub
+    assert np.any(push.p_visit[reach] != none.p_visit[reach])
+
+
+def test_channel_responses_vary_within_a_segment(start) -> None:
+    names = WORLD.config.segment_names
+    regular = start.state.segment == names.index("regular")
+    sd = start.state.email_response[regular].std()
+    assert abs(sd - WORLD.config.response_noise) < 0.1
+    assert (start.state.email_response[regular] < 0).mean() > 0.05  # some are put off
+
+
+def test_crm_attributes_reveal_the_latent_response() -> None:
+    from predictors.synthetic import sample_start_users
+
+    start, users = sample_start_users(WORLD, 6000, seed=7, observed_periods=0)
+    seg = np.array(WORLD.config.segment_names)[start.state.segment]
+    coupon = users["first_order_coupon"].to_numpy()
+    assert coupon[seg == "deal_seeker"].mean() > 2 * coupon[seg == "loyal"].mean()
+    np.testing.assert_array_equal(users["push_opt_in"].to_numpy(), start.state.push_opt_in > 0.5)
+    assert (users["loyalty_tier"][seg == "new"] == "none").all()  # no orders before the log
+    assert set(users["loyalty_tier"]) <= {"none", "silver", "gold"}

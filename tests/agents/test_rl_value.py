@@ -1,0 +1,142 @@
+"""Expected-reward training signal, warm start from a rule, reference tracking, the value bench."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from agents.cli import run_main
+
+TINY = ["--timesteps", "512", "--n-envs", "32", "--eval-users", "20", "--device", "cpu",
+        "--no-progress"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def _world_env(data: Path, reward: str, seed: int = 0, n: int = 200):
+    from agents.world_vec_env import WorldVecEnv, world_from_dataset, world_start_states
+
+    ids = pd.read_parquet(Path(data) / "truth" / "users.parquet")["user_id"].to_numpy()[:n]
+    return WorldVecEnv(world_from_dataset(data), world_start_states(data, ids), n_envs=n,
+                       horizon=5, seed=seed, reward=reward)
+
+
+def test_world_expected_reward_is_the_mean_of_the_sampled(tiny_synthetic_run) -> None:
+    """Same seed: same dynamics; the expected reward averages the sampled one (per action)."""
+    data, _ = tiny_synthetic_run
+    envs = {k: _world_env(data, k) for k in ("sampled", "expected")}
+    obs = {k: e.reset() for k, e in envs.items()}
+    np.testing.assert_array_equal(obs["sampled"], obs["expected"])
+    rng = np.random.default_rng(0)
+    sampled, expected = [], []
+    for _ in range(5):
+        a = rng.integers(5, size=200)
+        out = {k: e.step(a) for k, e in envs.items()}
+        np.testing.assert_array_equal(out["sampled"][0], out["expected"][0])  # same dynamics
+        sampled.append(out["sampled"][1])
+        expected.append(out["expected"][1])
+    s, e = np.concatenate(sampled), np.concatenate(expected)
+    assert e.std() < s.std()  # the noise of the draw is gone
+    assert abs(s.mean() - e.mean()) < 4 * s.std() / np.sqrt(len(s))
+    with pytest.raises(ValueError, match="reward"):
+        _world_env(data, "exact")
+
+
+def test_learned_shop_expected_reward(tiny_synthetic_run) -> None:
+    from envs.shop_env import ShopVecEnv, load_learned_shop
+
+    data, pred = tiny_synthetic_run
+    shop = load_learned_shop(pred, data, start_users="all")
+    env = ShopVecEnv(shop, n_envs=256, horizon=4, seed=0, reward="expected")
+    env.reset()
+    a = np.full(256, shop.spec.action_names.index("coupon_10"))
+    _, r, _, _ = env.step(a)
+    out = env.last_step
+    assert np.allclose(r, out["expected_reward"]) and not np.allclose(r, out["reward"])
+    assert (r >= -max(x.cost for x in shop.spec.actions) - 1e-6).all()
+    # the draw's mean matches the expectation within its noise
+    assert abs(out["reward"].mean() - r.mean()) < 4 * out["reward"].std() / 16 + 1e-6
+
+
+def test_warm_start_clones_the_rule(tiny_synthetic_run) -> None:
+    from agents.batched_sb3 import ALGORITHMS
+    from agents.tuned_rule import TunedRulePolicy
+    from agents.warm_start import WarmStartConfig, warm_start_actor_critic
+    from predictors import default_catalog, observation_names
+
+    data, _ = tiny_synthetic_run
+    env = _world_env(data, "expected")
+    teacher = TunedRulePolicy(default_catalog(), observation_names(), active="push",
+                              active_gap=2, lapse=4, lapsed="coupon_10", lapsed_gap=3)
+    model = ALGORITHMS["ppo"]("MlpPolicy", env, seed=0, device="cpu", n_steps=8,
+                              batch_size=64)
+    stats = warm_start_actor_critic(model, env, teacher, WarmStartConfig(n_steps=30,
+                                                                         batch_size=512),
+                                    reward_scale=0.1)
+    assert stats["accuracy"] > 0.9 and stats["transitions"] == 30 * 200
+    obs = env.reset()
+    greedy = model.predict(obs, deterministic=True)[0]
+    assert (greedy == teacher.act(obs, np.random.default_rng(0))).mean() > 0.85
+    with torch.no_grad():
+        v = model.policy.predict_values(model.policy.obs_to_tensor(obs)[0]).numpy()
+    assert v.mean() > 0  # the critic learned the rule's (positive) value
+
+
+def test_train_with_reference_and_warm_start(tiny_synthetic_run, tmp_path: Path) -> None:
+    data, pred = tiny_synthetic_run
+    out = tmp_path / "w"
+    assert run_main(["train-policy", "--predictor", str(pred), "--data", str(data), "--env",
+                     "world", "--reward", "expected", "--reference", "rule:email_capped",
+                     "--warm-start", "rule:email_capped", "--out", str(out), *TINY]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["config"]["reward"] == "expected" and m["warm_start"]["accuracy"] > 0.5
+    h = m["eval_history"][-1]
+    assert h["vs_reference_low"] <= h["vs_reference"] <= h["vs_reference_high"]
+    assert m["reference"]["mean_return"] == pytest.approx(h["mean_return"] - h["vs_reference"])
+    assert run_main(["train-policy", "--predictor", str(pred), "--data", str(data), "--algo",
+                     "dqn", "--warm-start", "rule:never", "--out", str(tmp_path / "d"),
+                     *TINY]) == 1
+
+
+def test_true_comparison_is_paired(tiny_synthetic_run) -> None:
+    from agents.baselines import make_rule
+    from agents.bench_rl import true_comparison
+    from predictors import default_catalog, observation_names
+
+    data, _ = tiny_synthetic_run
+    pols = {n: make_rule(n, default_catalog(), observation_names())
+            for n in ("never", "email_capped")}
+    pols["copy"] = make_rule("email_capped", default_catalog(), observation_names())
+    res = true_comparison(data, pols, "email_capped", n_users=150, horizon=4)
+    assert res["n_users"] == 150
+    assert res["policies"]["copy"]["vs_reference"]["mean"] == 0.0  # common random numbers
+    assert res["policies"]["email_capped"]["vs_reference_pct"]["mean"] == 0.0
+    assert res["policies"]["never"]["vs_reference"]["mean"] != 0.0
+
+
+def test_bench_train_world_reports_time_to_value(tiny_synthetic_run, tmp_path: Path) -> None:
+    data, pred = tiny_synthetic_run
+    out = tmp_path / "bench"
+    cfg = tmp_path / "hp.yaml"
+    cfg.write_text("n_steps: 8\nbatch_size: 64\n")
+    assert run_main(["bench", "train", "--predictor", str(pred), "--data", str(data),
+                     "--env", "world", "--algos", "ppo", "--seeds", "0,1", "--timesteps",
+                     "512", "--n-envs", "32", "--reference", "rule:email_capped",
+                     "--eval-users", "100", "--config", str(cfg), "--out", str(out)]) == 0
+    b = json.loads((out / "bench.json").read_text())
+    assert [r["run"] for r in b["runs"]] == ["ppo_s0", "ppo_s1"]
+    assert b["comparison"]["n_users"] == 100
+    assert "time to pass" in (out / "bench.md").read_text()
+    for r in b["runs"]:
+        assert r["seconds_to_pass"] is None or r["seconds_to_pass"] >= 0
