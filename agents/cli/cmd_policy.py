@@ -164,9 +164,13 @@ def bench_train_cmd(
         if predictor is None:
             predictor, data = _bench_shop(Path(tmp), seed)
         if env == "world" or reference is not None:
-            _bench_value(predictor, data, Path(out or tmp) / "runs", algo_list, timesteps,
-                         n_envs, device, env, reference, seeds, seed, reward, warm_start,
-                         config, eval_data, eval_users, out)
+            args = (algo_list, timesteps, n_envs, device, env, reference, seeds, seed, reward,
+                    warm_start, config, eval_data, eval_users)
+            if out is None:
+                _bench_value(predictor, data, Path(tmp) / "runs", *args, None)
+            else:
+                with output_folder(out) as staged:  # the runs live inside --out
+                    _bench_value(predictor, data, staged / "runs", *args, staged)
             return
         typer.echo(f"{'algo':<14}{'n_envs':>8}{'steps':>10}{'steps/s':>10}{'per CPU-s':>11}")
         for algo in algo_list:
@@ -220,16 +224,15 @@ def _bench_value(predictor: Path, data: Path, runs: Path, algos: list[str], time
     result["tune_seconds"] = tune_seconds
     table = bench_table(result)
     typer.echo(table)
-    if out is not None:
-        with output_folder(out) as tmp:
-            write_run_config(tmp, "bench train", {
-                "predictor": str(predictor), "data": str(data), "algos": algos,
-                "timesteps": timesteps, "env": env, "reference": reference, "seeds": seed_list,
-                "reward": reward, "warm_start": warm_start,
-                "eval_data": str(eval_data) if eval_data else None, "eval_users": eval_users},
-                seed)
-            write_json(tmp / "bench.json", result)
-            write_text(tmp / "bench.md", table)
+    if out is not None:  # a staging folder (see bench_train_cmd)
+        write_run_config(out, "bench train", {
+            "predictor": str(predictor), "data": str(data), "algos": algos,
+            "timesteps": timesteps, "env": env, "reference": reference, "seeds": seed_list,
+            "reward": reward, "warm_start": warm_start,
+            "eval_data": str(eval_data) if eval_data else None, "eval_users": eval_users},
+            seed)
+        write_json(out / "bench.json", result)
+        write_text(out / "bench.md", table)
 
 
 def _bench_shop(root: Path, seed: int) -> tuple[Path, Path]:
