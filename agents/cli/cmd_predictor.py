@@ -72,6 +72,8 @@ def train_predictor(
     markov_order: int = typer.Option(1, help="markov: periods in the behaviour state."),
     markov_prior: float = typer.Option(0.0, help="markov: prior strength in pseudo "
                                        "user-periods (0: chosen on validation users)."),
+    threads: int = typer.Option(2, help="Torch intra-op threads while fitting (0: torch's "
+                                "default); the fitted model does not depend on it."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
 ) -> None:
     """Train a behavior predictor on a dataset; write weights, metrics.json and plots."""
@@ -82,7 +84,7 @@ def train_predictor(
     cfg = PredictorConfig(family=model, history=history, hidden=hidden, layers=layers,
                           conditioning=conditioning, epochs=epochs, batch_size=batch_size,
                           lr=lr, patience=patience, ipw=ipw, seed=seed, device=device,
-                          markov_order=markov_order, markov_prior=markov_prior)
+                          num_threads=threads, markov_order=markov_order, markov_prior=markov_prior)
     resolve_device(device)
     panel, users, ds = _load_data(data)
     t0 = time.perf_counter()

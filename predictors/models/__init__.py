@@ -2,8 +2,11 @@
 
 Modules: ``config`` (PredictorConfig, resolve_device), ``sequence`` (panel -> tensors, labels),
 ``families`` (torch networks), ``train`` (training loop), ``predictor`` (the numpy-facing
-interface, save/load), ``metrics`` (AUC, log-loss, ECE, counterfactual report), ``plots``, ``toy``.
+interface, save/load), ``metrics`` (AUC, log-loss, ECE, counterfactual report), ``plots``, ``toy``,
+``reproducible`` (fits that do not depend on the thread count; imported first, see there).
 """
+
+import predictors.models.reproducible  # noqa: F401  (before any matrix product: MKL_CBWR)
 
 from predictors.models.config import FAMILIES, PredictorConfig, resolve_device
 from predictors.models.metrics import (
