@@ -84,6 +84,7 @@ def fidelity_cmd(
     out: Path = typer.Option(..., "--out", help="Run folder to write."),
     horizon: int = typer.Option(26, help="Periods replayed (and of policy rollouts)."),
     replicates: int = typer.Option(4, help="Simulated copies of each held-out user."),
+    policy_replicates: int = typer.Option(2, help="Copies of each user per rule policy."),
     start_users: str = typer.Option("test", help="test, val, train or all."),
     threads: int = typer.Option(1, help="Torch intra-op threads (0: torch's default)."),
     seed: int = typer.Option(0, help="Seed."),
@@ -91,6 +92,7 @@ def fidelity_cmd(
     """How far the learned shop is from the logs (and, on a synthetic shop, from the world)."""
     _set_threads(threads)
     from agents.fidelity import plot_replay, policy_fidelity
+    from agents.fidelity_gate import fidelity_gate, fidelity_markdown, plot_rules
     from envs.fidelity import replay_fidelity
     from envs.shop_env import load_learned_shop
     from predictors import build_panel, open_dataset
@@ -112,23 +114,43 @@ def fidelity_cmd(
     pp = rep["purchases_per_user"]
     typer.echo(f"  purchases per user: mean sim {pp['mean_sim']:.3f} log {pp['mean_log']:.3f}, "
                f"Wasserstein {pp['wasserstein']:.3f}, TV {pp['total_variation']:.3f}")
+    worst = rep["max_period_rel_error"]
+    typer.echo("  worst single period |rel. error|: " + ", ".join(
+        f"{k} {'-' if v is None else f'{v:.1%}'}" for k, v in worst.items()))
+    for g in ("not_contacted", "contacted"):
+        if g in rep["by_action"]:
+            sm = rep["by_action"][g]["summary"]
+            typer.echo(f"  {g:<14} visit {sm['visit_rate']['rel_error']:+.1%}  purchase "
+                       f"{sm['purchase_rate']['rel_error']:+.1%}  revenue "
+                       f"{sm['revenue_per_user']['rel_error']:+.1%}")
     if ds.truth_folder is not None:
         pol = policy_fidelity(predictor, data, horizon=horizon, start_users=start_users,
-                              seed=seed, panel=panel)
+                              replicates=policy_replicates, seed=seed, panel=panel)
         result["policies"] = pol
         typer.echo(f"rule policies, simulated vs TRUE value per user ({horizon} periods, "
                    f"{pol['users']} users from the end of the log):")
         typer.echo(f"  {'policy':<22}{'simulated':>11}{'true':>11}{'rel. error':>12}"
-                   f"{'rank sim':>9}{'rank true':>10}")
+                   f"{'ratio 95% CI':>18}{'rank sim':>9}{'rank true':>10}")
         for row in pol["rows"]:
+            ci = f"{row['ratio_low']:.3f}..{row['ratio_high']:.3f}"
             typer.echo(f"  {row['policy']:<22}{row['sim']:>11.3f}{row['true']:>11.3f}"
-                       f"{row['rel_error']:>+12.1%}{row['rank_sim']:>9}{row['rank_true']:>10}")
+                       f"{row['rel_error']:>+12.1%}{ci:>18}{row['rank_sim']:>9}"
+                       f"{row['rank_true']:>10}")
         typer.echo(f"  max |relative error| {pol['max_abs_rel_error']:.1%}; ranking "
                    f"{'identical' if pol['ranking_identical'] else 'differs'} "
-                   f"(Spearman {pol['spearman']:.3f})")
+                   f"(Spearman {pol['spearman']:.3f} over {pol['n_rules']} rules); regret@1 "
+                   f"{pol['regret_at_1']:.1%} (sim picks {pol['best_sim']}, best is "
+                   f"{pol['best_true']})")
+    gate = fidelity_gate(result)
+    result["gate"] = gate
+    typer.echo(gate["verdict"])
     write_run_config(out, "fidelity", {"predictor": str(predictor), "data": str(data),
                                        "horizon": horizon, "replicates": replicates,
+                                       "policy_replicates": policy_replicates,
                                        "start_users": start_users, "threads": threads}, seed)
     write_json(out / "fidelity.json", result)
-    plot_replay(rep, out / "fidelity_replay.png")
+    plots = {"replay": plot_replay(rep, out / "fidelity_replay.png").name}
+    if "policies" in result:
+        plots["rules"] = plot_rules(result["policies"], out / "fidelity_rules.png").name
+    (out / "report.md").write_text(fidelity_markdown(result, plots))
     typer.echo(f"wrote {out}")
