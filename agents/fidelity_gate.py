@@ -126,7 +126,10 @@ def fidelity_markdown(result: dict, plots: dict[str, str]) -> str:
         w = worst.get(k)
         lines.append(f"| {k} | {v['sim']:.4f} | {v['log']:.4f} | {_fmt(v['rel_error'])} | "
                      f"{'-' if w is None else f'{w:.1%}'} |")
-    lines += ["", "Per-user totals over the window (simulated vs logged distributions):", "",
+    lines += ["", "Sampling noise of the log's per-period means (median relative SE over "
+              "periods): " + ", ".join(f"{k} {v:.1%}" for k, v in
+                                       rep.get("period_rel_se_log", {}).items()) + ".", "",
+              "Per-user totals over the window (simulated vs logged distributions):", "",
               "| total | mean sim | mean log | KS | Wasserstein |", "|---|---|---|---|---|"]
     for k, v in rep["per_user_totals"].items():
         lines.append(f"| {k} | {v['mean_sim']:.3f} | {v['mean_log']:.3f} | {v['ks']:.3f} | "

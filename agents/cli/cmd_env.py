@@ -116,7 +116,9 @@ def fidelity_cmd(
                f"Wasserstein {pp['wasserstein']:.3f}, TV {pp['total_variation']:.3f}")
     worst = rep["max_period_rel_error"]
     typer.echo("  worst single period |rel. error|: " + ", ".join(
-        f"{k} {'-' if v is None else f'{v:.1%}'}" for k, v in worst.items()))
+        f"{k} {'-' if v is None else f'{v:.1%}'}" for k, v in worst.items())
+        + " (the log's own per-period relative SE: " + ", ".join(
+            f"{v:.1%}" for v in rep["period_rel_se_log"].values()) + ")")
     for g in ("not_contacted", "contacted"):
         if g in rep["by_action"]:
             sm = rep["by_action"][g]["summary"]

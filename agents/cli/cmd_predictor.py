@@ -72,6 +72,8 @@ def train_predictor(
     markov_order: int = typer.Option(1, help="markov: periods in the behaviour state."),
     markov_prior: float = typer.Option(0.0, help="markov: prior strength in pseudo "
                                        "user-periods (0: chosen on validation users)."),
+    calibration: str = typer.Option("none", help="Per-head, per-action calibration fitted on "
+                                    "the validation users: none, temperature or isotonic."),
     threads: int = typer.Option(2, help="Torch intra-op threads while fitting (0: torch's "
                                 "default); the fitted model does not depend on it."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
@@ -90,6 +92,8 @@ def train_predictor(
     t0 = time.perf_counter()
     pred = BehaviorPredictor(cfg).fit(panel, ds.spec.action_names or ["none"], users,
                                       progress=progress)
+    if calibration != "none":
+        pred.calibrate(panel, users, method=calibration, weighted=ipw)
     fit_s = time.perf_counter() - t0
     pred.to_cpu().save(out)
     write_run_config(out, "train-predictor", {"data": str(data), "predictor": cfg.to_dict()},
@@ -100,7 +104,7 @@ def train_predictor(
     val_pred = pred.predict_tensors(val)
     val_metrics = head_metrics(val, val_pred)
     res = pred.train_result_
-    metrics = {"family": model, "ipw": ipw, "best_epoch": res.best_epoch,
+    metrics = {"family": model, "ipw": ipw, "calibration": calibration, "best_epoch": res.best_epoch,
                "epochs_run": len(res.history), "fit_seconds": fit_s,
                "train_rows_per_second": res.rows_per_second,
                "n_users": {s: int((split == s).sum()) for s in ("train", "val", "test")},
