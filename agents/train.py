@@ -61,6 +61,8 @@ class TrainConfig:
         start_users: Predictor split the training episodes start from.
         eval_start_users: Predictor split of the periodic evaluations.
         progress: Progress bar on stderr.
+        penalty: MOPO-style reward penalty per unit of an ensemble predictor's disagreement
+            (learned env only; 0: none).
     """
 
     algo: str = "ppo"
@@ -78,8 +80,11 @@ class TrainConfig:
     start_users: str = "train"
     eval_start_users: str = "val"
     progress: bool = True
+    penalty: float = 0.0
 
     def __post_init__(self) -> None:
+        if not (self.penalty >= 0):
+            raise ConfigError(f"`penalty` must be >= 0; got {self.penalty!r}")
         if self.algo not in ALGORITHMS:
             raise ConfigError(f"`algo` must be one of {sorted(ALGORITHMS)}; got {self.algo!r}")
         if self.env not in ("learned", "world"):
@@ -156,7 +161,8 @@ def _make_envs(cfg: TrainConfig, predictor: str | Path, data: str | Path, n_envs
     from envs.shop_env import CapConfig, ShopVecEnv, load_learned_shop
 
     caps = CapConfig(coupon_gap=cfg.coupon_gap, max_contacts=cfg.max_contacts)
-    train_shop = load_learned_shop(predictor, data, start_users=cfg.start_users, caps=caps)
+    train_shop = load_learned_shop(predictor, data, start_users=cfg.start_users, caps=caps,
+                                   penalty=cfg.penalty)
     eval_shop = load_learned_shop(train_shop.simulator.predictor, data,
                                   start_users=cfg.eval_start_users, caps=caps)
     names = list(train_shop.observation_names)

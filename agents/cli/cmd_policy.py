@@ -39,6 +39,8 @@ def train_policy_cmd(
     max_contacts: int = typer.Option(0, help="Contact cap per 4 periods (mask; 0 = none)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint.zip."),
     threads: int = typer.Option(1, help="Torch intra-op threads (0: torch's default)."),
+    penalty: float = typer.Option(0.0, "--penalty", help="Reward penalty per unit of an "
+                                  "ensemble predictor's disagreement (MOPO-style; 0: none)."),
     progress: bool = typer.Option(True, help="Progress bar."),
 ) -> None:
     """Train an SB3 policy on the batched learned shop; write model, metrics and curves."""
@@ -47,7 +49,8 @@ def train_policy_cmd(
     _threads(threads)
     cfg = TrainConfig(algo=algo, timesteps=timesteps, env=env, n_envs=n_envs, horizon=horizon,
                       seed=seed, device=device, eval_every=eval_every, eval_users=eval_users,
-                      coupon_gap=coupon_gap, max_contacts=max_contacts, progress=progress)
+                      coupon_gap=coupon_gap, max_contacts=max_contacts, progress=progress,
+                      penalty=penalty)
     opts = {"predictor": str(predictor), "data": str(data), "config": str(config) if config
             else None, "resume": resume, "threads": threads, **cfg.__dict__}
     write_run_config(out, "train-policy", opts, seed)

@@ -16,6 +16,7 @@ from predictors.models.metrics import (
     log_loss,
     roc_auc,
 )
+from predictors.models.ensemble import PredictorEnsemble, is_ensemble_folder
 from predictors.models.predictor import BehaviorPredictor, Predictions
 from predictors.models.sequence import PanelTensors, StaticEncoder, panel_to_tensors
 from predictors.models.toy import toy_panel
@@ -25,11 +26,13 @@ __all__ = [
     "BehaviorPredictor",
     "PanelTensors",
     "PredictorConfig",
+    "PredictorEnsemble",
     "Predictions",
     "StaticEncoder",
     "counterfactual_report",
     "expected_calibration_error",
     "head_metrics",
+    "is_ensemble_folder",
     "log_loss",
     "panel_to_tensors",
     "resolve_device",

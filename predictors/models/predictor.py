@@ -171,7 +171,7 @@ class BehaviorPredictor:
         with gen_state, torch_threads(cfg.num_threads):
             # Weight init draws from torch's default generator: seed it inside fork_rng, which
             # restores the caller's global RNG state on exit (no global side effect).
-            torch.manual_seed(cfg.seed)
+            torch.manual_seed(cfg.seed + 7919 * cfg.member)
             self.net_ = make_net(cfg, len(action_names), self.encoder_.n_features)
             val = data.subset(np.flatnonzero(split == "val"))
             train = data.subset(np.flatnonzero(split == "train"))

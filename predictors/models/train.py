@@ -201,7 +201,7 @@ def train_net(net: BehaviorNet, train: PanelTensors, val: PanelTensors | None,
     device = resolve_device(cfg.device)
     if device.type == "cpu":
         warn_if_thread_dependent(torch.get_num_threads())
-    gen = torch.Generator().manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed + 7919 * cfg.member)
     init_output_bias(net, train)
     net.to(device)
     w_train = ipw_weights(train, cfg.ipw_clip) if cfg.ipw else train.valid.astype(np.float32)
