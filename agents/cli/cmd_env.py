@@ -32,6 +32,7 @@ def bench_env_cmd(
     min_seconds: float = typer.Option(1.0, help="Minimum timing window per measurement."),
     device: str = typer.Option("cpu", help="Device of the predictor's forward passes."),
     threads: int = typer.Option(1, help="Torch intra-op threads (0: torch's default)."),
+    ensemble: int = typer.Option(1, help="Members of a predictor ensemble (1: one predictor)."),
     seed: int = typer.Option(0, help="Seed."),
     out: Path | None = typer.Option(None, "--out", help="Write bench.json here."),
 ) -> None:
@@ -42,7 +43,7 @@ def bench_env_cmd(
     from envs.bench import bench_env
     from envs.shop_env import load_learned_shop
     from predictors import build_panel, load_users, open_dataset
-    from predictors.models import BehaviorPredictor, PredictorConfig
+    from predictors.models import BehaviorPredictor, PredictorConfig, PredictorEnsemble
 
     _set_threads(threads)
     fams = [f.strip() for f in families.split(",") if f.strip()]
@@ -60,20 +61,23 @@ def bench_env_cmd(
         header = f"{'family':<12}{'N':>7}{'batched/s':>12}{'naive/s':>10}{'ratio':>7}{'forward/s':>12}"
         typer.echo(header)
         for fam in fams:
-            pred = BehaviorPredictor(PredictorConfig(family=fam, epochs=1, device=device,
-                                                     seed=seed))
-            pred.fit(panel, ds.spec.action_names, users=users, progress=False)
+            preds = [BehaviorPredictor(PredictorConfig(family=fam, epochs=1, device=device,
+                                                       seed=seed, member=m)).fit(
+                panel, ds.spec.action_names, users=users, progress=False)
+                for m in range(max(1, ensemble))]
+            pred = preds[0] if ensemble <= 1 else PredictorEnsemble(preds, seed=seed)
             shop = load_learned_shop(pred, data, start_users="all", panel=panel)
             for n in sizes:
                 r = bench_env(shop, n, naive=naive, min_seconds=min_seconds, seed=seed)
-                r["family"] = fam
+                r["family"], r["ensemble"] = fam, max(1, ensemble)
                 rows.append(r)
                 nv = f"{r['naive']:>10,.0f}{r['speedup']:>7.0f}" if naive else f"{'-':>10}{'-':>7}"
                 typer.echo(f"{fam:<12}{n:>7}{r['batched']:>12,.0f}{nv}{r['forward']:>12,.0f}")
     if out is not None:
         write_run_config(out, "bench env", {"data": str(data) if data else None,
                                             "families": fams, "n_envs": sizes, "naive": naive,
-                                            "device": device, "threads": threads}, seed)
+                                            "device": device, "threads": threads,
+                                            "ensemble": ensemble}, seed)
         write_json(out / "bench.json", {"unit": "user-steps per second", "rows": rows})
 
 
