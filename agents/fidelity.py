@@ -86,7 +86,7 @@ def rank_fidelity(rows: list[dict], z: float = 1.96) -> dict:
     trues = np.array([r["true"] for r in rows])
     rank_sim = (-sims).argsort().argsort() + 1
     rank_true = (-trues).argsort().argsort() + 1
-    for r, rs, rt in zip(rows, rank_sim, rank_true):
+    for r, rs, rt in zip(rows, rank_sim, rank_true, strict=True):
         t, sv = r["true"], r["sim"]
         r["rel_error"] = (sv - t) / abs(t) if t else float("nan")
         ratio = sv / t if t else float("nan")
@@ -127,7 +127,7 @@ def plot_replay(report: dict, path: str | Path) -> Path:
         ax.plot(t, lg, label=f"logged {label}".strip(), color=color)
         ax.plot(t, sm, label=f"simulated {label}".strip(), color=color, linestyle="--")
 
-    for ax, k in zip(axes, keys):
+    for ax, k in zip(axes, keys, strict=False):
         if k in report["per_period"]:
             curve(ax, report["per_period"][k], "", "black")
         ax.set_title("activity (visit at or after t)" if k == "survival" else k.replace("_", " "))

@@ -167,7 +167,7 @@ def _group_curves(sim_vals: dict, log_vals: dict, m_sim: np.ndarray, m_log: np.n
     def period_mean(x: np.ndarray, m: np.ndarray) -> list[float | None]:
         n = m.sum(0)
         tot = np.where(m, x, 0).sum(0)
-        return [float(t / k) if k else None for t, k in zip(tot, n)]
+        return [float(t / k) if k else None for t, k in zip(tot, n, strict=True)]
 
     out: dict = {"n_log": int(m_log.sum()), "per_period": {}, "summary": {}}
     for k in sim_vals:

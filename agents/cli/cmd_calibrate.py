@@ -33,10 +33,9 @@ def calibrate_predictor(
     Writes the calibrated predictor (same weights) and ``calibration.json`` (per head and
     action: mean predicted, observed and ECE on the test users, before and after).
     """
+    from agents.cli.cmd_predictor import _load_data
     from predictors.models import BehaviorPredictor
     from predictors.models.calibration import CALIBRATIONS, calibration_table
-
-    from agents.cli.cmd_predictor import _load_data
 
     if method not in CALIBRATIONS[1:]:
         raise typer.BadParameter(f"expected one of {CALIBRATIONS[1:]}; got {method!r}",

@@ -112,7 +112,8 @@ def train_predictor(
     val_pred = pred.predict_tensors(val)
     val_metrics = head_metrics(val, val_pred)
     res = pred.train_result_
-    metrics = {"family": model, "ipw": ipw, "calibration": calibration, "best_epoch": res.best_epoch,
+    metrics = {"family": model, "ipw": ipw, "calibration": calibration,
+               "best_epoch": res.best_epoch,
                "epochs_run": len(res.history), "fit_seconds": fit_s,
                "train_rows_per_second": res.rows_per_second,
                "n_users": {s: int((split == s).sum()) for s in ("train", "val", "test")},

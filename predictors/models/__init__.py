@@ -6,7 +6,7 @@ interface, save/load), ``metrics`` (AUC, log-loss, ECE, counterfactual report), 
 ``reproducible`` (fits that do not depend on the thread count; imported first, see there).
 """
 
-import predictors.models.reproducible  # noqa: F401  (before any matrix product: MKL_CBWR)
+import predictors.models.reproducible  # noqa: F401, I001  (first: MKL_CBWR before any GEMM)
 
 from predictors.models.config import FAMILIES, PredictorConfig, resolve_device
 from predictors.models.metrics import (

@@ -13,7 +13,7 @@ from agents.fidelity_gate import FidelityThresholds, fidelity_gate
 
 def _rows(sims, trues):
     return [{"policy": f"rule:r{i}", "sim": s, "sim_se": 0.1, "true": t, "true_se": 0.1}
-            for i, (s, t) in enumerate(zip(sims, trues))]
+            for i, (s, t) in enumerate(zip(sims, trues, strict=True))]
 
 
 def test_regret_at_1_is_the_true_value_lost_by_the_simulators_pick() -> None:
