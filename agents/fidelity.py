@@ -21,7 +21,7 @@ from predictors import observation_names
 
 #: Rule policies compared by default (``rule:`` names of :func:`agents.baselines.make_rule`).
 FIDELITY_RULES = ("never", "always:email", "email_capped", "always:coupon_10", "winback",
-                  "rfm", "random", "greedy")
+                  "rfm", "random", "greedy", "campaign")
 
 
 def _policy_fn(rule, rng: np.random.Generator):
@@ -65,22 +65,49 @@ def policy_fidelity(predictor: str | Path, data: str | Path, *, horizon: int = 2
                      "sim_se": float(sim.std(ddof=1) / np.sqrt(len(sim))),
                      "true": float(true.mean()),
                      "true_se": float(true.std(ddof=1) / np.sqrt(len(true)))})
+    return {"users": len(shop.starts), "replicates": replicates, "horizon": horizon,
+            **rank_fidelity(rows)}
+
+
+def rank_fidelity(rows: list[dict], z: float = 1.96) -> dict:
+    """Value errors and ranking agreement of rules with ``sim``/``true`` means and their SEs.
+
+    Adds to each row ``rel_error``, ``ratio`` (sim / true) with its normal-approximation
+    interval ``ratio_low`` .. ``ratio_high`` (delta method; the two values come from
+    independent simulations), ``rank_sim`` and ``rank_true``.
+
+    Returns:
+        ``rows``, ``max_abs_rel_error``, ``ranking_identical``, ``spearman``, ``n_rules``,
+        ``best_sim`` (the rule the simulator would pick), ``best_true`` and ``regret_at_1``:
+        the TRUE value lost by picking the simulator's best rule, as a fraction of the best
+        rule's TRUE value.
+    """
     sims = np.array([r["sim"] for r in rows])
     trues = np.array([r["true"] for r in rows])
     rank_sim = (-sims).argsort().argsort() + 1
     rank_true = (-trues).argsort().argsort() + 1
-    for r, rs, rt in zip(rows, rank_sim, rank_true):
-        r["rel_error"] = (r["sim"] - r["true"]) / abs(r["true"]) if r["true"] else float("nan")
+    for r, rs, rt in zip(rows, rank_sim, rank_true, strict=True):
+        t, sv = r["true"], r["sim"]
+        r["rel_error"] = (sv - t) / abs(t) if t else float("nan")
+        ratio = sv / t if t else float("nan")
+        rse = abs(ratio) * np.sqrt((r["sim_se"] / sv) ** 2 + (r["true_se"] / t) ** 2) \
+            if t and sv else float("nan")
+        r["ratio"], r["ratio_low"], r["ratio_high"] = ratio, ratio - z * rse, ratio + z * rse
         r["rank_sim"], r["rank_true"] = int(rs), int(rt)
     rho = float(spearmanr(sims, trues).statistic) if len(rows) > 1 else float("nan")
-    return {"users": len(shop.starts), "replicates": replicates, "horizon": horizon,
-            "rows": rows, "max_abs_rel_error": float(np.nanmax(np.abs(
-                [r["rel_error"] for r in rows]))),
-            "ranking_identical": bool((rank_sim == rank_true).all()), "spearman": rho}
+    i_sim, i_true = int(sims.argmax()), int(trues.argmax())
+    best = trues[i_true]
+    regret = float((best - trues[i_sim]) / abs(best)) if best else float("nan")
+    return {"rows": rows, "n_rules": len(rows),
+            "max_abs_rel_error": float(np.nanmax(np.abs([r["rel_error"] for r in rows]))),
+            "ranking_identical": bool((rank_sim == rank_true).all()), "spearman": rho,
+            "best_sim": rows[i_sim]["policy"], "best_true": rows[i_true]["policy"],
+            "regret_at_1": regret}
 
 
 def plot_replay(report: dict, path: str | Path) -> Path:
-    """Four panels: visit rate, purchase rate, revenue per user, survival; simulated vs logged."""
+    """Per-period curves, simulated vs logged: visit, purchase, revenue, unsubscribe, activity
+    (survival), and the visit rate of contacted vs not-contacted user-periods."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -88,16 +115,31 @@ def plot_replay(report: dict, path: str | Path) -> Path:
 
     from predictors.io import atomic_path
 
-    keys = ("visit_rate", "purchase_rate", "revenue_per_user", "survival")
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
+    keys = ("visit_rate", "purchase_rate", "revenue_per_user", "unsubscribe_rate", "survival")
+    fig, axes = plt.subplots(2, 3, figsize=(15, 7))
+    axes = axes.ravel()
     start = report["start_period"]
-    for ax, k in zip(axes, keys):
-        curves = report["per_period"][k]
-        t = np.arange(start, start + len(curves["log"]))
-        ax.plot(t, curves["log"], label="logged", color="black")
-        ax.plot(t, curves["sim"], label="simulated", color="tab:orange", linestyle="--")
-        ax.set_title(k.replace("_", " "))
+    t = np.arange(start, start + report["horizon"])
+
+    def curve(ax, c, label, color):
+        lg = np.array([np.nan if v is None else v for v in c["log"]], float)
+        sm = np.array([np.nan if v is None else v for v in c["sim"]], float)
+        ax.plot(t, lg, label=f"logged {label}".strip(), color=color)
+        ax.plot(t, sm, label=f"simulated {label}".strip(), color=color, linestyle="--")
+
+    for ax, k in zip(axes, keys, strict=False):
+        if k in report["per_period"]:
+            curve(ax, report["per_period"][k], "", "black")
+        ax.set_title("activity (visit at or after t)" if k == "survival" else k.replace("_", " "))
         ax.set_xlabel("period")
+    ax = axes[5]
+    for g, color in (("contacted", "tab:red"), ("not_contacted", "tab:blue")):
+        if g in report.get("by_action", {}):
+            curve(ax, report["by_action"][g]["per_period"]["visit_rate"], g.replace("_", " "),
+                  color)
+    ax.set_title("visit rate by logged action")
+    ax.set_xlabel("period")
+    ax.legend(fontsize=7)
     axes[0].legend()
     fig.suptitle("Learned shop replaying the logged actions vs the log (held-out users)")
     fig.tight_layout()

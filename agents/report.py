@@ -92,6 +92,9 @@ def _fidelity(run: Path) -> list[str]:
         lines += ["", f"Largest relative error {pol['max_abs_rel_error']:.1%}; ranking "
                   f"{'identical' if pol['ranking_identical'] else 'not identical'} "
                   f"(Spearman {pol['spearman']:.2f}).", ""]
+    gate = f.get("gate")
+    if gate:
+        lines += [f"**Fidelity gate.** {gate['verdict']} (details: fidelity/report.md)", ""]
     return lines
 
 

@@ -73,6 +73,8 @@ class TrainConfig:
         warm_start: A policy (``rule:...`` or a ``tune-rule`` run) cloned into the actor, with
             the critic fitted to its value, before training (:mod:`agents.warm_start`; PPO and
             MaskablePPO).
+        penalty: MOPO-style reward penalty per unit of an ensemble predictor's disagreement
+            (learned env only; 0: none).
     """
 
     algo: str = "ppo"
@@ -94,7 +96,11 @@ class TrainConfig:
     reference: str | None = None
     warm_start: str | None = None
 
+    penalty: float = 0.0
+
     def __post_init__(self) -> None:
+        if not (self.penalty >= 0):
+            raise ConfigError(f"`penalty` must be >= 0; got {self.penalty!r}")
         if self.warm_start is not None and self.algo == "dqn":
             raise ConfigError("`warm_start` needs an actor-critic (ppo or maskable-ppo); "
                               "got algo 'dqn'")
@@ -204,7 +210,8 @@ def _make_envs(cfg: TrainConfig, predictor: str | Path, data: str | Path, n_envs
     from envs.shop_env import CapConfig, ShopVecEnv, load_learned_shop
 
     caps = CapConfig(coupon_gap=cfg.coupon_gap, max_contacts=cfg.max_contacts)
-    train_shop = load_learned_shop(predictor, data, start_users=cfg.start_users, caps=caps)
+    train_shop = load_learned_shop(predictor, data, start_users=cfg.start_users, caps=caps,
+                                   penalty=cfg.penalty)
     eval_shop = load_learned_shop(train_shop.simulator.predictor, data,
                                   start_users=cfg.eval_start_users, caps=caps)
     names = list(train_shop.observation_names)

@@ -36,7 +36,7 @@ from predictors import (
     load_users,
     open_dataset,
 )
-from predictors.models import BehaviorPredictor
+from predictors.models import BehaviorPredictor, PredictorEnsemble, is_ensemble_folder
 
 
 @dataclass
@@ -59,7 +59,8 @@ def load_learned_shop(predictor: str | Path | BehaviorPredictor, data: str | Pat
                       device: str = "cpu",
                       feature_config: FeatureConfig | None = None,
                       static_in_obs: bool = False, churn: str = "implicit",
-                      panel: pd.DataFrame | None = None) -> LearnedShop:
+                      panel: pd.DataFrame | None = None,
+                      penalty: float = 0.0) -> LearnedShop:
     """Build the learned shop from a predictor run folder and its dataset folder.
 
     Args:
@@ -79,9 +80,18 @@ def load_learned_shop(predictor: str | Path | BehaviorPredictor, data: str | Pat
             the simulated behaviour through the predictor either way, and without them the
             observation is computed from history alone, identically by the true world env,
             off-policy evaluation on the logs and a serving system.
+        penalty: With an ensemble predictor (a folder with ``ensemble.json``), subtract
+            ``penalty`` x the members' spread of expected revenue from each step's reward
+            (MOPO-style uncertainty penalty); 0 leaves the reward as is.
     """
-    pred = (predictor if isinstance(predictor, BehaviorPredictor)
-            else BehaviorPredictor.load(predictor, device=device))
+    if not penalty >= 0:
+        raise ValueError(f"`penalty` must be >= 0; got {penalty!r}")
+    if isinstance(predictor, (BehaviorPredictor, PredictorEnsemble)):
+        pred = predictor
+    elif is_ensemble_folder(predictor):
+        pred = PredictorEnsemble.load(predictor, device=device)
+    else:
+        pred = BehaviorPredictor.load(predictor, device=device)
     ds = open_dataset(data)
     if panel is None:
         panel = build_panel(ds)
@@ -95,6 +105,7 @@ def load_learned_shop(predictor: str | Path | BehaviorPredictor, data: str | Pat
                                 static_in_obs=static_in_obs)
     sim = ShopSimulator(pred, ds.spec, ActivityModel.fit(panel), caps, feature_config,
                         static_in_obs, churn)
+    sim.penalty = float(penalty)
     return LearnedShop(sim, starts, ds.spec)
 
 

@@ -321,6 +321,8 @@ class ShopSimulator:
         names = spec.action_names
         self.none_index = names.index("none") if "none" in names else None
         self.dims = _batch_dims(predictor)
+        #: MOPO-style reward penalty per unit of ensemble disagreement (0: none)
+        self.penalty = 0.0
         static_names = static_feature_names(predictor) if static_in_obs else []
         self.n_static = len(static_names)
         self.observation_names = observation_names(self.feature_config) + static_names
@@ -393,12 +395,16 @@ class ShopSimulator:
             Per-user arrays: ``reward``, ``expected_reward`` (its expectation given the
             state and action), ``revenue``, ``cost``, ``visit``, ``purchase``,
             ``unsubscribe``, ``churn`` (the predictor's churn event), ``terminated`` (the
-            episode ends: the churn event under ``churn="terminate"``, else never); the last
-            five bool.
+            episode ends: the churn event under ``churn="terminate"``, else never), all but
+            the first three bool; and ``uncertainty``: for an ensemble predictor the members'
+            spread of expected revenue of the effective action (MOPO-style penalty), else 0.
         """
         action = np.asarray(action, dtype=np.int64)
         n = self.n
-        pred = self.predictor.predict_from_state(self.state)
+        ensemble = getattr(self.predictor, "n_members", 1) > 1
+        # an ensemble draws its member per user-step from the simulator's own generator
+        pred = (self.predictor.predict_from_state(self.state, rng) if ensemble
+                else self.predictor.predict_from_state(self.state))
         ch = self.channel[action]
         blocked = (ch >= 0) & self.unsub[np.arange(n), np.clip(ch, 0, 1)]
         effective = action.copy()
@@ -415,7 +421,9 @@ class ShopSimulator:
         unsubscribe = out["unsubscribe"] & (ch >= 0) & ~blocked
         discount = np.where(purchase & ~blocked, self.discount[action] * revenue, 0.0)
         cost = self.cost[action] + discount
-        reward = revenue - cost
+        uncertainty = (self.predictor.last_disagreement_[r, effective] if ensemble
+                       else np.zeros(n))
+        reward = revenue - cost - self.penalty * uncertainty if self.penalty else revenue - cost
         # The same period's reward in expectation over the predicted outcome (revenue capped
         # like the draw): a noise-free training signal for the action taken.
         rate = np.where(blocked, 0.0, self.discount[action])
@@ -423,6 +431,8 @@ class ShopSimulator:
                                                   pred.revenue_sigma[r, effective],
                                                   self.activity.revenue_cap)
                            * pred.p_purchase[r, effective] * (1.0 - rate) - self.cost[action])
+        if self.penalty:
+            expected_reward = expected_reward - self.penalty * uncertainty
         # Observable bookkeeping of the period.
         if unsubscribe.any():
             rows = np.flatnonzero(unsubscribe)
@@ -443,7 +453,8 @@ class ShopSimulator:
         return {"reward": reward, "expected_reward": expected_reward, "revenue": revenue,
                 "cost": cost, "visit": visit,
                 "purchase": purchase, "unsubscribe": unsubscribe, "churn": churn,
-                "terminated": churn if self.churn_mode == "terminate" else np.zeros(n, bool)}
+                "terminated": churn if self.churn_mode == "terminate" else np.zeros(n, bool),
+                "uncertainty": uncertainty}
 
 
 def _capped_lognormal_mean(mu: np.ndarray, sigma: np.ndarray, cap: float) -> np.ndarray:

@@ -9,6 +9,7 @@ import sys
 
 # Command modules register themselves on import.
 from agents.cli import (  # noqa: F401,E402
+    cmd_calibrate,
     cmd_data,
     cmd_env,
     cmd_export,

@@ -33,6 +33,7 @@ def bench_env_cmd(
     min_seconds: float = typer.Option(1.0, help="Minimum timing window per measurement."),
     device: str = typer.Option("cpu", help="Device of the predictor's forward passes."),
     threads: int = typer.Option(1, help="Torch intra-op threads (0: torch's default)."),
+    ensemble: int = typer.Option(1, help="Members of a predictor ensemble (1: one predictor)."),
     seed: int = typer.Option(0, help="Seed."),
     out: Path | None = typer.Option(None, "--out", help="Write bench.json here."),
 ) -> None:
@@ -45,7 +46,7 @@ def bench_env_cmd(
     from envs.bench import bench_env
     from envs.shop_env import load_learned_shop
     from predictors import build_panel, load_users, open_dataset
-    from predictors.models import BehaviorPredictor, PredictorConfig
+    from predictors.models import BehaviorPredictor, PredictorConfig, PredictorEnsemble
 
     _set_threads(threads)
     fams = [f.strip() for f in families.split(",") if f.strip()]
@@ -64,13 +65,15 @@ def bench_env_cmd(
                   f"{'forward/s':>12}")
         typer.echo(header)
         for fam in fams:
-            pred = BehaviorPredictor(PredictorConfig(family=fam, epochs=1, device=device,
-                                                     seed=seed))
-            pred.fit(panel, ds.spec.action_names, users=users, progress=False)
+            preds = [BehaviorPredictor(PredictorConfig(family=fam, epochs=1, device=device,
+                                                       seed=seed, member=m)).fit(
+                panel, ds.spec.action_names, users=users, progress=False)
+                for m in range(max(1, ensemble))]
+            pred = preds[0] if ensemble <= 1 else PredictorEnsemble(preds, seed=seed)
             shop = load_learned_shop(pred, data, start_users="all", panel=panel)
             for n in sizes:
                 r = bench_env(shop, n, naive=naive, min_seconds=min_seconds, seed=seed)
-                r["family"] = fam
+                r["family"], r["ensemble"] = fam, max(1, ensemble)
                 rows.append(r)
                 nv = f"{r['naive']:>10,.0f}{r['speedup']:>7.0f}" if naive else f"{'-':>10}{'-':>7}"
                 typer.echo(f"{fam:<12}{n:>7}{r['batched']:>12,.0f}{nv}{r['forward']:>12,.0f}")
@@ -79,7 +82,8 @@ def bench_env_cmd(
             write_run_config(tmp, "bench env", {"data": str(data) if data else None,
                                                 "families": fams, "n_envs": sizes,
                                                 "naive": naive, "device": device,
-                                                "threads": threads}, seed)
+                                                "threads": threads,
+                                                "ensemble": ensemble}, seed)
             write_json(tmp / "bench.json", {"unit": "user-steps per second", "rows": rows})
 
 
@@ -90,6 +94,7 @@ def fidelity_cmd(
     out: Path = typer.Option(..., "--out", help="Run folder to write."),
     horizon: int = typer.Option(26, help="Periods replayed (and of policy rollouts)."),
     replicates: int = typer.Option(4, help="Simulated copies of each held-out user."),
+    policy_replicates: int = typer.Option(2, help="Copies of each user per rule policy."),
     start_users: str = typer.Option("test", help="test, val, train or all."),
     threads: int = typer.Option(1, help="Torch intra-op threads (0: torch's default)."),
     seed: int = typer.Option(0, help="Seed."),
@@ -97,6 +102,7 @@ def fidelity_cmd(
     """How far the learned shop is from the logs (and, on a synthetic shop, from the world)."""
     _set_threads(threads)
     from agents.fidelity import plot_replay, policy_fidelity
+    from agents.fidelity_gate import fidelity_gate, fidelity_markdown, plot_rules
     from envs.fidelity import replay_fidelity
     from envs.shop_env import load_learned_shop
     from predictors import build_panel, open_dataset
@@ -108,8 +114,7 @@ def fidelity_cmd(
         last = int(panel["period"].max())
         h = min(horizon, last)
         shop = load_learned_shop(predictor, data, start_period=last + 1 - h,
-                                 start_users=start_users,
-                                 panel=panel)
+                                 start_users=start_users, panel=panel)
         rep = replay_fidelity(shop, panel, h, replicates=replicates, seed=seed)
         result = {"replay": rep}
         typer.echo(f"replay of the logged actions: {rep['users']} {start_users} users from period "
@@ -123,23 +128,45 @@ def fidelity_cmd(
         pp = rep["purchases_per_user"]
         typer.echo(f"  purchases per user: mean sim {pp['mean_sim']:.3f} log {pp['mean_log']:.3f}, "
                    f"Wasserstein {pp['wasserstein']:.3f}, TV {pp['total_variation']:.3f}")
+        worst = rep["max_period_rel_error"]
+        typer.echo("  worst single period |rel. error|: " + ", ".join(
+            f"{k} {'-' if v is None else f'{v:.1%}'}" for k, v in worst.items())
+            + " (the log's own per-period relative SE: " + ", ".join(
+                f"{v:.1%}" for v in rep["period_rel_se_log"].values()) + ")")
+        for g in ("not_contacted", "contacted"):
+            if g in rep["by_action"]:
+                sm = rep["by_action"][g]["summary"]
+                typer.echo(f"  {g:<14} visit {sm['visit_rate']['rel_error']:+.1%}  purchase "
+                           f"{sm['purchase_rate']['rel_error']:+.1%}  revenue "
+                           f"{sm['revenue_per_user']['rel_error']:+.1%}")
         if ds.truth_folder is not None:
             pol = policy_fidelity(predictor, data, horizon=horizon, start_users=start_users,
-                                  seed=seed, panel=panel)
+                                  replicates=policy_replicates, seed=seed, panel=panel)
             result["policies"] = pol
             typer.echo(f"rule policies, simulated vs TRUE value per user ({horizon} periods, "
                        f"{pol['users']} users from the end of the log):")
             typer.echo(f"  {'policy':<22}{'simulated':>11}{'true':>11}{'rel. error':>12}"
-                       f"{'rank sim':>9}{'rank true':>10}")
+                       f"{'ratio 95% CI':>18}{'rank sim':>9}{'rank true':>10}")
             for row in pol["rows"]:
+                ci = f"{row['ratio_low']:.3f}..{row['ratio_high']:.3f}"
                 typer.echo(f"  {row['policy']:<22}{row['sim']:>11.3f}{row['true']:>11.3f}"
-                           f"{row['rel_error']:>+12.1%}{row['rank_sim']:>9}{row['rank_true']:>10}")
+                           f"{row['rel_error']:>+12.1%}{ci:>18}{row['rank_sim']:>9}"
+                           f"{row['rank_true']:>10}")
             typer.echo(f"  max |relative error| {pol['max_abs_rel_error']:.1%}; ranking "
                        f"{'identical' if pol['ranking_identical'] else 'differs'} "
-                       f"(Spearman {pol['spearman']:.3f})")
+                       f"(Spearman {pol['spearman']:.3f} over {pol['n_rules']} rules); regret@1 "
+                       f"{pol['regret_at_1']:.1%} (sim picks {pol['best_sim']}, best is "
+                       f"{pol['best_true']})")
+        gate = fidelity_gate(result)
+        result["gate"] = gate
+        typer.echo(gate["verdict"])
         write_run_config(tmp, "fidelity", {"predictor": str(predictor), "data": str(data),
                                            "horizon": horizon, "replicates": replicates,
+                                           "policy_replicates": policy_replicates,
                                            "start_users": start_users, "threads": threads}, seed)
         write_json(tmp / "fidelity.json", result)
-        plot_replay(rep, tmp / "fidelity_replay.png")
+        plots = {"replay": plot_replay(rep, tmp / "fidelity_replay.png").name}
+        if "policies" in result:
+            plots["rules"] = plot_rules(result["policies"], tmp / "fidelity_rules.png").name
+        (tmp / "report.md").write_text(fidelity_markdown(result, plots))
     typer.echo(f"wrote {out}")

@@ -46,6 +46,8 @@ def train_policy_cmd(
                                                      "policy before training (ppo)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint.zip."),
     threads: int = typer.Option(1, help="Torch intra-op threads (0: torch's default)."),
+    penalty: float = typer.Option(0.0, "--penalty", help="Reward penalty per unit of an "
+                                  "ensemble predictor's disagreement (MOPO-style; 0: none)."),
     progress: bool = typer.Option(True, help="Progress bar."),
 ) -> None:
     """Train an SB3 policy on the batched learned shop; write model, metrics and curves."""
@@ -55,7 +57,8 @@ def train_policy_cmd(
     cfg = TrainConfig(algo=algo, timesteps=timesteps, env=env, n_envs=n_envs, horizon=horizon,
                       seed=seed, device=device, eval_every=eval_every, eval_users=eval_users,
                       coupon_gap=coupon_gap, max_contacts=max_contacts, progress=progress,
-                      reward=reward, reference=reference, warm_start=warm_start)
+                      reward=reward, reference=reference, warm_start=warm_start,
+                      penalty=penalty)
     opts = {"predictor": str(predictor), "data": str(data), "config": str(config) if config
             else None, "resume": resume, "threads": threads, **cfg.__dict__}
     check_pair(predictor, data)

@@ -79,6 +79,12 @@ def train_predictor(
     markov_order: int = typer.Option(1, help="markov: periods in the behaviour state."),
     markov_prior: float = typer.Option(0.0, help="markov: prior strength in pseudo "
                                        "user-periods (0: chosen on validation users)."),
+    ensemble: int = typer.Option(1, help="Fit K members (same split, other initial weights "
+                                 "and minibatch order): the simulator draws one per user-step."),
+    calibration: str = typer.Option("none", help="Per-head, per-action calibration fitted on "
+                                    "the validation users: none, temperature or isotonic."),
+    threads: int = typer.Option(2, help="Torch intra-op threads while fitting (0: torch's "
+                                "default); the fitted model does not depend on it."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
 ) -> None:
     """Train a behavior predictor on a dataset; write weights, metrics.json and plots."""
@@ -89,14 +95,24 @@ def train_predictor(
     cfg = PredictorConfig(family=model, history=history, hidden=hidden, layers=layers,
                           conditioning=conditioning, epochs=epochs, batch_size=batch_size,
                           lr=lr, patience=patience, ipw=ipw, seed=seed, device=device,
-                          markov_order=markov_order, markov_prior=markov_prior)
+                          num_threads=threads, markov_order=markov_order, markov_prior=markov_prior)
     resolve_device(device)
+    if ensemble < 1:
+        raise typer.BadParameter(f"expected an integer >= 1; got {ensemble}",
+                                 param_hint="--ensemble")
     with output_folder(out) as tmp:
         panel, users, ds = _load_data(data)
         fingerprint = dataset_fingerprint(data)
+        if ensemble > 1:
+            _train_ensemble(cfg, ensemble, calibration, panel, users, ds, data, tmp, progress,
+                            fingerprint)
+            typer.echo(f"wrote {out} ({ensemble} members)")
+            return
         t0 = time.perf_counter()
         pred = BehaviorPredictor(cfg).fit(panel, ds.spec.action_names or ["none"], users,
                                           progress=progress)
+        if calibration != "none":
+            pred.calibrate(panel, users, method=calibration, weighted=ipw)
         fit_s = time.perf_counter() - t0
         pred.to_cpu().save(tmp)
         write_run_config(tmp, "train-predictor", {"data": str(data), "predictor": cfg.to_dict(),
@@ -107,7 +123,8 @@ def train_predictor(
         val_pred = pred.predict_tensors(val)
         val_metrics = head_metrics(val, val_pred)
         res = pred.train_result_
-        metrics = {"family": model, "ipw": ipw, "best_epoch": res.best_epoch,
+        metrics = {"family": model, "ipw": ipw, "calibration": calibration,
+                   "best_epoch": res.best_epoch,
                    "epochs_run": len(res.history), "fit_seconds": fit_s,
                    "train_rows_per_second": res.rows_per_second,
                    "n_users": {s: int((split == s).sum()) for s in ("train", "val", "test")},
@@ -119,6 +136,40 @@ def train_predictor(
                f"best epoch {res.best_epoch}/{len(res.history)}; validation:")
     _print_heads(val_metrics)
     typer.echo(f"wrote {out}")
+
+
+def _train_ensemble(cfg, k: int, calibration: str, panel, users, ds, data: Path, out: Path,
+                    progress: bool, fingerprint: dict) -> None:
+    """``train-predictor --ensemble K``: K members saved as one ensemble folder."""
+    from dataclasses import replace
+
+    from predictors.models import BehaviorPredictor, PredictorEnsemble, head_metrics
+
+    members, rows = [], []
+    t0 = time.perf_counter()
+    for m in range(k):
+        pred = BehaviorPredictor(replace(cfg, member=m)).fit(
+            panel, ds.spec.action_names or ["none"], users, progress=progress)
+        if calibration != "none":
+            pred.calibrate(panel, users, method=calibration, weighted=cfg.ipw)
+        full = pred.tensors(panel, users)
+        split = pred.split_.set_index("user_id")["split"].reindex(full.user_ids).to_numpy()
+        val = full.subset(np.flatnonzero(split == "val"))
+        vm = head_metrics(val, pred.predict_tensors(val))
+        rows.append({"member": m, "best_epoch": pred.train_result_.best_epoch,
+                     "epochs_run": len(pred.train_result_.history), "validation": vm})
+        typer.echo(f"member {m}: best epoch {pred.train_result_.best_epoch}; validation AUC "
+                   + "  ".join(f"{h}={v['auc']:.4f}" for h, v in vm.items() if "auc" in v))
+        members.append(pred.to_cpu())
+    PredictorEnsemble(members, seed=cfg.seed).save(out)
+    write_run_config(out, "train-predictor", {"data": str(data), "predictor": cfg.to_dict(),
+                                              "ensemble": k, "calibration": calibration,
+                                              "dataset_fingerprint": fingerprint},
+                     seed=cfg.seed)
+    write_json(out / "metrics.json", {"family": cfg.family, "ensemble": k,
+                                      "calibration": calibration,
+                                      "fit_seconds": time.perf_counter() - t0,
+                                      "members": rows})
 
 
 @app.command("eval-predictor")

@@ -69,6 +69,8 @@ class PredictorConfig:
         churn_censor: Churn labels of the last ``churn_censor`` labelled periods are masked
             (right-censoring: a user quiet at the end may come back after the data ends).
         seed: Seed of the split, the initial weights and the minibatch order.
+        member: Ensemble member index: offsets the seed of the initial weights and of the
+            minibatch order (not of the split), so members share their held-out users.
         device: ``auto``, ``cpu`` or ``cuda[:N]`` (training device; inference defaults to CPU).
         num_threads: Torch intra-op threads while training/predicting on CPU (0 = leave as is).
         markov_order: ``markov``: periods whose behavior level (none / visited / carted /
@@ -101,6 +103,7 @@ class PredictorConfig:
     ipw_clip: float = 20.0
     churn_censor: int = 4
     seed: int = 0
+    member: int = 0
     device: str = "auto"
     num_threads: int = 2
     markov_order: int = 1
@@ -125,7 +128,7 @@ class PredictorConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ConfigError(f"`{name}` must be an integer >= 1; got {v!r}")
-        for name in ("churn_censor", "num_threads", "seed"):
+        for name in ("churn_censor", "num_threads", "seed", "member"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 raise ConfigError(f"`{name}` must be an integer >= 0; got {v!r}")

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from predictors.models.config import PredictorConfig
+from predictors.models.reproducible import make_layer_norms_thread_stable
 
 N_OUT = 6
 N_RAW = 7
@@ -257,7 +258,8 @@ class TransformerNet(BehaviorNet):
         nn.init.normal_(self.pos, std=0.02)
         layer = nn.TransformerEncoderLayer(h, nhead=4 if h % 4 == 0 else 1, dim_feedforward=2 * h,
                                            dropout=0.0, batch_first=True)
-        self.encoder = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
+        self.encoder = make_layer_norms_thread_stable(
+            nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False))
         self.heads = ActionHeads(h + n_static, n_actions, cfg.conditioning, h)
 
     def _attend(self, window: torch.Tensor, static: torch.Tensor) -> torch.Tensor:

@@ -23,10 +23,17 @@ import torch
 
 from predictors.errors import CheckpointError, ConfigError
 from predictors.io import atomic_path, write_json, write_parquet
+from predictors.models.calibration import HeadCalibration, fit_calibration
 from predictors.models.config import PredictorConfig, resolve_device
 from predictors.models.families import N_RAW, BehaviorNet, State, make_net
 from predictors.models.sequence import PanelTensors, StaticEncoder, panel_to_tensors
-from predictors.models.train import TrainResult, split_users, torch_threads, train_net
+from predictors.models.train import (
+    TrainResult,
+    ipw_weights,
+    split_users,
+    torch_threads,
+    train_net,
+)
 
 FORMAT_VERSION = 1
 MODEL_FILE = "predictor.json"
@@ -148,6 +155,7 @@ class BehaviorPredictor:
         self.net_: BehaviorNet | None = None
         self.split_: pd.DataFrame | None = None
         self.train_result_: TrainResult | None = None
+        self.calibration_: HeadCalibration | None = None
         self.device_ = torch.device("cpu")
 
     # ------------------------------------------------------------------ fitting
@@ -166,6 +174,7 @@ class BehaviorPredictor:
         if not action_names:
             raise ConfigError("`action_names` must hold at least one action")
         self.action_names_ = tuple(action_names)
+        self.calibration_ = None
         self.none_index_ = (self.action_names_.index(none_action)
                             if none_action in self.action_names_ else None)
         cfg = self.config
@@ -182,7 +191,7 @@ class BehaviorPredictor:
         with gen_state, torch_threads(cfg.num_threads):
             # Weight init draws from torch's default generator: seed it inside fork_rng, which
             # restores the caller's global RNG state on exit (no global side effect).
-            torch.manual_seed(cfg.seed)
+            torch.manual_seed(cfg.seed + 7919 * cfg.member)
             self.net_ = make_net(cfg, len(action_names), self.encoder_.n_features)
             val = data.subset(np.flatnonzero(split == "val"))
             train = data.subset(np.flatnonzero(split == "train"))
@@ -222,8 +231,59 @@ class BehaviorPredictor:
                           torch.as_tensor(data.static[sl]).to(self.device_))
                 chunks.append(out[torch.as_tensor(data.valid[sl]).to(self.device_)].cpu().numpy())
         out = np.concatenate(chunks) if chunks else np.zeros((0, len(self.action_names_), 6))
-        return Predictions.from_outputs(out.astype(np.float64), self.action_names_,
+        return Predictions.from_outputs(self._calibrated(out), self.action_names_,
                                         self.activity_)
+
+    def _calibrated(self, out: np.ndarray) -> np.ndarray:
+        out = out.astype(np.float64)
+        return out if self.calibration_ is None else self.calibration_.apply(out)
+
+    def calibrate(self, panel: pd.DataFrame, users: pd.DataFrame | None = None,
+                  method: str = "temperature", weighted: bool = False,
+                  clip: float | None = None) -> BehaviorPredictor:
+        """Fit per-head, per-action calibration on the validation users of the fit's split.
+
+        Args:
+            panel: The panel the predictor was fitted on (its validation users are used).
+            users: Users table of the fit.
+            method: ``temperature`` or ``isotonic`` (see :mod:`predictors.models.calibration`).
+            weighted: Weigh rows by the inverse propensity of their logged action.
+            clip: Largest inverse-propensity weight (default ``config.ipw_clip``).
+
+        Raises:
+            ConfigError: The predictor has no split, or its validation users are not in
+                ``panel``.
+        """
+        self._require_fitted()
+        if self.split_ is None:
+            raise ConfigError("calibration needs the fit's user split (split.parquet)")
+        self.calibration_ = None
+        data = self.tensors(panel, users)
+        split = self.split_.set_index("user_id")["split"].reindex(data.user_ids).to_numpy()
+        val = data.subset(np.flatnonzero(split == "val"))
+        if val.n_users == 0:
+            raise ConfigError("calibration: none of the fit's validation users is in `panel`")
+        pred = self.predict_tensors(val)
+        v = val.valid
+        act = val.loss_action[v].astype(np.int64)
+        rows = np.arange(len(act))
+        a = np.clip(act, 0, None)
+        raw = val.raw[v]
+        p = {"visit": pred.p_visit[rows, a], "purchase": pred.p_purchase[rows, a],
+             "unsubscribe": pred.p_unsubscribe[rows, a], "churn": pred.p_churn[rows, a]}
+        y = {"visit": (raw[:, 0] > 0).astype(float), "purchase": (raw[:, 3] > 0).astype(float),
+             "unsubscribe": (raw[:, 5] > 0).astype(float),
+             "churn": val.churn[v].astype(float)}
+        known = act >= 0
+        for k in y:
+            y[k] = np.where(known, y[k], np.nan)
+        has_rev = known & (raw[:, 3] > 0) & (raw[:, 6] > 0)
+        resid = np.log(raw[has_rev, 6]) - pred.revenue_mu[rows[has_rev], a[has_rev]]
+        w = ipw_weights(val, self.config.ipw_clip if clip is None else clip)[v] if weighted \
+            else None
+        self.calibration_ = fit_calibration(method, p, y, act, len(self.action_names_),
+                                            weight=w, log_revenue=(resid, act[has_rev]))
+        return self
 
     def predict(self, panel: pd.DataFrame,
                 users: pd.DataFrame | None = None) -> tuple[pd.DataFrame, Predictions]:
@@ -274,8 +334,9 @@ class BehaviorPredictor:
         """Predictions ``(n, A)`` for the coming period of every user in ``state``."""
         net = self._require_fitted()
         with torch.no_grad():
-            out = net.readout(state).cpu().numpy().astype(np.float64)
-        return Predictions.from_outputs(out, self.action_names_, self.activity_)
+            out = net.readout(state).cpu().numpy()
+        return Predictions.from_outputs(self._calibrated(out), self.action_names_,
+                                        self.activity_)
 
     # ------------------------------------------------------------------ persistence
     def to_cpu(self) -> BehaviorPredictor:
@@ -294,7 +355,9 @@ class BehaviorPredictor:
         meta: dict[str, Any] = {
             "format_version": FORMAT_VERSION, "nudgegym_version": predictors.__version__,
             "config": self.config.to_dict(), "action_names": list(self.action_names_),
-            "none_index": self.none_index_, "activity": self.activity_, "static_encoder": self.encoder_.to_dict(),
+            "none_index": self.none_index_, "activity": self.activity_,
+            "static_encoder": self.encoder_.to_dict(),
+            "calibration": None if self.calibration_ is None else self.calibration_.to_dict(),
         }
         sd = {k: v.detach().cpu() for k, v in net.state_dict().items()}
         with atomic_path(folder / WEIGHTS_FILE) as tmp:
@@ -321,6 +384,8 @@ class BehaviorPredictor:
             names = tuple(meta["action_names"])
             encoder = StaticEncoder.from_dict(meta["static_encoder"])
             none_index = meta["none_index"]
+            calibration = (HeadCalibration.from_dict(meta["calibration"])
+                           if meta.get("calibration") else None)
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
             raise CheckpointError(f"{mpath}: corrupted or incompatible ({e})") from None
         if meta.get("format_version") != FORMAT_VERSION:
@@ -341,6 +406,7 @@ class BehaviorPredictor:
         self = cls(cfg)
         self.action_names_, self.encoder_, self.none_index_ = names, encoder, none_index
         self.activity_ = str(meta.get("activity", "visit"))
+        self.calibration_ = calibration
         net = make_net(cfg, len(names), encoder.n_features)
         try:
             net.load_state_dict(blob["state_dict"], strict=True)

@@ -23,6 +23,11 @@ from tqdm.auto import tqdm
 
 from predictors.models.config import PredictorConfig, resolve_device
 from predictors.models.families import BehaviorNet
+from predictors.models.reproducible import (
+    clip_grad_norm_stable,
+    stable_sum,
+    warn_if_thread_dependent,
+)
 from predictors.models.sequence import PanelTensors
 
 LOSS_TERMS = ("visit", "purchase", "revenue", "unsubscribe", "churn")
@@ -78,7 +83,7 @@ def batch_loss(net: BehaviorNet, b: Batch) -> tuple[torch.Tensor, dict[str, floa
     terms: dict[str, torch.Tensor] = {}
 
     def wmean(x: torch.Tensor, ww: torch.Tensor) -> torch.Tensor:
-        return (x * ww).sum() / ww.sum().clamp(min=1e-8)
+        return stable_sum(x * ww) / stable_sum(ww).clamp(min=1e-8)
 
     labels = {"visit": (0, b.raw[..., 0] > 0), "purchase": (1, b.raw[..., 3] > 0),
               "unsubscribe": (4, b.raw[..., 5] > 0)}
@@ -194,7 +199,9 @@ def train_net(net: BehaviorNet, train: PanelTensors, val: PanelTensors | None,
     import time
 
     device = resolve_device(cfg.device)
-    gen = torch.Generator().manual_seed(cfg.seed)
+    if device.type == "cpu":
+        warn_if_thread_dependent(torch.get_num_threads())
+    gen = torch.Generator().manual_seed(cfg.seed + 7919 * cfg.member)
     init_output_bias(net, train)
     net.to(device)
     w_train = ipw_weights(train, cfg.ipw_clip) if cfg.ipw else train.valid.astype(np.float32)
@@ -218,7 +225,7 @@ def train_net(net: BehaviorNet, train: PanelTensors, val: PanelTensors | None,
             loss, _ = batch_loss(net, sub)
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+            clip_grad_norm_stable(list(net.parameters()), 5.0)
             opt.step()
             k = int(sub.valid.sum())
             tot += float(loss.detach()) * k

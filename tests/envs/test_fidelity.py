@@ -38,3 +38,22 @@ def test_replay_fidelity_report(tiny_run) -> None:
     assert abs(rep["summary"]["visit_rate"]["rel_error"]) < 1.0
     assert set(rep["per_action"]) <= set(shop.spec.action_names)
     assert rep["purchases_per_user"]["total_variation"] >= 0
+
+
+def test_replay_fidelity_curves_split_by_logged_action(tiny_run) -> None:
+    data, pred = tiny_run
+    panel = build_panel(open_dataset(data))
+    last = int(panel["period"].max())
+    shop = load_learned_shop(pred, data, start_period=last + 1 - 4, start_users="all")
+    rep = replay_fidelity(shop, panel, horizon=4, replicates=2, seed=0)
+    assert len(rep["per_period"]["unsubscribe_rate"]["sim"]) == 4
+    groups = rep["by_action"]
+    assert {"contacted", "not_contacted"} <= set(groups)
+    # the groups partition the logged user-periods that have an action
+    n_actions = sum(v["n_log"] for k, v in groups.items() if k in shop.spec.action_names)
+    assert groups["contacted"]["n_log"] + groups["not_contacted"]["n_log"] == n_actions
+    for key in ("visits", "purchases", "revenue"):
+        t = rep["per_user_totals"][key]
+        assert 0 <= t["ks"] <= 1 and t["wasserstein"] >= 0
+    for v in rep["max_period_rel_error"].values():
+        assert v is None or v >= 0
