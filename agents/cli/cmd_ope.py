@@ -233,13 +233,18 @@ def bench_ope_accuracy_cmd(
                                    help="Simulated copies of each user for the true value."),
     boot: int = typer.Option(200, "--boot", help="Bootstrap resamples per interval."),
     fqe_steps: int = typer.Option(300, "--fqe-steps", help="Adam steps per FQE iteration."),
-    estimator: list[str] = typer.Option(["pdis", "wpdis", "seq-dr", "fqe"], "--estimator",
-                                        help="Sequential estimators (repeatable)."),
+    estimator: list[str] = typer.Option(["pdis", "wpdis", "fqe-lin", "mis", "mdr", "dr-lin"],
+                                        "--estimator",
+                                        help="Sequential estimators (repeatable): pdis, wpdis, "
+                                             "fqe-lin, mis, mdr, dr-lin, and the MLP-based "
+                                             "seq-dr, fqe."),
     policy: list[str] = typer.Option([], "--policy",
                                      help="Extra target policy: rule:NAME[:...] or a "
                                           "train-policy run folder trained with --env world "
                                           "(repeatable; added to the default rules)."),
     seed: int = typer.Option(0, help="Base seed of the datasets, truth, folds and bootstrap."),
+    time_only: bool = typer.Option(False, "--time", help="Only time the estimators (with "
+                                   "their bootstrap) on one generated dataset; no truth."),
     out: Path | None = typer.Option(None, "--out", help="Write bench.json here."),
 ) -> None:
     """Sequential OPE estimators against the TRUE value on generated shop logs."""
@@ -249,6 +254,19 @@ def bench_ope_accuracy_cmd(
                          repeats=repeats, truth_replicates=replicates, n_boot=boot,
                          estimators=tuple(estimator), fqe_steps=fqe_steps, seed=seed)
     policies = list(DEFAULT_POLICIES) + [p for p in policy if p not in DEFAULT_POLICIES]
+    if time_only:
+        from agents.ope.accuracy import time_estimators
+
+        res = time_estimators(cfg, policies)
+        typer.echo(f"{res['n_users']:,} users x {horizon} periods, {len(policies)} policies, "
+                   f"{boot} bootstrap resamples (data generated in {res['data_seconds']:.0f} s)")
+        for name, sec in res["seconds"].items():
+            typer.echo(f"  {name:<36} {sec:8.1f} s")
+        typer.echo(f"  {'total':<36} {res['total_seconds']:8.1f} s")
+        _write(out, "bench ope-accuracy --time", {"users": users, "periods": periods,
+                                                  "horizon": horizon, "boot": boot,
+                                                  "estimator": estimator}, seed, res)
+        return
     typer.echo(f"{repeats} datasets of {users:,} users x {periods} periods, {logging} logging; "
                f"value = sum of reward (revenue - send cost - redeemed discount) per user over "
                f"the first {horizon} periods, users outside the control group; "

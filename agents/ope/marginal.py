@@ -58,12 +58,17 @@ class MarginalConfig:
 
     Attributes:
         gamma: Discount factor in ``[0, 1]``.
-        alpha: Ridge penalty of every regression, in rows (the intercept is not penalised).
+        alpha: Ridge penalty of the ratio regressions and of the pooled Q regression (all
+            actions of a period together), in rows; the intercept is not penalised.
+        shrinkage: Each action's Q coefficients are shrunk toward the pooled ones with this
+            penalty (in rows, intercept included), so rarely logged actions borrow from the
+            others instead of extrapolating.
         max_ratio: Cap of the estimated state ratios ``mu_t`` (after rescaling to mean 1).
     """
 
     gamma: float = 1.0
     alpha: float = 1.0
+    shrinkage: float = 1.0
     max_ratio: float = 100.0
 
     def __post_init__(self) -> None:
@@ -71,6 +76,8 @@ class MarginalConfig:
             raise ValueError(f"`gamma` must be in [0, 1]; got {self.gamma!r}")
         if not self.alpha > 0:
             raise ValueError(f"`alpha` must be > 0; got {self.alpha!r}")
+        if not self.shrinkage >= 0:
+            raise ValueError(f"`shrinkage` must be >= 0; got {self.shrinkage!r}")
         if not self.max_ratio >= 1:
             raise ValueError(f"`max_ratio` must be >= 1; got {self.max_ratio!r}")
 
@@ -140,14 +147,16 @@ def _gram_inverses(x: np.ndarray, weights: np.ndarray, pen: np.ndarray) -> np.nd
     return np.linalg.inv(g.astype(np.float64) + np.diag(pen))
 
 
-def _inverses(panel: _Panel, weights: np.ndarray, alpha: float) -> tuple[list, list]:
-    """Per-replicate inverse ridge Gram matrices: by period and action (Q) and by period (mu)."""
-    pen = np.full(panel.p, alpha)
+def _inverses(panel: _Panel, weights: np.ndarray, config: MarginalConfig) -> tuple[list, list]:
+    """Per-replicate inverse ridge Gram matrices: by period and action (Q, shrunk toward the
+    pooled fit) and by period (pooled Q and mu)."""
+    pen = np.full(panel.p, config.alpha)
     pen[0] = 1e-6
+    shrink = np.full(panel.p, max(config.shrinkage, 1e-6))
     q_inv, m_inv = [], []
     for t in range(panel.horizon):
         x = panel.x[:, t]
-        q_inv.append([_gram_inverses(x[idx], weights[idx], pen) for idx in panel.cells[t]])
+        q_inv.append([_gram_inverses(x[idx], weights[idx], shrink) for idx in panel.cells[t]])
         m_inv.append(_gram_inverses(x, weights * panel.alive[:, t, None], pen))
     return q_inv, m_inv
 
@@ -189,8 +198,10 @@ def _policy_values(panel: _Panel, dist: np.ndarray, weights: np.ndarray, q_inv: 
         nxt = alive[:, t + 1, None] if t + 1 < horizon else 0.0
         y = panel.reward[:, t, None] + gamma * v_next * nxt
         wy = weights * y
-        for a, idx in enumerate(panel.cells[t]):
-            beta[a] = np.einsum("bpq,qb->pb", q_inv[t][a], x[idx].T @ wy[idx])
+        rhs = [x[idx].T @ wy[idx] for idx in panel.cells[t]]  # (p, b) per action
+        pooled = np.einsum("bpq,qb->pb", m_inv[t], sum(rhs))
+        for a in range(n_act):
+            beta[a] = np.einsum("bpq,qb->pb", q_inv[t][a], rhs[a] + config.shrinkage * pooled)
         q_all = (x @ beta.transpose(1, 0, 2).reshape(p, n_act * b)).reshape(-1, n_act, b)
         v = np.einsum("nab,na->nb", q_all, d[:, t])
         q_logged = q_all[np.arange(panel.n_users), panel.action[:, t]]
@@ -254,7 +265,7 @@ def joint_replicates(data: LoggedData, policies: Mapping[str, Policy | np.ndarra
     for start in range(0, n_boot + 1, chunk):
         wts = weights_all[:, start:start + chunk]
         stop = start + wts.shape[1]
-        q_inv, m_inv = _inverses(panel, wts, config.alpha)
+        q_inv, m_inv = _inverses(panel, wts, config)
         for j, dist in enumerate(dists.values()):
             out[start:stop, :, j] = _policy_values(panel, dist, wts, q_inv, m_inv,
                                                    config)[:, cols]
