@@ -243,6 +243,11 @@ def bench_ope_accuracy_cmd(
                                           "train-policy run folder trained with --env world "
                                           "(repeatable; added to the default rules)."),
     seed: int = typer.Option(0, help="Base seed of the datasets, truth, folds and bootstrap."),
+    world: str = typer.Option("default", "--world", help="default, or null: actions have no "
+                              "effect and sends are free (the gate should recommend nothing)."),
+    gate_baseline: str = typer.Option("rule:campaign", "--gate-baseline",
+                                      help="Score the selection gate against this policy "
+                                           "('' = no gate)."),
     time_only: bool = typer.Option(False, "--time", help="Only time the estimators (with "
                                    "their bootstrap) on one generated dataset; no truth."),
     out: Path | None = typer.Option(None, "--out", help="Write bench.json here."),
@@ -252,7 +257,8 @@ def bench_ope_accuracy_cmd(
 
     cfg = AccuracyConfig(n_users=users, n_periods=periods, logging=logging, horizon=horizon,
                          repeats=repeats, truth_replicates=replicates, n_boot=boot,
-                         estimators=tuple(estimator), fqe_steps=fqe_steps, seed=seed)
+                         estimators=tuple(estimator), fqe_steps=fqe_steps, seed=seed,
+                         world=world, gate_baseline=gate_baseline or None)
     policies = list(DEFAULT_POLICIES) + [p for p in policy if p not in DEFAULT_POLICIES]
     if time_only:
         from agents.ope.accuracy import time_estimators
@@ -301,10 +307,21 @@ def bench_ope_accuracy_cmd(
                  for v in (p["estimators"][e] for e in ests)]
         typer.echo(f"{p['policy'][:24]:<24} {p['true_value_mean']:7.3f} "
                    f"{p['true_se_max']:6.3f} " + " ".join(f"{c:>22}" for c in cells))
+    if res["gate"]:
+        typer.echo(f"\nselection gate vs {gate_baseline} (one candidate at a time, one-sided "
+                   f"{1 - cfg.alpha:.0%} paired lower bound > 0; {world} world): type I = share "
+                   "of (dataset, candidate) pairs with TRUE gain <= 0 recommended; power = "
+                   "share with TRUE gain >= 5% recommended")
+        typer.echo(f"{'estimator':<8} {'type I':>12} {'power':>12} {'datasets w/ any rec.':>22}")
+        for g in res["gate"]:
+            typer.echo(f"{g['estimator']:<8} {g['type_i']:6.1%} ({g['null_pairs']:>3}) "
+                       f"{g['power']:6.1%} ({g['power_pairs']:>3}) "
+                       f"{g['any_recommendation']:14.0%} of {g['datasets']}")
     typer.echo(f"largest MC s.e. of a true value: {res['truth_rel_se_max']:.2%} of it; "
                f"total {res['seconds']:.0f} s")
     _write(out, "bench ope-accuracy", {"users": users, "periods": periods, "logging": logging,
                                        "horizon": horizon, "repeats": repeats,
                                        "truth_replicates": replicates, "boot": boot,
                                        "fqe_steps": fqe_steps, "estimator": estimator,
-                                       "policy": policy}, seed, res)
+                                       "policy": policy, "world": world,
+                                       "gate_baseline": gate_baseline}, seed, res)

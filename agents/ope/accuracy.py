@@ -120,6 +120,10 @@ class AccuracyConfig:
         estimators: Names from :data:`ACCURACY_ESTIMATORS`.
         fqe_steps: Adam steps per Bellman iteration of FQE (and of sequential DR's Q).
         seed: Base seed of the datasets, the truth, the folds and the bootstrap.
+        world: ``default`` or ``null`` (:func:`agents.ope.gate_bench.null_world`: one
+            homogeneous segment, no action has any effect, sends cost nothing).
+        gate_baseline: Score the selection gate against this policy (one of the policies),
+            one candidate at a time (:func:`agents.ope.gate_bench.gate_rows`); ``None``: no gate.
 
     Example:
         >>> AccuracyConfig(n_users=300, n_periods=6, horizon=3).estimators
@@ -137,6 +141,8 @@ class AccuracyConfig:
     estimators: tuple[str, ...] = DEFAULT_ESTIMATORS
     fqe_steps: int = 300
     seed: int = 0
+    world: str = "default"
+    gate_baseline: str | None = "rule:campaign"
 
     def __post_init__(self) -> None:
         for name in ("n_users", "n_periods", "horizon", "repeats", "truth_replicates",
@@ -148,6 +154,8 @@ class AccuracyConfig:
                               f"({self.n_periods})")
         if self.logging not in ("campaign", "uniform"):
             raise ConfigError(f"`logging` must be 'campaign' or 'uniform'; got {self.logging!r}")
+        if self.world not in ("default", "null"):
+            raise ConfigError(f"`world` must be 'default' or 'null'; got {self.world!r}")
         if self.n_boot < 2 or not 0 < self.alpha < 1:
             raise ConfigError(f"`n_boot` must be >= 2 and `alpha` in (0, 1); got "
                               f"{self.n_boot!r}, {self.alpha!r}")
@@ -329,6 +337,7 @@ def _one_dataset(folder: Path, config: AccuracyConfig, policies: Sequence[str],
         notes.update(f"{text}: {w.message}" for w in caught)
         rows.append(row)
     marginal = [e for e in config.estimators if e in MARGINAL_ESTIMATORS]
+    gate: list[dict[str, Any]] = []
     if marginal:
         t0 = time.perf_counter()
         rep = joint_replicates(data, dists, n_boot=config.n_boot, seed=seed,
@@ -344,6 +353,10 @@ def _one_dataset(folder: Path, config: AccuracyConfig, policies: Sequence[str],
                     "covers": bool(iv.low <= truth <= iv.high), "seconds": seconds}
         for row in rows:
             row["estimates"] = {e: row["estimates"][e] for e in config.estimators}
+        if config.gate_baseline in dists:
+            from agents.ope.gate_bench import gate_rows
+
+            gate = gate_rows(rep, rows, config.gate_baseline, 1 - config.alpha)
     spearman = {}
     for name in config.estimators:
         est = [r["estimates"][name]["mean"] for r in rows]
@@ -354,7 +367,8 @@ def _one_dataset(folder: Path, config: AccuracyConfig, policies: Sequence[str],
             "truth_seed": seed, "obs_check_max_abs_diff": obs_gap,
             "reward_check": reward_check(folder, data),
             "panel_net_reward_check": reward_check(folder, panel_data),
-            "policies": rows, "spearman": spearman, "warnings": sorted(notes)}
+            "policies": rows, "spearman": spearman, "warnings": sorted(notes),
+            "gate": gate}
 
 
 def summarize(datasets: list[dict[str, Any]], estimators: Sequence[str],
@@ -432,8 +446,11 @@ def run_ope_accuracy(config: AccuracyConfig | None = None,
                       disable=not progress):
             seed = config.seed + r
             t0 = time.perf_counter()
+            from agents.ope.gate_bench import world_config
+
             folder = generate(GenerateConfig(n_users=config.n_users, n_periods=config.n_periods,
-                                             logging=config.logging, seed=seed),
+                                             logging=config.logging, seed=seed,
+                                             world=world_config(config.world)),
                               root / f"data_{r}")
             result = {"repeat": r, **_one_dataset(folder, config, policies, seed)}
             result["seconds"] = time.perf_counter() - t0
@@ -442,7 +459,11 @@ def run_ope_accuracy(config: AccuracyConfig | None = None,
                 on_dataset(result)
     from dataclasses import asdict
 
+    from agents.ope.gate_bench import summarize_gate
+
     return {"config": {**asdict(config), "estimators": list(config.estimators)},
+            "gate": summarize_gate(datasets, [e for e in config.estimators
+                                              if e in MARGINAL_ESTIMATORS]),
             "value": f"undiscounted sum over the first {config.horizon} periods of revenue - "
                      "send cost - redeemed discount, per user outside the control group",
             "policies": policies, "datasets": datasets,

@@ -25,10 +25,15 @@ from typing import Any
 import numpy as np
 
 from agents.ope.data import LoggedData
-from agents.ope.marginal import MARGINAL_ESTIMATORS, MarginalConfig, joint_replicates
+from agents.ope.marginal import (
+    MARGINAL_ESTIMATORS,
+    JointReplicates,
+    MarginalConfig,
+    joint_replicates,
+)
 from agents.policy import Policy
 
-__all__ = ["Selection", "SelectionConfig", "check_selection", "select_policy",
+__all__ = ["Selection", "SelectionConfig", "check_selection", "gain_bounds", "select_policy",
            "write_selection"]
 
 
@@ -87,6 +92,17 @@ class Selection:
                 "config": self.config}
 
 
+def gain_bounds(rep: JointReplicates, estimator: str, candidate: str, baseline: str,
+                level: float) -> tuple[float, float, float]:
+    """Gain of ``candidate`` over ``baseline`` and its ``level`` / ``1 - level`` paired
+    bootstrap quantiles, from shared replicates."""
+    e = rep.estimators.index(estimator)
+    j, b = rep.policies.index(candidate), rep.policies.index(baseline)
+    boot = rep.boot[:, e, j] - rep.boot[:, e, b]
+    low, high = np.quantile(boot, [level, 1 - level])
+    return float(rep.point[e, j] - rep.point[e, b]), float(low), float(high)
+
+
 def select_policy(data: LoggedData, candidates: Mapping[str, Policy | np.ndarray],
                   baseline: str | tuple[str, Policy | np.ndarray] = "logging",
                   config: SelectionConfig | None = None) -> Selection:
@@ -128,9 +144,7 @@ def select_policy(data: LoggedData, candidates: Mapping[str, Policy | np.ndarray
     rows = []
     for name in candidates:
         j = rep.policies.index(name)
-        gain = rep.point[0, j] - rep.point[0, b]
-        boot = rep.boot[:, 0, j] - rep.boot[:, 0, b]
-        low, high = np.quantile(boot, [level, 1 - level])
+        gain, low, high = gain_bounds(rep, config.estimator, name, base_name, level)
         base = rep.point[0, b]
         rows.append({"policy": name, "estimate": float(rep.point[0, j]),
                      "baseline_estimate": float(base), "gain": float(gain),
