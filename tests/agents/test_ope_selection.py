@@ -87,3 +87,28 @@ def test_check_selection_file_errors(tmp_path):
     (tmp_path / "s.json").write_text("{}")
     with pytest.raises(ValueError, match="not a selection.json"):
         check_selection(tmp_path / "s.json", "x")
+
+
+def test_select_cli_and_export_refusal(tmp_path, capsys):
+    from conftest import make_tiny_dataset
+
+    from agents.cli import run_main
+
+    data = make_tiny_dataset(tmp_path / "data", n_users=300, n_periods=4)
+    out = tmp_path / "sel"
+    args = ["select", str(data), "--policy", "rule:always:email", "--policy", "rule:never",
+            "--baseline", "logging", "--boot", "40", "--out", str(out)]
+    assert run_main(args) == 0
+    text = capsys.readouterr().out
+    assert "lower bound" in text and ("deploy" in text or "keep the baseline" in text)
+    sel = json.loads((out / "selection.json").read_text())
+    assert {c["policy"] for c in sel["candidates"]} == {"rule:always:email", "rule:never"}
+    assert (out / "selection.png").is_file()
+    rejected = tmp_path / "rejected.json"
+    rejected.write_text(json.dumps({**sel, "recommended": None}))
+    assert run_main(["export", "--policy", str(tmp_path / "run"), "--out", str(tmp_path / "x"),
+                     "--require-selection", str(rejected)]) == 1
+    assert "refusing to export" in capsys.readouterr().err
+    assert run_main(["select", str(data), "--policy", "rule:never", "--baseline", "nope",
+                     "--out", str(out)]) == 1
+    assert "--baseline" in capsys.readouterr().err
