@@ -177,30 +177,51 @@ def bench_ope_hillstrom_cmd(
 
 @app.command("ope")
 def ope_cmd(
-    data: Path = typer.Argument(..., help="Dataset folder with logged propensities."),
-    policy: list[str] = typer.Option(..., "--policy",
+    data: Path = typer.Argument(..., help="Dataset folder with logged propensities, or a "
+                                "decision log of `nudgegym score` (parquet/CSV) joined with "
+                                "the observed reward."),
+    policy: list[str] = typer.Option([], "--policy",
                                      help="Target policy: rule:NAME[:...], an ONNX export "
                                           "folder or a train-policy run folder (repeatable)."),
-    reward: str = typer.Option("net", help="Reward per period: net, revenue or purchase."),
-    sequential: bool = typer.Option(True, help="Also run PDIS / WPDIS / sequential DR / FQE "
-                                               "over per-user trajectories."),
+    target_probs: list[Path] = typer.Option(
+        [], "--target-probs", help="File of target probabilities (prob__<action> columns; "
+        "keyed by user_id, period on a dataset; by user_id or row order on a decision log); "
+        "named by its file name (repeatable)."),
+    reward: str = typer.Option("net", help="Dataset reward per period: net, revenue or "
+                               "purchase; on a decision log, the reward column's name "
+                               "(default there: reward)."),
+    sequential: bool = typer.Option(True, help="Also run the per-user estimators (PDIS, "
+                                               "WPDIS, fqe-lin, mis, mdr, dr-lin)."),
     gamma: float = typer.Option(1.0, help="Discount of the sequential estimators."),
     boot: int = typer.Option(500, "--boot", help="Bootstrap resamples."),
-    seed: int = typer.Option(0, help="Seed of the folds, the FQE and the bootstrap."),
+    seed: int = typer.Option(0, help="Seed of the folds and the bootstrap."),
     memory_limit: str = typer.Option("4GB", help="DuckDB memory cap for the panel."),
     out: Path = typer.Option(..., "--out", help="Run folder: config.json and ope.json."),
 ) -> None:
-    """Estimate target policies' value from a dataset's logged decisions (OPE)."""
-    from agents.ope.report import ope_report, plot_ope
+    """Estimate target policies' value from logged decisions (OPE)."""
+    from agents.ope.decisions import read_table
+    from agents.ope.report import decision_log_report, ope_report, plot_ope
 
-    write_run_config(out, "ope", {"data": str(data), "policy": policy, "reward": reward,
-                                  "sequential": sequential, "gamma": gamma, "boot": boot,
-                                  "memory_limit": memory_limit}, seed=seed)
-    rep = ope_report(data, list(policy), reward=reward, sequential=sequential, gamma=gamma,
-                     n_boot=boot, seed=seed, memory_limit=memory_limit)
+    if not policy and not target_probs:
+        raise ValueError("give at least one --policy or --target-probs")
+    write_run_config(out, "ope", {"data": str(data), "policy": policy,
+                                  "target_probs": [str(p) for p in target_probs],
+                                  "reward": reward, "sequential": sequential, "gamma": gamma,
+                                  "boot": boot, "memory_limit": memory_limit}, seed=seed)
+    tables = {p.name: read_table(p) for p in target_probs}
+    if data.is_file():
+        if policy:
+            raise ValueError("on a decision log, give the targets as --target-probs files")
+        rep = decision_log_report(read_table(data), tables,
+                                  reward="reward" if reward == "net" else reward,
+                                  sequential=sequential, gamma=gamma, n_boot=boot, seed=seed)
+    else:
+        rep = ope_report(data, list(policy), reward=reward, sequential=sequential, gamma=gamma,
+                         n_boot=boot, seed=seed, memory_limit=memory_limit,
+                         target_tables=tables)
     typer.echo(f"{rep['n_rounds']:,} logged decisions of {rep['n_users']:,} users; reward "
-               f"{reward}; logging policy's mean reward {rep['logging_mean_reward']:.4f} per "
-               "decision")
+               f"{rep['reward']}; logging policy's mean reward "
+               f"{rep['logging_mean_reward']:.4f} per decision")
     truth = rep.get("truth", {})
     for res in rep["results"]:
         known = (f"; TRUE value of following it every period {truth[res['policy']]:.4f} "
@@ -210,12 +231,12 @@ def ope_cmd(
                    f"{res['ess_ratio']:.1%} of the decisions{known})")
         for r in res["estimates"]:
             typer.echo(f"  {r['estimator']:<10} {r['mean']:10.4f} [{r['low']:10.4f}, "
-                       f"{r['high']:10.4f}] per {r['unit']}")
+                       f"{r['high']:10.4f}] per {r['unit']} ({r['kind']})")
         for note in res["warnings"]:
             typer.echo(f"  warning: {note}")
     write_json(out / "ope.json", rep)
     plot_ope(rep, out / "ope_decision.png", unit="decision")
-    if sequential:
+    if any(e["unit"] == "user" for e in rep["results"][0]["estimates"]):
         plot_ope(rep, out / "ope_user.png", unit="user")
     typer.echo(f"wrote {out / 'ope.json'}")
 
