@@ -163,57 +163,76 @@ def _inverses(panel: _Panel, weights: np.ndarray, config: MarginalConfig) -> tup
 
 def _policy_values(panel: _Panel, dist: np.ndarray, weights: np.ndarray, q_inv: list,
                    m_inv: list, config: MarginalConfig) -> np.ndarray:
-    """``(b, 4)`` estimates (fqe-lin, mis, mdr, dr-lin) of one policy; weights ``(N, b)``."""
+    """``(b, 4)`` estimates (fqe-lin, mis, mdr, dr-lin) of one policy; weights ``(N, b)``.
+
+    Sums over users of terms linear in a replicate's coefficients ``beta`` are taken as
+    ``(features^T weights) . beta`` (matrix products), the rest elementwise on ``(N, b)``.
+    """
     d, w = panel.gathered(dist)
     gamma, horizon, n_act, p = config.gamma, panel.horizon, panel.n_actions, panel.p
-    b = weights.shape[1]
+    n, b = weights.shape
     total = weights.sum(axis=0)
     alive = panel.alive.astype(np.float64)
+    full = bool(panel.alive.all())
     disc = gamma ** np.arange(horizon)
-    # forward: state ratios mu_t (N, b) and the MIS estimate
-    mu = np.empty((horizon, panel.n_users, b))
-    mu[0] = 1.0
+    wa_sum = weights.T @ alive  # (b, H)
+    # forward: mw_t = weight * mu_t * w_t (N, b) per period, and the MIS estimate
+    mws = np.empty((horizon, n, b))
     mis = np.zeros(b)
+    mu = np.ones((n, b))
     for t in range(horizon):
-        mw = weights * mu[t] * w[:, t, None]
+        mw = mws[t]
+        np.multiply(weights, mu, out=mw)
+        mw *= w[:, t, None]
         norm = mw.sum(axis=0)
-        num = panel.reward[:, t] @ mw
-        mis += disc[t] * np.divide(num, norm, out=np.zeros(b), where=norm > 0)
+        mis += disc[t] * np.divide(panel.reward[:, t] @ mw, norm, out=np.zeros(b),
+                                   where=norm > 0)
         if t + 1 < horizon:
             x1 = panel.x[:, t + 1]
-            rhs = x1.T @ (mw * alive[:, t + 1, None])  # (p, b)
-            m = x1 @ np.einsum("bpq,qb->pb", m_inv[t + 1], rhs)
-            m = np.clip(m, 0.0, None) * alive[:, t + 1, None]
-            wa = weights * alive[:, t + 1, None]
-            scale = (wa * m).sum(axis=0) / np.maximum(wa.sum(axis=0), 1e-12)
-            mu[t + 1] = np.minimum(m / np.where(scale > 0, scale, 1.0), config.max_ratio)
+            rhs = x1.T @ (mw if full else mw * alive[:, t + 1, None])  # (p, b)
+            mu = x1 @ np.einsum("bpq,qb->pb", m_inv[t + 1], rhs)
+            np.maximum(mu, 0.0, out=mu)
+            if not full:
+                mu *= alive[:, t + 1, None]
+            scale = np.einsum("nb,nb->b", weights, mu) / np.maximum(wa_sum[:, t + 1], 1e-12)
+            mu /= np.where(scale > 0, scale, 1.0)
+            np.minimum(mu, config.max_ratio, out=mu)
     # backward: linear FQE, and the DR corrections that need q_t and v_{t+1}
     rho = np.cumprod(np.where(panel.alive, w, 1.0), axis=1) * alive
-    rho_prev = np.hstack([np.ones((panel.n_users, 1)), rho[:, :-1]]) * alive
-    v_next = np.zeros((panel.n_users, b))
-    mdr_corr, dr = np.zeros(b), np.zeros(b)
+    rho_prev = np.hstack([np.ones((n, 1)), rho[:, :-1]]) * alive
+    v_next = np.zeros((n, b))
+    mdr_corr, dr = np.zeros(b), (weights.T @ (rho * panel.reward)) @ disc
     beta = np.zeros((n_act, p, b))
+    rows = np.arange(n)
     for t in range(horizon - 1, -1, -1):
         x = panel.x[:, t]
-        nxt = alive[:, t + 1, None] if t + 1 < horizon else 0.0
-        y = panel.reward[:, t, None] + gamma * v_next * nxt
+        y = v_next
+        if gamma != 1.0:
+            y *= gamma
+        if not full and t + 1 < horizon:
+            y *= alive[:, t + 1, None]
+        y += panel.reward[:, t, None]
         wy = weights * y
         rhs = [x[idx].T @ wy[idx] for idx in panel.cells[t]]  # (p, b) per action
         pooled = np.einsum("bpq,qb->pb", m_inv[t], sum(rhs))
         for a in range(n_act):
             beta[a] = np.einsum("bpq,qb->pb", q_inv[t][a], rhs[a] + config.shrinkage * pooled)
-        q_all = (x @ beta.transpose(1, 0, 2).reshape(p, n_act * b)).reshape(-1, n_act, b)
-        v = np.einsum("nab,na->nb", q_all, d[:, t])
-        q_logged = q_all[np.arange(panel.n_users), panel.action[:, t]]
-        mw = weights * mu[t] * w[:, t, None]
+        flat = beta.reshape(n_act * p, b)
+        psi = (d[:, t, :, None] * x[:, None, :]).reshape(n, -1)  # pi(a|s) x, (N, A p)
+        phi = np.zeros((n, n_act, p))
+        phi[rows, panel.action[:, t]] = x  # onehot(a_t) x
+        phi = phi.reshape(n, -1)
+        v = psi @ flat
+        y -= phi @ flat  # y - q(s_t, a_t)
+        mw = mws[t]
         norm = mw.sum(axis=0)
-        corr = ((y - q_logged) * mw).sum(axis=0)
+        corr = np.einsum("nb,nb->b", mw, y)
         mdr_corr += disc[t] * np.divide(corr, norm, out=np.zeros(b), where=norm > 0)
-        step = rho[:, t, None] * (panel.reward[:, t, None] - q_logged) + rho_prev[:, t, None] * v
-        dr += disc[t] * (weights * step).sum(axis=0) / total
+        lin = (phi * -rho[:, t, None] + psi * rho_prev[:, t, None]).T @ weights  # (A p, b)
+        dr += disc[t] * np.einsum("kb,kb->b", lin, flat)
         v_next = v
-    fqe = (weights * v_next).sum(axis=0) / total
-    return np.column_stack([fqe, mis, fqe + mdr_corr, dr])
+    fqe = np.einsum("kb,kb->b", psi.T @ weights, flat) / total
+    return np.column_stack([fqe, mis, fqe + mdr_corr, dr / total])
 
 
 def _logging_value(panel: _Panel, weights: np.ndarray, gamma: float) -> np.ndarray:
