@@ -289,7 +289,8 @@ def bench_ope_accuracy_cmd(
                    f"{boot} bootstrap resamples (data generated in {res['data_seconds']:.0f} s)")
         for name, sec in res["seconds"].items():
             typer.echo(f"  {name:<36} {sec:8.1f} s")
-        typer.echo(f"  {'total':<36} {res['total_seconds']:8.1f} s")
+        typer.echo(f"  {'total':<36} {res['total_seconds']:8.1f} s (wall clock; the joint "
+                   f"marginal estimators used {res['marginal_cpu_seconds']:.1f} s of CPU)")
         _write(out, "bench ope-accuracy --time", {"users": users, "periods": periods,
                                                   "horizon": horizon, "boot": boot,
                                                   "estimator": estimator}, seed, res)
