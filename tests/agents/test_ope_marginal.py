@@ -11,7 +11,7 @@ BEHAVIOUR = np.array([[0.7, 0.3], [0.4, 0.6]])
 TARGET = np.array([[0.1, 0.9], [0.9, 0.1]])
 
 
-def _replicates(n_users: int, horizon: int, seed: int, n_boot: int = 200):
+def _replicates(n_users: int, horizon: int, seed: int, n_boot: int = 100):
     mdp = ToyMDP()
     data = mdp.log(BEHAVIOUR, n_users, horizon, seed)
     rep = joint_replicates(data, {"target": mdp.action_dist(TARGET, data)}, n_boot=n_boot,
@@ -21,7 +21,7 @@ def _replicates(n_users: int, horizon: int, seed: int, n_boot: int = 200):
 
 @pytest.mark.parametrize("horizon", [3, 12])
 def test_every_estimator_close_to_the_analytic_value_and_covered(horizon):
-    mdp, rep = _replicates(4000, horizon, seed=1)
+    mdp, rep = _replicates(3000, horizon, seed=1)
     truth = mdp.value(TARGET, horizon)
     # one dataset: a 99% interval must hold the truth (coverage at 95% is checked over
     # repeated datasets in the expensive test below)
