@@ -83,7 +83,7 @@ def bench_ope_cmd(
             total += sec
             rows.append({"estimator": est.name, "seconds": sec, "mean": iv.mean, "low": iv.low,
                          "high": iv.high, "rel_error": abs(iv.mean - truth) / truth,
-                         "covers_truth": iv.low <= truth <= iv.high})
+                         "covers_truth": iv.low <= truth <= iv.high, "kind": iv.kind})
     typer.echo(f"{rounds:,} rounds, {actions} actions, {boot} bootstrap resamples ({scheme}); "
                f"true value {truth:.5f} (data generated in {gen_s:.2f} s)")
     typer.echo(f"{'estimator':<10} {'seconds':>8} {'estimate':>9} {'95% interval':>22} "
@@ -93,8 +93,9 @@ def bench_ope_cmd(
     for r in rows:
         typer.echo(f"{r['estimator']:<10} {r['seconds']:8.2f} {r['mean']:9.5f} "
                    f"[{r['low']:9.5f}, {r['high']:9.5f}] {r['rel_error']:8.2%} "
-                   f"{'yes' if r['covers_truth'] else 'no'}")
-    typer.echo(f"{'total':<10} {total:8.2f}")
+                   f"{'yes' if r['covers_truth'] else 'no':<6} {r['kind']}")
+    typer.echo(f"{'total':<10} {total:8.2f}  (conditional: the shared reward model is held "
+               "fixed across resamples)")
     _write(out, "bench ope", {"rounds": rounds, "boot": boot, "actions": actions, "dim": dim,
                               "scheme": scheme}, seed,
            {"rounds": rounds, "boot": boot, "scheme": scheme, "true_value": truth,
