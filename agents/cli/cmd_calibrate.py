@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from agents.cli._app import app
+from agents.cli._app import app, output_folder
 from predictors.io import write_json, write_run_config
 
 
@@ -40,23 +40,24 @@ def calibrate_predictor(
     if method not in CALIBRATIONS[1:]:
         raise typer.BadParameter(f"expected one of {CALIBRATIONS[1:]}; got {method!r}",
                                  param_hint="--method")
-    pred = BehaviorPredictor.load(predictor, device="cpu")
-    panel, users, _ = _load_data(data)
-    full = pred.tensors(panel, users)
-    split = pred.split_.set_index("user_id")["split"].reindex(full.user_ids).to_numpy()
-    test = full.subset(np.flatnonzero(split == "test"))
-    before = calibration_table(test, pred.predict_tensors(test))
-    pred.calibrate(panel, users, method=method, weighted=weighted)
-    after = calibration_table(test, pred.predict_tensors(test))
-    pred.save(out)
-    write_run_config(out, "calibrate-predictor", {"predictor": str(predictor),
-                                                  "data": str(data), "method": method,
-                                                  "weighted": weighted})
-    write_json(out / "calibration.json", {"method": method, "weighted": weighted,
-                                          "fitted_on": "validation users",
-                                          "checked_on": "test users",
-                                          "test_before": before, "test_after": after,
-                                          "calibration": pred.calibration_.to_dict()})
+    with output_folder(out) as tmp:
+        pred = BehaviorPredictor.load(predictor, device="cpu")
+        panel, users, _ = _load_data(data)
+        full = pred.tensors(panel, users)
+        split = pred.split_.set_index("user_id")["split"].reindex(full.user_ids).to_numpy()
+        test = full.subset(np.flatnonzero(split == "test"))
+        before = calibration_table(test, pred.predict_tensors(test))
+        pred.calibrate(panel, users, method=method, weighted=weighted)
+        after = calibration_table(test, pred.predict_tensors(test))
+        pred.save(tmp)
+        write_run_config(tmp, "calibrate-predictor", {"predictor": str(predictor),
+                                                      "data": str(data), "method": method,
+                                                      "weighted": weighted})
+        write_json(tmp / "calibration.json", {"method": method, "weighted": weighted,
+                                              "fitted_on": "validation users",
+                                              "checked_on": "test users",
+                                              "test_before": before, "test_after": after,
+                                              "calibration": pred.calibration_.to_dict()})
     _print_table("test users before calibration:", before)
     _print_table(f"test users after {method} calibration (fitted on validation users):", after)
     typer.echo(f"wrote {out}")

@@ -33,8 +33,15 @@ def export_cmd(
     epsilon: float | None = typer.Option(None, help="DQN: exploration rate of the exported "
                                          "probabilities (default: the model's final one)."),
     checkpoint: str | None = typer.Option(None, help="Another model file of the run folder."),
+    require_selection: Path | None = typer.Option(
+        None, "--require-selection", help="selection.json of `nudgegym select`: refuse to "
+        "export unless it recommends this --policy."),
 ) -> None:
     """Export a policy: the model file plus manifest.json (features, actions, versions, sha256)."""
+    if require_selection is not None:
+        from agents.ope.selection import check_selection
+
+        check_selection(require_selection, policy)
     from agents.export import export_policy
     from agents.sb3_policy import load_sb3_policy
     from predictors import open_dataset
@@ -68,7 +75,9 @@ def export_cmd(
                       epsilon=epsilon, masks=caps, data=data, algo=getattr(pol, "algo", None))
         write_run_config(tmp, "export", {"policy": str(policy), "format": fmt,
                                          "data": str(data), "epsilon": epsilon,
-                                         "checkpoint": checkpoint})
+                                         "checkpoint": checkpoint,
+                                         "require_selection": None if require_selection is None
+                                         else str(require_selection)})
         manifest = json.loads((tmp / "manifest.json").read_text())
     typer.echo(f"exported {manifest['algo']} to {out / manifest['model_file']} "
                f"(sha256 {manifest['sha256'][:12]}..., {len(names)} features, "

@@ -86,7 +86,7 @@ def bench_ope_cmd(
             total += sec
             rows.append({"estimator": est.name, "seconds": sec, "mean": iv.mean, "low": iv.low,
                          "high": iv.high, "rel_error": abs(iv.mean - truth) / truth,
-                         "covers_truth": iv.low <= truth <= iv.high})
+                         "covers_truth": iv.low <= truth <= iv.high, "kind": iv.kind})
     typer.echo(f"{rounds:,} rounds, {actions} actions, {boot} bootstrap resamples ({scheme}); "
                f"true value {truth:.5f} (data generated in {gen_s:.2f} s)")
     typer.echo(f"{'estimator':<10} {'seconds':>8} {'estimate':>9} {'95% interval':>22} "
@@ -96,8 +96,9 @@ def bench_ope_cmd(
     for r in rows:
         typer.echo(f"{r['estimator']:<10} {r['seconds']:8.2f} {r['mean']:9.5f} "
                    f"[{r['low']:9.5f}, {r['high']:9.5f}] {r['rel_error']:8.2%} "
-                   f"{'yes' if r['covers_truth'] else 'no'}")
-    typer.echo(f"{'total':<10} {total:8.2f}")
+                   f"{'yes' if r['covers_truth'] else 'no':<6} {r['kind']}")
+    typer.echo(f"{'total':<10} {total:8.2f}  (conditional: the shared reward model is held "
+               "fixed across resamples)")
     _write(out, "bench ope", {"rounds": rounds, "boot": boot, "actions": actions, "dim": dim,
                               "scheme": scheme}, seed,
            {"rounds": rounds, "boot": boot, "scheme": scheme, "true_value": truth,
@@ -184,31 +185,52 @@ def bench_ope_hillstrom_cmd(
 
 @app.command("ope")
 def ope_cmd(
-    data: Path = typer.Argument(..., help="Dataset folder with logged propensities."),
-    policy: list[str] = typer.Option(..., "--policy",
+    data: Path = typer.Argument(..., help="Dataset folder with logged propensities, or a "
+                                "decision log of `nudgegym score` (parquet/CSV) joined with "
+                                "the observed reward."),
+    policy: list[str] = typer.Option([], "--policy",
                                      help="Target policy: rule:NAME[:...], an ONNX export "
                                           "folder or a train-policy run folder (repeatable)."),
-    reward: str = typer.Option("net", help="Reward per period: net, revenue or purchase."),
-    sequential: bool = typer.Option(True, help="Also run PDIS / WPDIS / sequential DR / FQE "
-                                               "over per-user trajectories."),
+    target_probs: list[Path] = typer.Option(
+        [], "--target-probs", help="File of target probabilities (prob__<action> columns; "
+        "keyed by user_id, period on a dataset; by user_id or row order on a decision log); "
+        "named by its file name (repeatable)."),
+    reward: str = typer.Option("net", help="Dataset reward per period: net, revenue or "
+                               "purchase; on a decision log, the reward column's name "
+                               "(default there: reward)."),
+    sequential: bool = typer.Option(True, help="Also run the per-user estimators (PDIS, "
+                                               "WPDIS, fqe-lin, mis, mdr, dr-lin)."),
     gamma: float = typer.Option(1.0, help="Discount of the sequential estimators."),
     boot: int = typer.Option(500, "--boot", help="Bootstrap resamples."),
-    seed: int = typer.Option(0, help="Seed of the folds, the FQE and the bootstrap."),
+    seed: int = typer.Option(0, help="Seed of the folds and the bootstrap."),
     memory_limit: str = typer.Option("4GB", help="DuckDB memory cap for the panel."),
     out: Path = typer.Option(..., "--out", help="Run folder: config.json and ope.json."),
 ) -> None:
-    """Estimate target policies' value from a dataset's logged decisions (OPE)."""
-    from agents.ope.report import ope_report, plot_ope
+    """Estimate target policies' value from logged decisions (OPE)."""
+    from agents.ope.decisions import read_table
+    from agents.ope.report import decision_log_report, ope_report, plot_ope
 
+    if not policy and not target_probs:
+        raise ValueError("give at least one --policy or --target-probs")
     with output_folder(out) as tmp:
-        write_run_config(tmp, "ope", {"data": str(data), "policy": policy, "reward": reward,
-                                      "sequential": sequential, "gamma": gamma, "boot": boot,
-                                      "memory_limit": memory_limit}, seed=seed)
-        rep = ope_report(data, list(policy), reward=reward, sequential=sequential, gamma=gamma,
-                         n_boot=boot, seed=seed, memory_limit=memory_limit)
+        write_run_config(tmp, "ope", {"data": str(data), "policy": policy,
+                                      "target_probs": [str(p) for p in target_probs],
+                                      "reward": reward, "sequential": sequential, "gamma": gamma,
+                                      "boot": boot, "memory_limit": memory_limit}, seed=seed)
+        tables = {p.name: read_table(p) for p in target_probs}
+        if data.is_file():
+            if policy:
+                raise ValueError("on a decision log, give the targets as --target-probs files")
+            rep = decision_log_report(read_table(data), tables,
+                                      reward="reward" if reward == "net" else reward,
+                                      sequential=sequential, gamma=gamma, n_boot=boot, seed=seed)
+        else:
+            rep = ope_report(data, list(policy), reward=reward, sequential=sequential, gamma=gamma,
+                             n_boot=boot, seed=seed, memory_limit=memory_limit,
+                             target_tables=tables)
         typer.echo(f"{rep['n_rounds']:,} logged decisions of {rep['n_users']:,} users; reward "
-                   f"{reward}; logging policy's mean reward {rep['logging_mean_reward']:.4f} per "
-                   "decision")
+                   f"{rep['reward']}; logging policy's mean reward "
+                   f"{rep['logging_mean_reward']:.4f} per decision")
         prop = rep.get("propensity")
         if prop:
             typer.echo(f"warning: the logged propensities were estimated at import "
@@ -224,12 +246,12 @@ def ope_cmd(
                        f"{res['ess_ratio']:.1%} of the decisions{known})")
             for r in res["estimates"]:
                 typer.echo(f"  {r['estimator']:<10} {r['mean']:10.4f} [{r['low']:10.4f}, "
-                           f"{r['high']:10.4f}] per {r['unit']}")
+                           f"{r['high']:10.4f}] per {r['unit']} ({r['kind']})")
             for note in res["warnings"]:
                 typer.echo(f"  warning: {note}")
         write_json(tmp / "ope.json", rep)
         plot_ope(rep, tmp / "ope_decision.png", unit="decision")
-        if sequential:
+        if any(e["unit"] == "user" for e in rep["results"][0]["estimates"]):
             plot_ope(rep, tmp / "ope_user.png", unit="user")
     typer.echo(f"wrote {out / 'ope.json'}")
 
@@ -247,13 +269,23 @@ def bench_ope_accuracy_cmd(
                                    help="Simulated copies of each user for the true value."),
     boot: int = typer.Option(200, "--boot", help="Bootstrap resamples per interval."),
     fqe_steps: int = typer.Option(300, "--fqe-steps", help="Adam steps per FQE iteration."),
-    estimator: list[str] = typer.Option(["pdis", "wpdis", "seq-dr", "fqe"], "--estimator",
-                                        help="Sequential estimators (repeatable)."),
+    estimator: list[str] = typer.Option(["pdis", "wpdis", "fqe-lin", "mis", "mdr", "dr-lin"],
+                                        "--estimator",
+                                        help="Sequential estimators (repeatable): pdis, wpdis, "
+                                             "fqe-lin, mis, mdr, dr-lin, and the MLP-based "
+                                             "seq-dr, fqe."),
     policy: list[str] = typer.Option([], "--policy",
                                      help="Extra target policy: rule:NAME[:...] or a "
                                           "train-policy run folder trained with --env world "
                                           "(repeatable; added to the default rules)."),
     seed: int = typer.Option(0, help="Base seed of the datasets, truth, folds and bootstrap."),
+    world: str = typer.Option("default", "--world", help="default, or null: actions have no "
+                              "effect and sends are free (the gate should recommend nothing)."),
+    gate_baseline: str = typer.Option("rule:campaign", "--gate-baseline",
+                                      help="Score the selection gate against this policy "
+                                           "('' = no gate)."),
+    time_only: bool = typer.Option(False, "--time", help="Only time the estimators (with "
+                                   "their bootstrap) on one generated dataset; no truth."),
     out: Path | None = typer.Option(None, "--out", help="Write bench.json here."),
 ) -> None:
     """Sequential OPE estimators against the TRUE value on generated shop logs."""
@@ -263,8 +295,23 @@ def bench_ope_accuracy_cmd(
 
     cfg = AccuracyConfig(n_users=users, n_periods=periods, logging=logging, horizon=horizon,
                          repeats=repeats, truth_replicates=replicates, n_boot=boot,
-                         estimators=tuple(estimator), fqe_steps=fqe_steps, seed=seed)
+                         estimators=tuple(estimator), fqe_steps=fqe_steps, seed=seed,
+                         world=world, gate_baseline=gate_baseline or None)
     policies = list(DEFAULT_POLICIES) + [p for p in policy if p not in DEFAULT_POLICIES]
+    if time_only:
+        from agents.ope.accuracy import time_estimators
+
+        res = time_estimators(cfg, policies)
+        typer.echo(f"{res['n_users']:,} users x {horizon} periods, {len(policies)} policies, "
+                   f"{boot} bootstrap resamples (data generated in {res['data_seconds']:.0f} s)")
+        for name, sec in res["seconds"].items():
+            typer.echo(f"  {name:<36} {sec:8.1f} s")
+        typer.echo(f"  {'total':<36} {res['total_seconds']:8.1f} s (wall clock; the joint "
+                   f"marginal estimators used {res['marginal_cpu_seconds']:.1f} s of CPU)")
+        _write(out, "bench ope-accuracy --time", {"users": users, "periods": periods,
+                                                  "horizon": horizon, "boot": boot,
+                                                  "estimator": estimator}, seed, res)
+        return
     typer.echo(f"{repeats} datasets of {users:,} users x {periods} periods, {logging} logging; "
                f"value = sum of reward (revenue - send cost - redeemed discount) per user over "
                f"the first {horizon} periods, users outside the control group; "
@@ -299,10 +346,21 @@ def bench_ope_accuracy_cmd(
                  for v in (p["estimators"][e] for e in ests)]
         typer.echo(f"{p['policy'][:24]:<24} {p['true_value_mean']:7.3f} "
                    f"{p['true_se_max']:6.3f} " + " ".join(f"{c:>22}" for c in cells))
+    if res["gate"]:
+        typer.echo(f"\nselection gate vs {gate_baseline} (one candidate at a time, one-sided "
+                   f"{1 - cfg.alpha:.0%} paired lower bound > 0; {world} world): type I = share "
+                   "of (dataset, candidate) pairs with TRUE gain <= 0 recommended; power = "
+                   "share with TRUE gain >= 5% recommended")
+        typer.echo(f"{'estimator':<8} {'type I':>12} {'power':>12} {'datasets w/ any rec.':>22}")
+        for g in res["gate"]:
+            typer.echo(f"{g['estimator']:<8} {g['type_i']:6.1%} ({g['null_pairs']:>3}) "
+                       f"{g['power']:6.1%} ({g['power_pairs']:>3}) "
+                       f"{g['any_recommendation']:14.0%} of {g['datasets']}")
     typer.echo(f"largest MC s.e. of a true value: {res['truth_rel_se_max']:.2%} of it; "
                f"total {res['seconds']:.0f} s")
     _write(out, "bench ope-accuracy", {"users": users, "periods": periods, "logging": logging,
                                        "horizon": horizon, "repeats": repeats,
                                        "truth_replicates": replicates, "boot": boot,
                                        "fqe_steps": fqe_steps, "estimator": estimator,
-                                       "policy": policy}, seed, res)
+                                       "policy": policy, "world": world,
+                                       "gate_baseline": gate_baseline}, seed, res)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import typer
 
-from agents.cli._app import app
+from agents.cli._app import app, output_folder
 from predictors.io import write_json, write_run_config
 
 
@@ -46,15 +46,15 @@ def room_cmd(
                      static=static, history=history, tune_budget=tune_budget, seed=seed,
                      variants=((False, "full"), (True, "base"), (False, "base")) if ablate
                      else ())
-    result = measure_room(data, cfg, progress=True)
-    out.mkdir(parents=True, exist_ok=True)
-    write_run_config(out, "room", {"data": str(data), "users": users, "fit_users": fit_users,
-                                   "val_users": val_users, "horizon": horizon,
-                                   "static": static, "history": history,
-                                   "tune_budget": tune_budget, "ablate": ablate,
-                                   "gaps": list(gap_list)}, seed=seed)
-    write_json(out / "room.json", result)
-    plot_room(result, out / "room.png")
+    with output_folder(out) as tmp:
+        result = measure_room(data, cfg, progress=True)
+        write_run_config(tmp, "room", {"data": str(data), "users": users, "fit_users": fit_users,
+                                       "val_users": val_users, "horizon": horizon,
+                                       "static": static, "history": history,
+                                       "tune_budget": tune_budget, "ablate": ablate,
+                                       "gaps": list(gap_list)}, seed=seed)
+        write_json(tmp / "room.json", result)
+        plot_room(result, tmp / "room.png")
     def pct(r: dict) -> str:
         return f"{r['mean']:+.1f} [{r['low']:+.1f}, {r['high']:+.1f}]"
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from agents.cli._app import app
+from agents.cli._app import app, output_folder
 from predictors.io import write_run_config
 
 
@@ -29,9 +29,10 @@ def tune_rule_cmd(
 
     cfg = TuneConfig(env=env, budget=budget, n_users=users, horizon=horizon, method=method,
                      start_users=start_users if predictor is not None else "all", seed=seed)
-    write_run_config(out, "tune-rule", {"data": str(data), "predictor": str(predictor)
-                                        if predictor else None, **cfg.__dict__}, seed)
-    r = run_tune_rule(data, out, predictor, cfg)
+    with output_folder(out) as tmp:
+        write_run_config(tmp, "tune-rule", {"data": str(data), "predictor": str(predictor)
+                                            if predictor else None, **cfg.__dict__}, seed)
+        r = run_tune_rule(data, tmp, predictor, cfg)
     v, d = r["value"], r["vs_default"]
     typer.echo(f"best of {r['evaluations']} candidates ({r['user_periods']:,} user-periods, "
                f"{r['seconds']:.0f} s) in {env}: {r['rule']}\n"

@@ -10,6 +10,14 @@ from agents.ope.base import (
 )
 from agents.ope.data import LoggedData, Trajectories, target_action_dist
 from agents.ope.fqe import FittedQ, FQEConfig, cross_fit_q, fit_fqe
+from agents.ope.inputs import action_dist_at_positions, logged_data_from_arrays
+from agents.ope.marginal import (
+    MARGINAL_ESTIMATORS,
+    JointReplicates,
+    MarginalConfig,
+    joint_replicates,
+    marginal_interval,
+)
 from agents.ope.one_step import DM, DR, IPS, SNDR, SNIPS, OneStepEstimator, SwitchDR
 from agents.ope.reward_model import (
     RewardModel,
@@ -27,6 +35,13 @@ from agents.ope.sequential import (
 )
 
 __all__ = [
+    "MARGINAL_ESTIMATORS",
+    "JointReplicates",
+    "MarginalConfig",
+    "joint_replicates",
+    "marginal_interval",
+    "action_dist_at_positions",
+    "logged_data_from_arrays",
     "DM",
     "FQE",
     "PDIS",

@@ -54,6 +54,7 @@ from tqdm import tqdm
 
 from agents.ope.data import LoggedData, target_action_dist
 from agents.ope.fqe import FQEConfig
+from agents.ope.marginal import MARGINAL_ESTIMATORS, joint_replicates
 from agents.ope.panel import logged_data_from_panel
 from agents.ope.sequential import FQE, PDIS, WPDIS, SequentialDR, SequentialEstimator
 from agents.policy import Policy
@@ -73,6 +74,7 @@ from predictors.synthetic import read_world
 
 __all__ = [
     "ACCURACY_ESTIMATORS",
+    "DEFAULT_ESTIMATORS",
     "DEFAULT_POLICIES",
     "AccuracyConfig",
     "accuracy_logged_data",
@@ -80,6 +82,7 @@ __all__ = [
     "make_accuracy_estimators",
     "reward_check",
     "run_ope_accuracy",
+    "time_estimators",
     "true_value",
 ]
 
@@ -90,7 +93,10 @@ DEFAULT_POLICIES = (
     "rule:greedy",
 )
 #: Estimators the benchmark knows, by name.
-ACCURACY_ESTIMATORS = ("pdis", "wpdis", "seq-dr", "fqe")
+ACCURACY_ESTIMATORS = ("pdis", "wpdis", "seq-dr", "fqe") + MARGINAL_ESTIMATORS
+#: The benchmark's default estimators: the MLP-based ``seq-dr`` and ``fqe`` (intervals
+#: conditional on their Q model, minutes per policy at long horizons) are opt-in.
+DEFAULT_ESTIMATORS = ("pdis", "wpdis") + MARGINAL_ESTIMATORS
 #: The goal of the best sequential estimator.
 GOAL = {"median_rel_error": 0.05, "spearman": 0.9, "coverage": 0.9}
 
@@ -114,10 +120,14 @@ class AccuracyConfig:
         estimators: Names from :data:`ACCURACY_ESTIMATORS`.
         fqe_steps: Adam steps per Bellman iteration of FQE (and of sequential DR's Q).
         seed: Base seed of the datasets, the truth, the folds and the bootstrap.
+        world: ``default`` or ``null`` (:func:`agents.ope.gate_bench.null_world`: one
+            homogeneous segment, no action has any effect, sends cost nothing).
+        gate_baseline: Score the selection gate against this policy (one of the policies),
+            one candidate at a time (:func:`agents.ope.gate_bench.gate_rows`); ``None``: no gate.
 
     Example:
         >>> AccuracyConfig(n_users=300, n_periods=6, horizon=3).estimators
-        ('pdis', 'wpdis', 'seq-dr', 'fqe')
+        ('pdis', 'wpdis', 'fqe-lin', 'mis', 'mdr', 'dr-lin')
     """
 
     n_users: int = 10_000
@@ -128,9 +138,11 @@ class AccuracyConfig:
     truth_replicates: int = 20
     n_boot: int = 200
     alpha: float = 0.05
-    estimators: tuple[str, ...] = ACCURACY_ESTIMATORS
+    estimators: tuple[str, ...] = DEFAULT_ESTIMATORS
     fqe_steps: int = 300
     seed: int = 0
+    world: str = "default"
+    gate_baseline: str | None = "rule:campaign"
 
     def __post_init__(self) -> None:
         for name in ("n_users", "n_periods", "horizon", "repeats", "truth_replicates",
@@ -142,6 +154,8 @@ class AccuracyConfig:
                               f"({self.n_periods})")
         if self.logging not in ("campaign", "uniform"):
             raise ConfigError(f"`logging` must be 'campaign' or 'uniform'; got {self.logging!r}")
+        if self.world not in ("default", "null"):
+            raise ConfigError(f"`world` must be 'default' or 'null'; got {self.world!r}")
         if self.n_boot < 2 or not 0 < self.alpha < 1:
             raise ConfigError(f"`n_boot` must be >= 2 and `alpha` in (0, 1); got "
                               f"{self.n_boot!r}, {self.alpha!r}")
@@ -153,12 +167,14 @@ class AccuracyConfig:
 
 def make_accuracy_estimators(names: Sequence[str], fqe_steps: int,
                              seed: int) -> list[SequentialEstimator]:
-    """The sequential estimators ``names`` (undiscounted), FQE models seeded by ``seed``."""
+    """The sequential estimators ``names`` (undiscounted), FQE models seeded by ``seed``; the
+    marginal ones (:mod:`agents.ope.marginal`) are not built here but jointly for all
+    policies."""
     q = FQEConfig(n_steps=fqe_steps, seed=seed)
     make = {"pdis": PDIS, "wpdis": WPDIS,
             "seq-dr": lambda: SequentialDR(q_model=q, fold_seed=seed),
             "fqe": lambda: FQE(q_model=q)}
-    return [make[n]() for n in names]
+    return [make[n]() for n in names if n in make]
 
 
 def load_target_policy(text: str, spec: DatasetSpec, data: str | Path) -> Policy:
@@ -297,7 +313,7 @@ def _one_dataset(folder: Path, config: AccuracyConfig, policies: Sequence[str],
     first = data.time_step == 0
     obs_gap = float(np.abs(data.obs[first] - start.history.observation()[
         np.asarray(data.user_id[first], dtype=np.int64)]).max())
-    rows, notes = [], set()
+    rows, notes, dists = [], set(), {}
     for text in policies:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -308,6 +324,7 @@ def _one_dataset(folder: Path, config: AccuracyConfig, policies: Sequence[str],
             row: dict[str, Any] = {"policy": text, "true_value": truth, "true_se": se,
                                    "truth_seconds": time.perf_counter() - t0, "estimates": {}}
             dist = target_action_dist(policy, data)
+            dists[text] = dist
             for est in make_accuracy_estimators(config.estimators, config.fqe_steps, seed):
                 t0 = time.perf_counter()
                 iv = est.interval(data, dist, n_boot=config.n_boot, alpha=config.alpha,
@@ -319,6 +336,27 @@ def _one_dataset(folder: Path, config: AccuracyConfig, policies: Sequence[str],
                     "seconds": time.perf_counter() - t0}
         notes.update(f"{text}: {w.message}" for w in caught)
         rows.append(row)
+    marginal = [e for e in config.estimators if e in MARGINAL_ESTIMATORS]
+    gate: list[dict[str, Any]] = []
+    if marginal:
+        t0 = time.perf_counter()
+        rep = joint_replicates(data, dists, n_boot=config.n_boot, seed=seed,
+                               estimators=marginal)
+        seconds = (time.perf_counter() - t0) / len(rows)
+        for row in rows:
+            truth = row["true_value"]
+            for name in marginal:
+                iv = rep.interval(name, row["policy"], config.alpha)
+                row["estimates"][name] = {
+                    "mean": iv.mean, "low": iv.low, "high": iv.high,
+                    "rel_error": abs(iv.mean - truth) / abs(truth) if truth else float("nan"),
+                    "covers": bool(iv.low <= truth <= iv.high), "seconds": seconds}
+        for row in rows:
+            row["estimates"] = {e: row["estimates"][e] for e in config.estimators}
+        if config.gate_baseline in dists:
+            from agents.ope.gate_bench import gate_rows
+
+            gate = gate_rows(rep, rows, config.gate_baseline, 1 - config.alpha)
     spearman = {}
     for name in config.estimators:
         est = [r["estimates"][name]["mean"] for r in rows]
@@ -329,7 +367,8 @@ def _one_dataset(folder: Path, config: AccuracyConfig, policies: Sequence[str],
             "truth_seed": seed, "obs_check_max_abs_diff": obs_gap,
             "reward_check": reward_check(folder, data),
             "panel_net_reward_check": reward_check(folder, panel_data),
-            "policies": rows, "spearman": spearman, "warnings": sorted(notes)}
+            "policies": rows, "spearman": spearman, "warnings": sorted(notes),
+            "gate": gate}
 
 
 def summarize(datasets: list[dict[str, Any]], estimators: Sequence[str],
@@ -407,8 +446,11 @@ def run_ope_accuracy(config: AccuracyConfig | None = None,
                       disable=not progress):
             seed = config.seed + r
             t0 = time.perf_counter()
+            from agents.ope.gate_bench import world_config
+
             folder = generate(GenerateConfig(n_users=config.n_users, n_periods=config.n_periods,
-                                             logging=config.logging, seed=seed),
+                                             logging=config.logging, seed=seed,
+                                             world=world_config(config.world)),
                               root / f"data_{r}")
             result = {"repeat": r, **_one_dataset(folder, config, policies, seed)}
             result["seconds"] = time.perf_counter() - t0
@@ -417,9 +459,49 @@ def run_ope_accuracy(config: AccuracyConfig | None = None,
                 on_dataset(result)
     from dataclasses import asdict
 
+    from agents.ope.gate_bench import summarize_gate
+
     return {"config": {**asdict(config), "estimators": list(config.estimators)},
+            "gate": summarize_gate(datasets, [e for e in config.estimators
+                                              if e in MARGINAL_ESTIMATORS]),
             "value": f"undiscounted sum over the first {config.horizon} periods of revenue - "
                      "send cost - redeemed discount, per user outside the control group",
             "policies": policies, "datasets": datasets,
             **summarize(datasets, config.estimators, policies), "goal": GOAL,
             "seconds": time.perf_counter() - t_start}
+
+
+def time_estimators(config: AccuracyConfig, policies: Sequence[str]) -> dict[str, Any]:
+    """Seconds of every estimator of ``config`` (with ``n_boot`` replicates) for all
+    ``policies`` on one generated dataset (seed ``config.seed``); no truth is simulated."""
+    with tempfile.TemporaryDirectory(prefix="ope-time-") as tmp:
+        t0 = time.perf_counter()
+        folder = generate(GenerateConfig(n_users=config.n_users, n_periods=config.n_periods,
+                                         logging=config.logging, seed=config.seed),
+                          Path(tmp) / "data")
+        data, users = accuracy_logged_data(folder, config.horizon)
+        spec = open_dataset(folder).spec
+        data_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        dists = {text: target_action_dist(load_target_policy(text, spec, folder), data)
+                 for text in policies}
+        seconds = {"target probabilities": time.perf_counter() - t0}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for est in make_accuracy_estimators(config.estimators, config.fqe_steps,
+                                                config.seed):
+                t0 = time.perf_counter()
+                for dist in dists.values():
+                    est.interval(data, dist, n_boot=config.n_boot, seed=config.seed)
+                seconds[est.name] = time.perf_counter() - t0
+        marginal = [e for e in config.estimators if e in MARGINAL_ESTIMATORS]
+        cpu0 = time.process_time()
+        if marginal:
+            t0 = time.perf_counter()
+            joint_replicates(data, dists, n_boot=config.n_boot, seed=config.seed,
+                             estimators=marginal)
+            seconds[" + ".join(marginal) + " (joint, refit)"] = time.perf_counter() - t0
+        cpu = time.process_time() - cpu0
+    return {"n_users": len(users), "n_rounds": data.n_rounds, "data_seconds": data_s,
+            "seconds": seconds, "total_seconds": float(sum(seconds.values())),
+            "marginal_cpu_seconds": cpu}

@@ -49,11 +49,16 @@ class Interval:
         mean: The estimate on the full data.
         low: Lower bound (the ``alpha / 2`` quantile of the bootstrap estimates).
         high: Upper bound (the ``1 - alpha / 2`` quantile).
+        kind: What the bootstrap resampled: ``"bootstrap"`` (the units; nothing was fitted),
+            ``"refit"`` (the units, refitting every fitted model on each resample) or
+            ``"conditional"`` (the units with a fitted reward / Q model held fixed: the
+            interval omits that model's own variance and is too narrow when it matters).
     """
 
     mean: float
     low: float
     high: float
+    kind: str = "bootstrap"
 
     def __contains__(self, value: float) -> bool:
         return self.low <= value <= self.high
@@ -189,7 +194,9 @@ class BaseEstimator(ABC):
             seed: Seed of the bootstrap weights.
             scheme: Bootstrap weights, see :func:`weighted_bootstrap`.
 
-        The reward model is held fixed across replicates.
+        A reward (or Q) model is held fixed across replicates, so the interval of an estimator
+        with ``requires_reward_model`` is ``kind="conditional"``; :func:`agents.ope.refit.
+        refit_intervals` refits it on each resample instead.
         """
         if not 0 < alpha < 1:
             raise ValueError(f"`alpha` must be in (0, 1); got {alpha!r}")
@@ -200,10 +207,11 @@ class BaseEstimator(ABC):
         mean = float(self._combine(terms.sum(axis=0, dtype=np.float64)[None, :], n)[0])
         boot = weighted_bootstrap(terms, self._combine, int(n_boot), seed, scheme)
         boot = boot[np.isfinite(boot)]
+        kind = "conditional" if self.requires_reward_model else "bootstrap"
         if len(boot) == 0:
-            return Interval(mean, float("nan"), float("nan"))
+            return Interval(mean, float("nan"), float("nan"), kind)
         low, high = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
-        return Interval(mean=mean, low=float(low), high=float(high))
+        return Interval(mean=mean, low=float(low), high=float(high), kind=kind)
 
     def _checked_terms(
         self, data: LoggedData, policy: Policy | np.ndarray, estimated_rewards: np.ndarray | None

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
-from agents.ope.base import BaseEstimator
+from agents.ope.base import BaseEstimator, Interval
 from agents.ope.data import LoggedData, target_action_dist
+from agents.ope.inputs import action_dist_at_positions, logged_data_from_arrays, slice_at_positions
 from agents.ope.reward_model import RewardModel, RidgeRewardModel, cross_fit_rewards
 from agents.policy import Policy
 
@@ -87,6 +88,60 @@ class OneStepEstimator(BaseEstimator):
     def _weights(self, inputs: RoundInputs) -> np.ndarray:
         """Importance weights as used by this estimator (raw by default)."""
         return inputs.weight
+
+    def estimate_policy_value(
+        self, *, reward: Any, action: Any, action_dist: Any, pscore: Any = None,
+        position: Any = None, estimated_rewards_by_reg_model: Any = None, context: Any = None,
+    ) -> float:
+        """:meth:`estimate` from obp-style arrays.
+
+        Args:
+            reward, action, pscore: ``(n_rounds,)`` logged arrays (``pscore`` may be omitted
+                by estimators without importance weights, e.g. DM).
+            action_dist: Target probabilities ``(n_rounds, n_actions, len_list)`` as in obp
+                (or 2-D); each round uses the slice of its ``position``.
+            position: ``(n_rounds,)`` integers in ``[0, len_list)``; needed if ``len_list > 1``.
+            estimated_rewards_by_reg_model: Optional reward estimates shaped like
+                ``action_dist``; model-based estimators fit their own when omitted.
+            context: Optional ``(n_rounds, dim)`` contexts for that reward model.
+
+        Example:
+            >>> IPS().estimate_policy_value(reward=np.array([1.0, 0.0]), action=np.array([0, 1]),
+            ...     pscore=np.array([0.5, 0.5]), action_dist=np.array([[[1.0], [0.0]]] * 2))
+            1.0
+        """
+        data, dist, q = self._from_arrays(reward, action, action_dist, pscore, position,
+                                          estimated_rewards_by_reg_model, context)
+        return self.estimate(data, dist, q)
+
+    def estimate_interval(
+        self, *, reward: Any, action: Any, action_dist: Any, pscore: Any = None,
+        position: Any = None, estimated_rewards_by_reg_model: Any = None, context: Any = None,
+        alpha: float = 0.05, n_boot: int = 1000, seed: int = 0,
+    ) -> Interval:
+        """:meth:`interval` from obp-style arrays (see :meth:`estimate_policy_value`)."""
+        data, dist, q = self._from_arrays(reward, action, action_dist, pscore, position,
+                                          estimated_rewards_by_reg_model, context)
+        return self.interval(data, dist, q, alpha=alpha, n_boot=n_boot, seed=seed)
+
+    def _from_arrays(self, reward: Any, action: Any, action_dist: Any, pscore: Any,
+                     position: Any, estimated: Any, context: Any,
+                     ) -> tuple[LoggedData, np.ndarray, np.ndarray | None]:
+        n = len(np.asarray(action))
+        if np.ndim(action_dist) not in (2, 3):
+            raise ValueError("`action_dist` must have shape (n_rounds, n_actions, len_list); "
+                             f"got {np.shape(action_dist)}")
+        dist = action_dist_at_positions(action_dist, n, position)
+        if pscore is None:
+            if self.uses_weights:
+                raise ValueError(f"{self.name} needs `pscore` (the logging policy's "
+                                 "probability of each logged action)")
+            pscore = np.ones(n)
+        q = None if estimated is None else slice_at_positions(
+            "estimated_rewards_by_reg_model", estimated, n, position, dist.shape[1])
+        data = logged_data_from_arrays(reward, action, pscore, n_actions=dist.shape[1],
+                                       position=position, context=context)
+        return data, dist, q
 
     def _terms(
         self, data: LoggedData, policy: Policy | np.ndarray, estimated_rewards: np.ndarray | None

@@ -1,8 +1,11 @@
 """Off-policy evaluation of target policies on a dataset's logs: the table behind ``nudgegym ope``.
 
-For every target policy: the six one-step estimators (per decision) and, optionally, the
-sequential ones (PDIS, WPDIS, sequential DR, FQE; per user over the logged periods), each with a
-bootstrap 95% interval; the effective sample size of the one-step importance weights
+For every target policy: the six one-step estimators (per decision; DM, DR, SNDR and Switch-DR
+with the reward model held fixed, ``kind="conditional"``), DM and DR with the reward model
+refitted on every resample of users (``dm-refit``, ``dr-refit``) and, optionally, the
+sequential ones (PDIS, WPDIS, and linear FQE / marginal IS / marginal DR / per-decision DR of
+:mod:`agents.ope.marginal`, refitted per resample; per user over the logged periods), each with
+a bootstrap 95% interval and its ``kind``; the effective sample size of the one-step importance weights
 ``w_i = pi(a_i | x_i) / pscore_i`` (Kish: ``(sum w)^2 / sum w^2``) and the weight-degeneracy
 warnings the estimators raised.
 """
@@ -11,20 +14,55 @@ from __future__ import annotations
 
 import json
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from agents.ope.base import effective_sample_size
+from agents.ope.base import Interval, effective_sample_size
 from agents.ope.data import LoggedData, target_action_dist
-from agents.ope.fqe import FQEConfig
+from agents.ope.marginal import MarginalConfig, joint_replicates
 from agents.ope.one_step import DM, DR, IPS, SNDR, SNIPS, SwitchDR
 from agents.ope.panel import logged_data_from_panel
 from agents.ope.reward_model import RidgeRewardModel, cross_fit_rewards
-from agents.ope.sequential import FQE, PDIS, WPDIS, SequentialDR
-from agents.policy import BasePolicy
+from agents.ope.sequential import PDIS, WPDIS
+
+
+def refit_intervals(logged: LoggedData, dists: dict[str, np.ndarray], *, n_boot: int,
+                    seed: int, alpha: float = 0.05) -> dict[str, tuple[Interval, Interval]]:
+    """DM and DR of every policy with the ridge reward model cross-fitted anew on each
+    bootstrap resample of users (of rows where there are no user ids), ``kind="refit"``.
+
+    The reward model does not depend on the target policy, so each resample's model serves
+    every policy (and the policies' estimates share their resamples).
+    """
+    rng = np.random.default_rng([seed, 7])
+    groups = logged.user_id if logged.user_id is not None else np.arange(logged.n_rounds)
+    _, inverse = np.unique(groups, return_inverse=True)
+    members = np.argsort(inverse, kind="stable")
+    starts = np.searchsorted(inverse[members], np.arange(inverse.max() + 2))
+    n_groups = len(starts) - 1
+    ests = (DM(), DR())
+    boots = np.empty((n_boot, len(dists), 2))
+    for b in range(n_boot):
+        pick = rng.integers(0, n_groups, n_groups)
+        rows = np.concatenate([members[starts[g]:starts[g + 1]] for g in pick])
+        copy = np.repeat(np.arange(n_groups), starts[pick + 1] - starts[pick])
+        sub = replace(logged.subset(rows), user_id=copy, time_step=np.zeros(len(rows), int))
+        q = cross_fit_rewards(sub, RidgeRewardModel(), n_folds=2, seed=seed + b)
+        for j, dist in enumerate(dists.values()):
+            boots[b, j] = [e.estimate(sub, dist[rows], q) for e in ests]
+    q = cross_fit_rewards(logged, RidgeRewardModel(), n_folds=2, seed=seed)
+    out = {}
+    for j, (name, dist) in enumerate(dists.items()):
+        ivs = []
+        for k, e in enumerate(ests):
+            low, high = np.quantile(boots[:, j, k], [alpha / 2, 1 - alpha / 2])
+            ivs.append(Interval(e.estimate(logged, dist, q), float(low), float(high), "refit"))
+        out[name] = (ivs[0], ivs[1])
+    return out
 
 
 def ope_table(logged: LoggedData, policies: dict[str, BasePolicy | np.ndarray], *,
@@ -42,14 +80,17 @@ def ope_table(logged: LoggedData, policies: dict[str, BasePolicy | np.ndarray], 
         progress: tqdm bar over policies.
 
     Returns:
-        One dict per policy: ``policy``, ``estimates`` (estimator, unit, mean, low, high),
+        One dict per policy: ``policy``, ``estimates`` (estimator, unit, mean, low, high, kind),
         ``ess`` and ``ess_ratio`` of the one-step weights, ``warnings``.
     """
     q = cross_fit_rewards(logged, RidgeRewardModel(), n_folds=2, seed=seed)
+    dists = {name: target_action_dist(p, logged) for name, p in policies.items()}
+    refit = refit_intervals(logged, dists, n_boot=n_boot, seed=seed)
+    joint = (joint_replicates(logged, dists, MarginalConfig(gamma=gamma), n_boot=n_boot,
+                              seed=seed) if sequential else None)
     results = []
-    for name, policy in tqdm(policies.items(), desc="policies", disable=not progress,
-                             leave=False):
-        dist = target_action_dist(policy, logged)
+    for name in tqdm(dists, desc="policies", disable=not progress, leave=False):
+        dist = dists[name]
         w = dist[np.arange(logged.n_rounds), logged.action] / logged.pscore
         ess = effective_sample_size(w)
         rows = []
@@ -59,13 +100,15 @@ def ope_table(logged: LoggedData, policies: dict[str, BasePolicy | np.ndarray], 
                 iv = est.interval(logged, dist, q if est.requires_reward_model else None,
                                   n_boot=n_boot, seed=seed)
                 rows.append({"estimator": est.name, "unit": "decision", **vars(iv)})
-            if sequential:
-                fqe = FQEConfig(seed=seed)
-                for est in (PDIS(gamma=gamma), WPDIS(gamma=gamma),
-                            SequentialDR(gamma=gamma, q_model=fqe, fold_seed=seed),
-                            FQE(gamma=gamma, q_model=fqe)):
+            for est_name, iv in zip(("dm-refit", "dr-refit"), refit[name], strict=True):
+                rows.append({"estimator": est_name, "unit": "decision", **vars(iv)})
+            if joint is not None:
+                for est in (PDIS(gamma=gamma), WPDIS(gamma=gamma)):
                     iv = est.interval(logged, dist, n_boot=n_boot, seed=seed)
                     rows.append({"estimator": est.name, "unit": "user", **vars(iv)})
+                for est_name in joint.estimators:
+                    rows.append({"estimator": est_name, "unit": "user",
+                                 **vars(joint.interval(est_name, name))})
         results.append({"policy": name, "estimates": rows, "ess": ess,
                         "ess_ratio": ess / logged.n_rounds,
                         "warnings": sorted({str(m.message) for m in caught})})
@@ -94,10 +137,14 @@ def true_value_per_decision(data: str | Path, policies: dict[str, Any], *,
 def ope_report(data: str | Path, policies: list[str], *, reward: str = "net",
                sequential: bool = True, gamma: float = 1.0, n_boot: int = 500, seed: int = 0,
                memory_limit: str = "4GB", progress: bool = True,
-               truth: bool = True) -> dict[str, Any]:
+               truth: bool = True, target_tables: dict[str, Any] | None = None,
+               ) -> dict[str, Any]:
     """Off-policy evaluation of ``policies`` (``rule:...``, export or run folders) on ``data``.
 
     Args:
+        target_tables: Name -> table of target probabilities (``user_id``, ``period``,
+            ``prob__<action>``; :func:`agents.ope.decisions.target_probs_from_table`),
+            evaluated beside ``policies``.
         truth: On a synthetic shop, also compute each policy's TRUE value per decision
             (:func:`true_value_per_decision`) to set beside the estimates.
 
@@ -113,7 +160,13 @@ def ope_report(data: str | Path, policies: list[str], *, reward: str = "net",
     from agents.loading import load_policy
     from predictors import observation_names
 
-    targets = {text: load_policy(text, ds.spec, observation_names(), data) for text in policies}
+    from agents.ope.decisions import target_probs_from_table
+
+    targets: dict[str, Any] = {text: load_policy(text, ds.spec, observation_names(), data)
+                               for text in policies}
+    for name, table in (target_tables or {}).items():
+        targets[name] = target_probs_from_table(table, logged, ds.spec.action_names,
+                                                keys=("user_id", "period"), source=name)
     report = {"data": str(data), "reward": reward, "n_rounds": logged.n_rounds,
               "n_users": int(len(np.unique(logged.user_id))),
               "logging_mean_reward": float(logged.reward.mean()),
@@ -124,8 +177,44 @@ def ope_report(data: str | Path, policies: list[str], *, reward: str = "net",
         report["propensity"] = {k: prop.get(k) for k in ("source", "model", "n_folds", "log_loss",
                                                          "log_loss_marginal", "ece", "warning")}
     if truth and reward == "net" and ds.truth_folder is not None:
-        report["truth"] = true_value_per_decision(data, targets, seed=seed)
+        report["truth"] = true_value_per_decision(
+            data, {k: v for k, v in targets.items() if not isinstance(v, np.ndarray)}, seed=seed)
     return report
+
+
+def decision_log_report(decisions: Any, target_tables: dict[str, Any], *,
+                        reward: str = "reward", sequential: bool = True, gamma: float = 1.0,
+                        n_boot: int = 500, seed: int = 0) -> dict[str, Any]:
+    """:func:`ope_report` on a decision log of ``nudgegym score`` joined with its rewards.
+
+    Targets are tables of probabilities (:func:`agents.ope.decisions.target_probs_from_table`,
+    keyed by ``user_id`` when both tables have it, else by row order). The sequential
+    estimators run when the log has ``user_id`` and ``period``.
+    """
+    from agents.ope.decisions import logged_data_from_decisions, target_probs_from_table
+
+    logged = logged_data_from_decisions(decisions, reward=reward)
+    names = list(logged.action_names or ())
+    keys: tuple[str, ...] = ()
+    if logged.time_step is not None:
+        keys = ("user_id", "period")
+    elif "user_id" in decisions.columns:
+        keys = ("user_id",)
+        logged = replace(logged, user_id=decisions["user_id"].to_numpy(),
+                         time_step=np.zeros(logged.n_rounds, dtype=np.int64))
+    targets = {}
+    for name, table in target_tables.items():
+        use = keys if all(k in table.columns for k in keys) else ()
+        if use == ("user_id",) and decisions["user_id"].duplicated().any():
+            raise ValueError("decision log: `user_id` repeats; add a `period` column")
+        targets[name] = target_probs_from_table(table, logged, names, keys=use, source=name)
+    seq = sequential and "period" in decisions.columns
+    return {"data": "decision log", "reward": reward, "n_rounds": logged.n_rounds,
+            "n_users": int(len(np.unique(logged.user_id))) if logged.user_id is not None
+            else logged.n_rounds,
+            "logging_mean_reward": float(logged.reward.mean()),
+            "results": ope_table(logged, targets, sequential=seq, gamma=gamma, n_boot=n_boot,
+                                 seed=seed, progress=False)}
 
 
 def plot_ope(report: dict[str, Any], path: str | Path, unit: str = "decision") -> Path:

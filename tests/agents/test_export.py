@@ -147,3 +147,44 @@ def test_score_cli_imports_no_torch(shop, sim_obs, tmp_path) -> None:
     assert "HEAVY []" in res.stdout
     assert len(pd.read_parquet(tmp_path / "d.parquet")) == 100
     assert json.loads((tmp_path / "d.json").read_text())["rows"] == 100
+
+
+def test_score_decision_log_is_ope_input(shop, sim_obs, tmp_path, capsys) -> None:
+    """A decision log of `score`, joined with rewards, goes straight into `nudgegym ope`."""
+    from agents.cli import run_main
+    from agents.ope import IPS
+    from agents.ope.decisions import logged_data_from_decisions
+
+    obs, _ = sim_obs
+    model = _train("ppo", shop)
+    export_policy(model, tmp_path / "exp", observation_names=shop.observation_names,
+                  spec=shop.spec)
+    table = pd.DataFrame(obs[:800], columns=shop.observation_names)
+    table.insert(0, "user_id", np.arange(800))
+    dec = score_table(ExportedPolicy(tmp_path / "exp"), table, mode="sample", seed=2)
+    rng = np.random.default_rng(0)
+    dec["reward"] = (dec["action"] == "email") + rng.normal(0, 0.1, len(dec))
+    data = logged_data_from_decisions(dec)
+    names = list(shop.spec.action_names)
+    own = dec[[f"prob__{a}" for a in names]].to_numpy()
+    # the serving policy evaluated on its own log: every weight is 1
+    assert IPS().estimate(data, own) == pytest.approx(dec["reward"].mean(), abs=1e-12)
+    dec.to_parquet(tmp_path / "decisions.parquet")
+    target = pd.DataFrame({"user_id": dec["user_id"][::-1].to_numpy()})
+    for a in names:
+        target[f"prob__{a}"] = 1.0 / len(names)
+    target.to_parquet(tmp_path / "uniform.parquet")
+    rc = run_main(["ope", str(tmp_path / "decisions.parquet"), "--target-probs",
+                   str(tmp_path / "uniform.parquet"), "--boot", "30", "--out",
+                   str(tmp_path / "ope")])
+    assert rc == 0, capsys.readouterr().err
+    res = json.loads((tmp_path / "ope" / "ope.json").read_text())
+    assert res["results"][0]["policy"] == "uniform.parquet"
+    ips = next(e for e in res["results"][0]["estimates"] if e["estimator"] == "ips")
+    w = (1.0 / len(names)) / dec["propensity"].to_numpy()
+    assert ips["mean"] == pytest.approx(float(np.mean(w * dec["reward"])), rel=1e-9)
+    bad = target.iloc[:-1]
+    bad.to_parquet(tmp_path / "short.parquet")
+    assert run_main(["ope", str(tmp_path / "decisions.parquet"), "--target-probs",
+                     str(tmp_path / "short.parquet"), "--out", str(tmp_path / "o2")]) == 1
+    assert "no row for logged {'user_id'" in capsys.readouterr().err

@@ -72,7 +72,35 @@ def test_ope_command(tiny_run, tmp_path, capsys) -> None:
     result = json.loads((out / "ope.json").read_text())
     assert [r["policy"] for r in result["results"]] == ["rule:always:email", "rule:never"]
     names = [e["estimator"] for e in result["results"][0]["estimates"]]
-    assert names == ["dm", "ips", "snips", "dr", "sndr", "switch-dr"]
+    assert names == ["dm", "ips", "snips", "dr", "sndr", "switch-dr", "dm-refit", "dr-refit"]
+    kinds = {e["estimator"]: e["kind"] for e in result["results"][0]["estimates"]}
+    assert kinds["dm"] == "conditional" and kinds["dm-refit"] == "refit"
+    assert kinds["ips"] == "bootstrap"
     assert json.loads((out / "config.json").read_text())["command"] == "ope"
     assert run_main(["ope", str(data), "--policy", "nonsense", "--out", str(out)]) == 1
     assert "expected rule:NAME" in capsys.readouterr().err
+
+
+def test_ope_command_with_target_probability_file(tiny_run, tmp_path, capsys) -> None:
+    from predictors import build_panel, open_dataset
+
+    data, _ = tiny_run
+    ds = open_dataset(data)
+    logged = logged_data_from_panel(build_panel(ds), ds.spec)
+    names = ds.spec.action_names
+    target = pd.DataFrame({"user_id": logged.user_id, "period": logged.time_step})
+    for j, a in enumerate(names):
+        target[f"prob__{a}"] = float(j == 1)  # always the second action
+    target.sample(frac=1.0, random_state=0).to_csv(tmp_path / "always_second.csv", index=False)
+    out = tmp_path / "ope"
+    rc = run_main(["ope", str(data), "--target-probs", str(tmp_path / "always_second.csv"),
+                   "--no-sequential", "--boot", "20", "--out", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    res = json.loads((out / "ope.json").read_text())["results"][0]
+    ips = next(e for e in res["estimates"] if e["estimator"] == "ips")
+    w = (logged.action == 1) / logged.pscore
+    assert ips["mean"] == pytest.approx(float(np.mean(w * logged.reward)), rel=1e-9)
+    target.iloc[1:].to_csv(tmp_path / "short.csv", index=False)
+    assert run_main(["ope", str(data), "--target-probs", str(tmp_path / "short.csv"),
+                     "--no-sequential", "--out", str(out)]) == 1
+    assert "no row for logged" in capsys.readouterr().err
