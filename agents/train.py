@@ -38,7 +38,7 @@ from predictors.io import atomic_path, write_json, write_text
 __all__ = ["TrainConfig", "load_hyperparams", "train_policy"]
 
 #: Keys of the YAML files that are not SB3 constructor arguments.
-_ENV_KEYS = ("n_envs", "reward_scale")
+_ENV_KEYS = ("n_envs", "reward_scale", "warm_start")
 
 
 @dataclass(frozen=True)
@@ -136,6 +136,11 @@ def load_hyperparams(algo: str, path: str | Path | None = None) -> dict[str, Any
     allowed = set(inspect.signature(ALGORITHMS[algo].__init__).parameters) | set(_ENV_KEYS)
     allowed -= {"self", "policy", "env", "seed", "device", "tensorboard_log", "verbose"}
     unknown = sorted(set(params) - allowed)
+    warm = params.get("warm_start") or {}
+    if not isinstance(warm, dict):
+        raise ConfigError(f"`warm_start` (source: {path or name}) must be a mapping of "
+                          f"hyperparameters; got {type(warm).__name__}")
+    unknown += [f"warm_start.{k}" for k in sorted(set(warm) - (allowed - {"warm_start"}))]
     if unknown:
         raise ConfigError(f"hyperparameters {unknown} are not arguments of {algo} "
                           f"(source: {path or name}); allowed: {sorted(allowed)}")
@@ -297,6 +302,9 @@ def train_policy(predictor: str | Path, data: str | Path, out: str | Path,
     params = load_hyperparams(cfg.algo, hyperparams)
     if resume and (run / "hyperparams.yaml").is_file():
         params = yaml.safe_load((run / "hyperparams.yaml").read_text())
+    overrides = params.pop("warm_start", None) or {}
+    if cfg.warm_start is not None:  # fine-tuning a cloned rule, not learning from scratch
+        params.update(overrides)
     n_envs = cfg.n_envs or int(params.get("n_envs", 1024))
     params["n_envs"] = n_envs
     write_text(run / "hyperparams.yaml", yaml.safe_dump(params, sort_keys=False))

@@ -61,7 +61,7 @@ def quickstart_stages(out: Path, fast: bool, seed: int) -> list[tuple[str, list[
                        "sim", *tune, "--seed", s, "--out", str(out / "tune")]),
         ("train-ppo", ["train-policy", "--predictor", str(pred), "--data", str(data),
                        "--algo", "ppo", "--timesteps", ppo_steps, "--seed", s,
-                       "--out", str(out / "ppo"), *small]),
+                       "--warm-start", str(out / "tune"), "--out", str(out / "ppo"), *small]),
         ("train-dqn", ["train-policy", "--predictor", str(pred), "--data", str(data),
                        "--algo", "dqn", "--timesteps", dqn_steps, "--seed", s,
                        "--out", str(out / "dqn"), *small]),
