@@ -40,7 +40,7 @@ from predictors.io import atomic_path, write_json, write_text
 __all__ = ["TrainConfig", "load_hyperparams", "train_policy"]
 
 #: Keys of the YAML files that are not SB3 constructor arguments.
-_ENV_KEYS = ("n_envs", "reward_scale")
+_ENV_KEYS = ("n_envs", "reward_scale", "warm_start")
 
 
 @dataclass(frozen=True)
@@ -155,6 +155,11 @@ def load_hyperparams(algo: str, path: str | Path | None = None) -> dict[str, Any
     allowed -= {"self", "policy", "env", "seed", "device", "tensorboard_log", "verbose"}
     unknown = sorted(set(params) - allowed)
     source = f"--config {path}" if path is not None else name
+    warm = params.get("warm_start") or {}
+    if not isinstance(warm, dict):
+        raise ConfigError(f"`warm_start` ({source}) must be a mapping of "
+                          f"hyperparameters; got {type(warm).__name__}")
+    unknown += [f"warm_start.{k}" for k in sorted(set(warm) - (allowed - {"warm_start"}))]
     if unknown:
         raise ConfigError(f"{source}: hyperparameters {unknown} are not arguments of {algo}; "
                           f"allowed: {sorted(a for a in allowed if not a.startswith('_'))}")
@@ -338,6 +343,9 @@ def train_policy(predictor: str | Path, data: str | Path, out: str | Path,
     params = load_hyperparams(cfg.algo, hyperparams)
     if resume and (run / "hyperparams.yaml").is_file():
         params = yaml.safe_load((run / "hyperparams.yaml").read_text())
+    overrides = params.pop("warm_start", None) or {}
+    if cfg.warm_start is not None:  # fine-tuning a cloned rule, not learning from scratch
+        params.update(overrides)
     n_envs = cfg.n_envs or int(params.get("n_envs", 1024))
     params["n_envs"] = n_envs
     write_text(run / "hyperparams.yaml", yaml.safe_dump(params, sort_keys=False))

@@ -43,7 +43,7 @@ def quickstart_stages(out: Path, fast: bool, seed: int) -> list[tuple[str, list[
     else:
         users, periods, epochs, ppo_steps, dqn_steps = "5000", "52", "10", "300000", "150000"
         eval_users, boot = [], "200"
-        tune = ["--users", "1000", "--budget", str(1000 * 26 * 100)]
+        tune = ["--users", "500", "--budget", str(500 * 26 * 60)]
     data, pred, s = out / "data", out / "predictor", str(seed)
     small = ["--n-envs", "256", "--eval-users", "200"] if fast else []
     return [
@@ -62,7 +62,7 @@ def quickstart_stages(out: Path, fast: bool, seed: int) -> list[tuple[str, list[
                        "sim", *tune, "--seed", s, "--out", str(out / "tune")]),
         ("train-ppo", ["train-policy", "--predictor", str(pred), "--data", str(data),
                        "--algo", "ppo", "--timesteps", ppo_steps, "--seed", s,
-                       "--out", str(out / "ppo"), *small]),
+                       "--warm-start", str(out / "tune"), "--out", str(out / "ppo"), *small]),
         ("train-dqn", ["train-policy", "--predictor", str(pred), "--data", str(data),
                        "--algo", "dqn", "--timesteps", dqn_steps, "--seed", s,
                        "--out", str(out / "dqn"), *small]),

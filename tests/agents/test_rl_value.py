@@ -101,12 +101,29 @@ def test_train_with_reference_and_warm_start(tiny_synthetic_run, tmp_path: Path)
                      "--warm-start", "rule:email_capped", "--out", str(out), *TINY]) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["config"]["reward"] == "expected" and m["warm_start"]["accuracy"] > 0.5
+    import yaml
+
+    from agents.train import load_hyperparams
+
+    used = yaml.safe_load((out / "hyperparams.yaml").read_text())
+    fine = load_hyperparams("ppo")["warm_start"]
+    assert fine and all(used[k] == v for k, v in fine.items())  # the fine-tuning keys
     h = m["eval_history"][-1]
     assert h["vs_reference_low"] <= h["vs_reference"] <= h["vs_reference_high"]
     assert m["reference"]["mean_return"] == pytest.approx(h["mean_return"] - h["vs_reference"])
     assert run_main(["train-policy", "--predictor", str(pred), "--data", str(data), "--algo",
                      "dqn", "--warm-start", "rule:never", "--out", str(tmp_path / "d"),
                      *TINY]) == 1
+
+
+def test_warm_start_overrides_are_checked(tmp_path: Path) -> None:
+    from agents.train import load_hyperparams
+    from predictors import ConfigError
+
+    bad = tmp_path / "hp.yaml"
+    bad.write_text("warm_start:\n  learning_rat: 0.1\n")
+    with pytest.raises(ConfigError, match="warm_start.learning_rat"):
+        load_hyperparams("ppo", bad)
 
 
 def test_true_comparison_is_paired(tiny_synthetic_run) -> None:
