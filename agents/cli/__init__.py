@@ -19,6 +19,7 @@ from agents.cli import (  # noqa: F401,E402
     cmd_predictor,
     cmd_predictor_real,
     cmd_quickstart,
+    cmd_sweep,
 )
 from agents.cli._app import app, bench_app, run_main
 
