@@ -288,18 +288,20 @@ def check_hyperparams(algo: str, hyper: dict[str, Any], file: Path) -> None:
 
 
 def _check_options(cfg: SweepConfig) -> None:
-    """Check every grid value's key against TrainConfig and the algorithms' hyperparameters."""
+    """Check every grid value against TrainConfig and the algorithms' hyperparameters."""
     from agents.train import TrainConfig
 
     sample = {k: (v[0] if isinstance(v, list) else v["low"]) for k, v in cfg.grid.items()}
     algos = cfg.grid.get("algo", [cfg.train.get("algo", "ppo")])
     if not isinstance(algos, list):
         raise ConfigError(f"{cfg.file}: `grid.algo` must be a list of algorithms")
+    variants = [sample] + [{**sample, k: v} for k, vs in cfg.grid.items()
+                           if isinstance(vs, list) and k != "algo" for v in vs[1:]]
     for algo in algos:
-        opts = {**cfg.train, **sample, "algo": algo}
-        train, hyper, _ = split_options(opts, cfg.file)
-        try:
-            TrainConfig(**train, progress=False, device="cpu")
-        except (ConfigError, TypeError) as e:
-            raise ConfigError(f"{cfg.file}: {e}") from None
-        check_hyperparams(algo, hyper, cfg.file)
+        for point in variants:
+            train, hyper, _ = split_options({**cfg.train, **point, "algo": algo}, cfg.file)
+            try:
+                TrainConfig(**train, progress=False, device="cpu")
+            except (ConfigError, TypeError) as e:
+                raise ConfigError(f"{cfg.file}: {e}") from None
+            check_hyperparams(algo, hyper, cfg.file)
