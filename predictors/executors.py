@@ -20,6 +20,7 @@ sweep in :mod:`agents.sweep` uses the same ones.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -60,10 +61,14 @@ def map_ordered(executor: Executor, fn: Callable[[Any], Any], items: Iterable[An
 
 
 def single_threaded(fn: Callable[[Any], Any], item: Any) -> Any:
-    """Call ``fn(item)`` with torch (when loaded or importable) on one intra-op thread."""
-    try:
-        import torch
-    except ImportError:  # the data tools run without torch
+    """Call ``fn(item)`` with torch, when it is loaded, on one intra-op thread.
+
+    Torch is not imported here (the data jobs do not need it); jobs that import torch
+    themselves set its threads (the sweep's jobs do), and the pool and Ray workers start with
+    ``OMP_NUM_THREADS=1``, which torch takes as its default.
+    """
+    torch = sys.modules.get("torch")
+    if torch is None:
         return fn(item)
     old = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -74,15 +79,9 @@ def single_threaded(fn: Callable[[Any], Any], item: Any) -> Any:
 
 
 def _init_worker() -> None:
-    """Process-pool initializer: one thread for OpenMP/BLAS and torch."""
+    """Process-pool initializer: one thread for OpenMP/BLAS (and torch, when imported)."""
     for var in _THREAD_VARS:
         os.environ[var] = "1"
-    try:
-        import torch
-
-        torch.set_num_threads(1)
-    except ImportError:
-        pass
 
 
 def _call(args: tuple[Callable[[Any], Any], Any]) -> Any:

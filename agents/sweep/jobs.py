@@ -134,6 +134,17 @@ def run_job(job: Job) -> dict[str, Any]:
 
 
 def _train_and_evaluate(job: Job, folder: Path) -> dict[str, Any]:
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)  # every job single-threaded, whatever runs it
+    try:
+        return _train_and_evaluate_1(job, folder)
+    finally:
+        torch.set_num_threads(old)
+
+
+def _train_and_evaluate_1(job: Job, folder: Path) -> dict[str, Any]:
     from agents.evaluate import EvaluateConfig, evaluate_policies
     from agents.train import TrainConfig, train_policy
 
