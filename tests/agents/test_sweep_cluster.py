@@ -37,7 +37,7 @@ def _ray_start(args: list[str], log: Path) -> subprocess.Popen:
     return subprocess.Popen([*cmd, "start", *args, *ports, "--num-cpus", "1", "--block",
                              "--disable-usage-stats"], stdout=log.open("w"),
                             stderr=subprocess.STDOUT, start_new_session=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+                            env={**os.environ, "OMP_NUM_THREADS": "1", "RAY_AUTH_MODE": "disabled"})
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -51,8 +51,11 @@ def _stop(proc: subprocess.Popen) -> None:
             pass
 
 
-def test_two_node_cluster_runs_a_sweep(tiny_synthetic_run, tmp_path: Path) -> None:
+def test_two_node_cluster_runs_a_sweep(tiny_synthetic_run, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
     ray = pytest.importorskip("ray")
+    # A loopback-only test cluster: no token (a token in the home folder would switch it on).
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     data, pred = tiny_synthetic_run
     sweep = {"shop": {"data": str(data), "predictor": str(pred)},
              "train": {"algo": "ppo", "timesteps": 64, "n_envs": 8, "eval_users": 10,
