@@ -6,9 +6,9 @@ predictor it trains) and the package version; its run folder is ``OUT/jobs/KEY[:
 trains (:func:`agents.train.train_policy`, folder ``train/``), then evaluates the trained policy
 beside the sweep's rules (:func:`agents.evaluate.evaluate_policies`, folder ``eval/``) from the
 same start users with the same common random numbers as every other job, and writes
-``result.json`` last (with the job's warnings, kept out of the sweep's output): a folder with ``result.json`` is finished and skipped on resume. A job
-that raises writes ``error.json`` (the error and its traceback) and returns its failure; it is
-tried again on the next run of the sweep.
+``result.json`` last (with the job's warnings, kept out of the sweep's output): a folder with
+``result.json`` is finished and skipped on resume. A job that raises writes ``error.json`` (the
+error and its traceback) and returns its failure; it is tried again on the next run.
 """
 
 from __future__ import annotations

@@ -57,6 +57,7 @@ def summarise(jobs: list[Job], results: dict[str, dict[str, Any]],
               grid_keys: list[str]) -> dict[str, Any]:
     """The content of ``sweep.json`` (without timing) from the jobs and their results."""
     done = [j for j in jobs if results.get(j.key, {}).get("status") == "done"]
+    ok = {j.key for j in done}
     has_truth = bool(done) and all(results[j.key]["true"] is not None for j in done)
     metric = "true" if has_truth else "sim"
     first = results[done[0].key] if done else None
@@ -67,11 +68,11 @@ def summarise(jobs: list[Job], results: dict[str, dict[str, Any]],
     order = list(dict.fromkeys(j.config_id for j in jobs))
     for cid in order:
         cj = [j for j in jobs if j.config_id == cid]
-        fin = [j for j in cj if j in done]
+        fin = [j for j in cj if j.key in ok]
         row: dict[str, Any] = {"config_id": cid, "options": cj[0].options,
                                "label": _describe(cj[0].options, grid_keys),
                                "seeds": [j.seed for j in fin],
-                               "failed_seeds": [j.seed for j in cj if j not in done]}
+                               "failed_seeds": [j.seed for j in cj if j.key not in ok]}
         for m in ("sim", "true") if has_truth else ("sim",):
             if not fin:
                 row[m] = row[f"{m}_vs_best_rule"] = None
@@ -98,8 +99,9 @@ def summarise(jobs: list[Job], results: dict[str, dict[str, Any]],
                       "folder": Path(j.folder).name,
                       "status": results.get(j.key, {}).get("status", "missing"),
                       "error": results.get(j.key, {}).get("error"),
-                      "sim": (results[j.key]["sim"] or {}).get("mean") if j in done else None,
-                      "true": (results[j.key]["true"] or {}).get("mean") if j in done
+                      "sim": (results[j.key]["sim"] or {}).get("mean") if j.key in ok
+                      else None,
+                      "true": (results[j.key]["true"] or {}).get("mean") if j.key in ok
                       else None} for j in jobs]}
 
 

@@ -112,7 +112,13 @@ def run_sweep(cfg: SweepConfig, out: str | Path, executor: Executor | None = Non
         raise predictors.ConfigError(f"--trials must be >= 1 for {method} search; got {trials}")
     t0 = time.perf_counter()
     shop = _shop(cfg, out)
-    pjobs = list(shop[1].values())
+    jobs: list[Job] = []
+    if method != "optuna":  # every job is listed before anything runs
+        configs = (grid_configs(cfg) if method == "grid"
+                   else random_configs(cfg, trials, cfg.search_seed))
+        jobs = list_jobs(cfg, out, configs, shop)
+        write_json(out / "jobs.json", [asdict(j) for j in jobs])
+    pjobs = [p for p in shop[1].values() if not (Path(p.folder) / "predictor.json").is_file()]
     if pjobs:
         map_ordered(executor, run_predictor_job, pjobs)
     results: dict[str, dict[str, Any]] = {}
@@ -121,10 +127,6 @@ def run_sweep(cfg: SweepConfig, out: str | Path, executor: Executor | None = Non
         if method == "optuna":
             jobs = _optuna(cfg, out, executor, trials, shop, results, bar)
         else:
-            configs = (grid_configs(cfg) if method == "grid"
-                       else random_configs(cfg, trials, cfg.search_seed))
-            jobs = list_jobs(cfg, out, configs, shop)
-            write_json(out / "jobs.json", [asdict(j) for j in jobs])
             _run(jobs, executor, results, bar)
     finally:
         bar.close()

@@ -143,3 +143,20 @@ def test_random_and_optuna_search(tiny_synthetic_run, tmp_path: Path) -> None:
                      "--trials", "2", "--no-progress"]) == 0
     s = _metrics(out)
     assert s["n_jobs"] == 2 and s["n_done"] == 2 and s["chosen"] is not None
+
+
+def test_a_sweep_over_predictor_families_trains_each_once(tiny_synthetic_run,
+                                                          tmp_path: Path) -> None:
+    data, _ = tiny_synthetic_run
+    s = _sweep(tiny_synthetic_run, grid={"family": ["markov", "logistic"]}, seeds=[0])
+    s["shop"] = {"data": str(data), "predictor_epochs": 1}
+    path = _write(tmp_path / "s.yaml", s)
+    out = tmp_path / "out"
+    assert run_main(["sweep", "--config", str(path), "--out", str(out), "--no-progress"]) == 0
+    summary = _metrics(out)
+    assert summary["n_done"] == 2
+    trained = sorted(json.loads(p.read_text())["family"]
+                     for p in (out / "predictors").glob("*/sweep_predictor.json"))
+    assert trained == ["logistic", "markov"]
+    jobs = json.loads((out / "jobs.json").read_text())
+    assert len({j["predictor"] for j in jobs}) == 2
