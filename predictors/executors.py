@@ -180,8 +180,8 @@ class RayExecutor:
             if not ray.is_initialized():
                 kwargs: dict[str, Any] = {"runtime_env": env, "include_dashboard": False,
                                           "log_to_driver": False, "logging_level": "error"}
-                if self.address is None:
-                    kwargs["num_cpus"] = self.workers
+                if self.address is None:  # a new local Ray, even when a cluster is running
+                    kwargs.update(address="local", num_cpus=self.workers)
                 else:
                     kwargs["address"] = self.address
                 ray.init(**kwargs)

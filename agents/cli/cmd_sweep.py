@@ -96,6 +96,9 @@ def bench_sweep_cmd(
             ex = _executor(name, workers, None)
             try:
                 summary = run_sweep(cfg, Path(tmp) / f"out_{name}", ex, progress=False)
+            except Exception as e:  # report the others
+                typer.echo(f"{name}: failed: {type(e).__name__}: {e}", err=True)
+                continue
             finally:
                 ex.close()
             wall = time.perf_counter() - t0

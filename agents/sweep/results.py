@@ -179,7 +179,7 @@ def _plots(summary: dict[str, Any], out: Path) -> None:
         if lc:
             ax.plot(lc["timesteps"], lc["mean_return"], marker=".", label=c["label"])
     ax.set_xlabel("env steps (user-periods)")
-    ax.set_ylabel("held-out mean return (training env), mean over seeds")
+    ax.set_ylabel("held-out return (mean over seeds)")
     if len(summary["configs"]) <= 12:
         ax.legend(fontsize=6)
     fig.tight_layout()
