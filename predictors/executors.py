@@ -120,18 +120,12 @@ class LocalExecutor:
             import multiprocessing as mp
             from concurrent.futures import ProcessPoolExecutor
 
-            # The children inherit these at spawn, before they import numpy or torch.
-            saved = {v: os.environ.get(v) for v in _THREAD_VARS}
+            # The pool spawns its processes on the first submit; they must inherit these
+            # before they import numpy or torch, so they stay set until close().
+            self._saved = {v: os.environ.get(v) for v in _THREAD_VARS}
             os.environ.update({v: "1" for v in _THREAD_VARS})
-            try:
-                self._pool = ProcessPoolExecutor(self.workers, mp.get_context("spawn"),
-                                                 initializer=_init_worker)
-            finally:
-                for v, old in saved.items():
-                    if old is None:
-                        os.environ.pop(v, None)
-                    else:
-                        os.environ[v] = old
+            self._pool = ProcessPoolExecutor(self.workers, mp.get_context("spawn"),
+                                             initializer=_init_worker)
         return self._pool
 
     def imap(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[tuple[int, Any]]:
@@ -150,6 +144,11 @@ class LocalExecutor:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+            for v, old in self._saved.items():
+                if old is None:
+                    os.environ.pop(v, None)
+                else:
+                    os.environ[v] = old
 
 
 def _ray() -> Any:
