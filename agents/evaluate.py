@@ -22,11 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from tqdm import tqdm
 
 from agents.policy import BasePolicy
 from predictors import ConfigError
-from predictors.io import atomic_path, write_json, write_text
+from predictors.io import atomic_path, write_json, write_parquet, write_text
 
 __all__ = ["EvaluateConfig", "evaluate_policies", "load_policy", "mean_ci"]
 
@@ -112,6 +113,10 @@ def evaluate_policies(predictor: str | Path, data: str | Path, policies: list[st
                       progress: bool = True) -> dict[str, Any]:
     """Evaluate ``policies`` and write ``evaluation.json``, ``evaluation.md`` and plots to ``out``.
 
+    ``returns.parquet`` holds the per-user returns (columns ``sim|POLICY`` and ``true|POLICY``;
+    rows are replicate-major: replicate ``r`` of start user ``i`` is row ``r * n_users + i``),
+    so that callers can pair policies across evaluations run with the same users and seed.
+
     Returns:
         The content of ``evaluation.json``.
     """
@@ -179,6 +184,9 @@ def evaluate_policies(predictor: str | Path, data: str | Path, policies: list[st
     out = Path(out)
     write_json(out / "evaluation.json", result)
     write_text(out / "evaluation.md", markdown_table(result))
+    returns = {f"sim|{t}": r for t, r in sim_returns.items()}
+    returns.update({f"true|{t}": r for t, r in true_returns.items()})
+    write_parquet(out / "returns.parquet", pd.DataFrame(returns))
     plot_values(result, out / "values.png")
     _copy_learning_curves(loaded, out)
     return result

@@ -103,11 +103,18 @@ def build_panel(dataset_or_folder: Dataset | str | Path, *, memory_limit: str = 
             warnings.warn(str(p), UserWarning, stacklevel=2)
     ds = (dataset_or_folder if isinstance(dataset_or_folder, Dataset)
           else open_dataset(folder))
+    return _panel(ds, memory_limit, threads)
+
+
+def _panel(ds: Dataset, memory_limit: str, threads: int | None,
+           bounds: tuple[int, int] | None = None) -> pd.DataFrame:
+    """The panel of an opened dataset (no validation run); ``bounds`` as in :func:`_build`."""
+    folder = ds.folder
     with tempfile.TemporaryDirectory(prefix="nudgegym-panel-") as tmp:
         try:
             con = connect(memory_limit, threads, tmp)
             try:
-                parts = _build(con, ds, Path(tmp))
+                parts = _build(con, ds, Path(tmp), bounds)
             finally:
                 con.close()
         except duckdb.Error as e:
@@ -125,10 +132,13 @@ def build_panel(dataset_or_folder: Dataset | str | Path, *, memory_limit: str = 
     return df
 
 
-def _build(con: duckdb.DuckDBPyConnection, ds: Dataset, tmp: Path) -> pd.DataFrame | tuple:
-    """Aggregate the sparse user-periods in DuckDB into ``tmp``; return what :func:`_expand`
-    needs (or the empty panel)."""
-    spec = ds.spec
+def register_views(con: duckdb.DuckDBPyConnection, ds: Dataset) -> tuple[str, bool, str]:
+    """Register views ``ev`` (and ``iv``) of the panel query.
+
+    Returns:
+        (DuckDB type of ``user_id``, whether there are interventions, SQL of all
+        ``(user_id, t)`` with ``t`` in epoch microseconds).
+    """
     uid = user_id_type(con, ds)  # registers views events / interventions
     ev_t = {str(r[0]): str(r[1]) for r in con.execute("DESCRIBE events").fetchall()}
     rev = number_sql("revenue", ev_t["revenue"]) if "revenue" in ev_t else "NULL"
@@ -150,6 +160,19 @@ def _build(con: duckdb.DuckDBPyConnection, ds: Dataset, tmp: Path) -> pd.DataFra
             f"row_number() OVER () AS rn FROM interventions")
     times = "SELECT user_id, t FROM ev" + (" UNION ALL SELECT user_id, t FROM iv"
                                            if has_iv else "")
+    return uid, has_iv, times
+
+
+def _build(con: duckdb.DuckDBPyConnection, ds: Dataset, tmp: Path,
+           bounds: tuple[int, int] | None = None) -> pd.DataFrame | tuple:
+    """Aggregate the sparse user-periods in DuckDB into ``tmp``; return what :func:`_expand`
+    needs (or the empty panel).
+
+    ``bounds``: the (first, last) timestamp in epoch microseconds of the whole dataset, for a
+    part of it (a partition of its users): origin and last period then are the whole's.
+    """
+    spec = ds.spec
+    uid, has_iv, times = register_views(con, ds)
     t_min, t_max, n_bad = con.execute(
         f"SELECT min(t), max(t), count(*) FILTER (WHERE t IS NULL OR user_id IS NULL) "
         f"FROM ({times})").fetchone()
@@ -157,6 +180,8 @@ def _build(con: duckdb.DuckDBPyConnection, ds: Dataset, tmp: Path) -> pd.DataFra
         raise duckdb.ConversionException(f"{n_bad} rows without a user id or a valid timestamp")
     if t_min is None:
         return _empty(uid)
+    if bounds is not None:
+        t_min, t_max = bounds
     origin = origin_timestamp(spec)
     day = 86_400_000_000
     o_us = int(origin.value // 1000) if origin is not None else (t_min // day) * day

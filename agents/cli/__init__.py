@@ -23,6 +23,7 @@ from agents.cli import (  # noqa: F401,E402
     cmd_quickstart,
     cmd_room,
     cmd_select,
+    cmd_sweep,
     cmd_tune,
 )
 from agents.cli._app import app, bench_app, run_main

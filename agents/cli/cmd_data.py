@@ -89,13 +89,25 @@ def bench_panel_cmd(
     threads: int | None = typer.Option(None, help="DuckDB threads (default: all cores)."),
     validate: bool = typer.Option(False, help="Time validation + panel instead of the panel."),
     seed: int = typer.Option(0, help="Seed of the random log."),
+    partitions: int = typer.Option(0, help="Also build it in this many user partitions "
+                                           "and compare with the single build (0: off)."),
+    workers: int = typer.Option(2, help="With --partitions: processes / Ray CPUs."),
+    executor: str = typer.Option("local", help="With --partitions: serial, local or ray."),
     out: Path | None = typer.Option(None, "--out", help="Write bench.json here."),
 ) -> None:
-    """Build the panel of a random log in a subprocess: seconds, events/s, peak RSS."""
+    """Build the panel of a random log in a subprocess: seconds, events/s, peak RSS.
+
+    With ``--partitions N`` it times instead, in this process, the single build against the
+    partitioned build (partitioning included) and checks that both give the same panel.
+    """
     if out is not None:
         check_out_folder(out)
     if events < 1:
         raise ValueError(f"--events must be >= 1; got {events}")
+    if partitions:
+        _bench_partitions(events, memory_limit, threads, seed, partitions, workers, executor,
+                          out)
+        return
     with tempfile.TemporaryDirectory(prefix="nudgegym-bench-panel-") as tmp:
         with tqdm(total=2, desc="bench panel", unit="step", file=None, leave=False) as bar:
             bar.set_postfix_str(f"writing {events:,} events")
@@ -118,3 +130,72 @@ def bench_panel_cmd(
                                                   "threads": threads, "validate": validate},
                              seed=seed)
             write_json(tmp / "bench.json", {"bench": "panel", "results": [asdict(r)]})
+
+
+def _warm_up(i: int) -> int:
+    import predictors.panel  # noqa: F401  (what a partition job imports)
+
+    return i
+
+
+def _bench_partitions(events: int, memory_limit: str, threads: int | None, seed: int,
+                      partitions: int, workers: int, executor: str, out: Path | None) -> None:
+    """Single build vs partitioned build of the same random log, wall times and equality."""
+    import os
+    import time
+
+    import pandas as pd
+
+    from predictors import build_panel
+    from predictors.executors import make_executor, map_ordered
+    from predictors.panel_partition import build_panel_partitioned
+
+    load = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="nudgegym-bench-panel-") as tmp:
+        folder, n_iv = write_random_dataset(Path(tmp) / "data", events, seed=seed)
+        t0 = time.perf_counter()
+        single = build_panel(folder, memory_limit=memory_limit, threads=threads,
+                             validate=False)
+        t_single = time.perf_counter() - t0
+        ex = make_executor(executor, workers)
+        try:
+            t0 = time.perf_counter()
+            map_ordered(ex, _warm_up, range(workers))  # start the workers (imports)
+            t_start = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            parts = build_panel_partitioned(folder, partitions=partitions, executor=ex,
+                                            memory_limit=memory_limit, validate=False,
+                                            workdir=tmp)
+            t_parts = time.perf_counter() - t0
+        finally:
+            ex.close()
+        try:
+            pd.testing.assert_frame_equal(parts, single)
+            same = True
+        except AssertionError:
+            same = False
+    ratio = t_parts / t_single
+    ratio_all = (t_parts + t_start) / t_single
+    typer.echo(f"{events:,} events, {n_iv:,} interventions, {len(single):,} panel rows; load "
+               f"average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on "
+               f"{os.cpu_count()} CPUs")
+    typer.echo(f"{'build':<34}{'seconds':>9}{'x single':>10}")
+    typer.echo(f"{'single (DuckDB, all threads)':<34}{t_single:>9.2f}{1.0:>10.2f}")
+    label = f"{partitions} partitions, {executor} x{workers}"
+    typer.echo(f"{label:<34}{t_parts:>9.2f}{ratio:>10.2f}")
+    typer.echo(f"{'  + worker start-up':<34}{t_parts + t_start:>9.2f}{ratio_all:>10.2f}")
+    typer.echo("identical panels: " + ("yes" if same else "NO"))
+    if out is not None:
+        with output_folder(out) as staged:
+            write_run_config(staged, "bench panel", {
+                "events": events, "memory_limit": memory_limit, "threads": threads,
+                "partitions": partitions, "workers": workers, "executor": executor}, seed=seed)
+            write_json(staged / "bench.json", {"bench": "panel-partitions", "events": events,
+                                            "interventions": n_iv, "panel_rows": len(single),
+                                            "load_average": list(load), "single_seconds": t_single,
+                                            "partitioned_seconds": t_parts, "ratio": ratio,
+                                            "worker_start_seconds": t_start,
+                                            "ratio_with_start": ratio_all,
+                                            "identical": same})
+    if not same:
+        raise typer.Exit(code=1)
