@@ -99,7 +99,11 @@ def _quickstart(out: Path, fast: bool, seed: int) -> tuple[Path, dict[str, float
     stages = quickstart_stages(out, fast, seed)
     for i, (name, args) in enumerate(stages, 1):
         typer.echo(f"[{i}/{len(stages)}] {name}", err=True)
-        if name == "ope":  # also value the rule the simulator ranks first
+        if name == "ope":  # the tuned rule by its name, and the rule the simulator ranks first
+            from agents.tune_rule import read_tuned_rule
+
+            tuned = read_tuned_rule(out / "tune")
+            args = [tuned if a == str(out / "tune") else a for a in args]
             rule = json.loads((out / "evaluation" / "evaluation.json").read_text())[
                 "best_rule_sim"]
             if rule not in args:
