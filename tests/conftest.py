@@ -11,6 +11,17 @@ import pytest
 from predictors import DatasetSpec, build_panel, default_catalog, write_dataset
 
 
+@pytest.fixture
+def one_torch_thread():
+    """Run the test with one torch thread and restore the caller's count afterwards."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 def make_tiny_dataset(folder: Path, n_users: int = 80, n_periods: int = 10,
                       seed: int = 0) -> Path:
     """Random users who visit/buy more when e-mailed, logged with uniform propensities."""

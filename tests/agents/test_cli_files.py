@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 
 from agents.cli import run_main
 from predictors.errors import ConfigError
@@ -120,16 +119,8 @@ def test_a_warning_is_printed_once_without_a_source_line(tmp_path: Path, capsys)
     assert "UserWarning" not in err and ".py:" not in err
 
 
-@pytest.fixture
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def test_resume_says_where_it_continues_and_appends_the_log(tiny_run, tmp_path: Path, capsys,
-                                                            _one_thread) -> None:
+                                                            one_torch_thread) -> None:
     data, pred = tiny_run
     out = tmp_path / "run"
     cfg = tmp_path / "hp.yaml"

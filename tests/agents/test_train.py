@@ -16,12 +16,7 @@ TINY = ["--timesteps", "512", "--n-envs", "32", "--eval-users", "20", "--device"
         "--no-progress"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize("algo", ["ppo", "dqn", "maskable-ppo"])
