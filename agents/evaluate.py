@@ -16,6 +16,7 @@ folder of a ``nudgegym tune-rule`` run (its best ``rule:tuned:...``, a rule like
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -108,10 +109,34 @@ def _sim_stats(res: Any, none: int, coupon: np.ndarray) -> dict[str, float]:
             "unsubscribe_rate": float(res.unsubscribe.any(1).mean())}
 
 
+def room_summary(folder: str | Path) -> dict[str, Any]:
+    """The yardstick of a ``nudgegym room`` run, for tables that compare policies with rules:
+    the best tuned rule, the observable ceiling and the segment oracle, each vs the best tuned
+    rule in percent (paired 95% CI) on the room's own start users.
+
+    Raises:
+        ConfigError: ``folder`` is not a room run (no ``room.json``).
+    """
+    path = Path(folder) / "room.json"
+    if not path.is_file():
+        raise ConfigError(f"--room {folder}: not a room run (no room.json); expected the --out "
+                          "of `nudgegym room`")
+    room = json.loads(path.read_text())
+    values = {p["name"]: p["value"]["mean"] for p in room["policies"]}
+    return {"folder": str(folder), "n_users": room["n_users"], "horizon": room["horizon"],
+            "best_rule": room["best_rule"], "best_rule_value": values.get(room["best_rule"]),
+            "ceiling": room["ceiling"]["name"],
+            "ceiling_value": values.get(room["ceiling"]["name"]),
+            "room_pct": room["room"], "oracle_room_pct": room["oracle_room"]}
+
+
 def evaluate_policies(predictor: str | Path, data: str | Path, policies: list[str],
                       out: str | Path, config: EvaluateConfig | None = None,
-                      progress: bool = True) -> dict[str, Any]:
+                      progress: bool = True, room: str | Path | None = None) -> dict[str, Any]:
     """Evaluate ``policies`` and write ``evaluation.json``, ``evaluation.md`` and plots to ``out``.
+
+    ``room`` (a ``nudgegym room`` run of the same shop) adds the observable ceiling and the
+    oracle as the yardstick the table is read against (:func:`room_summary`).
 
     ``returns.parquet`` holds the per-user returns (columns ``sim|POLICY`` and ``true|POLICY``;
     rows are replicate-major: replicate ``r`` of start user ``i`` is row ``r * n_users + i``),
@@ -181,6 +206,8 @@ def evaluate_policies(predictor: str | Path, data: str | Path, policies: list[st
               "replicates": cfg.replicates, "start_users": cfg.start_users,
               "best_rule_sim": best, "best_rule_true": best_true, "has_truth": bool(truth),
               "policies": list(rows.values())}
+    if room is not None:
+        result["room"] = room_summary(room)
     out = Path(out)
     write_json(out / "evaluation.json", result)
     write_text(out / "evaluation.md", markdown_table(result))
@@ -216,6 +243,16 @@ def markdown_table(result: dict[str, Any]) -> str:
         if truth:
             cells += [ci(row["true"]["return"]), ci(row["true"].get("vs_best_rule"))]
         lines.append("| " + " | ".join(cells) + " |")
+    if "room" in result:
+        r = result["room"]
+
+        def pct(d: dict[str, float]) -> str:
+            return f"{d['mean']:+.1f}% [{d['low']:+.1f}, {d['high']:+.1f}]"
+
+        lines += ["", f"Room (TRUE, `nudgegym room`, {r['n_users']:,} start users at the end of "
+                  f"the log, {r['horizon']} periods): best tuned rule `{r['best_rule']}`; "
+                  f"observable ceiling ({r['ceiling']}) {pct(r['room_pct'])}, segment oracle "
+                  f"{pct(r['oracle_room_pct'])} against it."]
     return "\n".join(lines) + "\n"
 
 

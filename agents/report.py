@@ -276,6 +276,13 @@ def _verdict(run: Path) -> list[str]:
                 else "is not shown to differ from")
         lines.append(f"- in TRUTH (the synthetic world): {word} the truly best rule "
                      f"`{v['best_rule_true']}`: {_ci(t)} per user, paired")
+    room = (_load(run / "evaluation" / "evaluation.json") or {}).get("room")
+    if room is not None:
+        r, o = room["room_pct"], room["oracle_room_pct"]
+        lines.append(f"- the room (TRUE, `nudgegym room`): the best policy that sees only what a "
+                     f"deployed policy sees beats the best tuned rule by {r['mean']:+.1f}% "
+                     f"[{r['low']:+.1f}, {r['high']:+.1f}] (an oracle that knows each user's "
+                     f"segment: {o['mean']:+.1f}%); read the trained policy against that")
     lines += ["", "How much to trust each number:", ""] + _trust(run, v) + [""]
     return lines
 

@@ -100,6 +100,8 @@ def evaluate_cmd(
     true_value: bool = typer.Option(True, help="Also in the true world when truth/ exists."),
     stochastic: bool = typer.Option(False, help="Sample trained models' actions."),
     threads: int = typer.Option(1, help="Torch intra-op threads (0: torch's default)."),
+    room: Path | None = typer.Option(None, "--room", help="A `nudgegym room` run of the same "
+                                     "shop: its observable ceiling joins the table."),
 ) -> None:
     """Evaluate policies with common random numbers; write evaluation.json/.md and plots."""
     from agents.evaluate import EvaluateConfig, evaluate_policies
@@ -113,10 +115,15 @@ def evaluate_cmd(
     from agents.evaluate import markdown_table
 
     check_pair(predictor, data)
+    if room is not None:
+        from agents.evaluate import room_summary
+
+        room_summary(room)  # a bad --room fails before the rollouts
     with output_folder(out) as tmp:
         write_run_config(tmp, "evaluate", {"predictor": str(predictor), "data": str(data),
-                                           "policies": policy, **cfg.__dict__}, seed)
-        result = evaluate_policies(predictor, data, policy, tmp, cfg)
+                                           "policies": policy, "room": str(room) if room else
+                                           None, **cfg.__dict__}, seed)
+        result = evaluate_policies(predictor, data, policy, tmp, cfg, room=room)
     typer.echo(markdown_table(result))
 
 

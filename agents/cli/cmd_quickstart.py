@@ -40,10 +40,14 @@ def quickstart_stages(out: Path, fast: bool, seed: int) -> list[tuple[str, list[
         users, periods, epochs, ppo_steps, dqn_steps = "1200", "16", "2", "4096", "4096"
         eval_users, boot = ["--max-users", "200", "--min-rollouts", "0"], "50"
         tune = ["--users", "100", "--budget", str(100 * 26 * 8)]
+        room = ["--users", "300", "--fit-users", "300", "--val-users", "200",
+                "--tune-budget", str(100 * 26 * 8)]
     else:
         users, periods, epochs, ppo_steps, dqn_steps = "5000", "52", "10", "300000", "150000"
         eval_users, boot = [], "200"
         tune = ["--users", "500", "--budget", str(500 * 26 * 60)]
+        room = ["--users", "5000", "--fit-users", "5000", "--val-users", "2500",
+                "--tune-budget", str(500 * 26 * 60)]
     data, pred, s = out / "data", out / "predictor", str(seed)
     small = ["--n-envs", "256", "--eval-users", "200"] if fast else []
     return [
@@ -60,6 +64,7 @@ def quickstart_stages(out: Path, fast: bool, seed: int) -> list[tuple[str, list[
          + (["--replicates", "1"] if fast else [])),
         ("tune-rule", ["tune-rule", "--data", str(data), "--predictor", str(pred), "--env",
                        "sim", *tune, "--seed", s, "--out", str(out / "tune")]),
+        ("room", ["room", "--data", str(data), *room, "--seed", s, "--out", str(out / "room")]),
         ("train-ppo", ["train-policy", "--predictor", str(pred), "--data", str(data),
                        "--algo", "ppo", "--timesteps", ppo_steps, "--seed", s,
                        "--warm-start", str(out / "tune"), "--out", str(out / "ppo"), *small]),
@@ -69,7 +74,8 @@ def quickstart_stages(out: Path, fast: bool, seed: int) -> list[tuple[str, list[
         ("evaluate", ["evaluate", "--predictor", str(pred), "--data", str(data),
                       "--policy", str(out / "ppo"), "--policy", str(out / "dqn"),
                       *[x for r in QUICKSTART_RULES for x in ("--policy", r)],
-                      "--tune-rule", str(out / "tune"), "--seed", s,
+                      "--tune-rule", str(out / "tune"), "--room", str(out / "room"),
+                      "--seed", s,
                       "--out", str(out / "evaluation"), *eval_users]),
         ("ope", ["ope", str(data), "--policy", str(out / "ppo"), "--policy", str(out / "dqn"),
                  "--policy", "rule:never", "--policy", "rule:email_capped",

@@ -15,8 +15,8 @@ def test_quickstart_fast_writes_the_report(tmp_path) -> None:
                     "## Policies", "## Off-policy evaluation", "## Export"):
         assert section in report, section
     timings = json.loads((out / "quickstart.json").read_text())["timings_seconds"]
-    assert set(timings) >= {"generate", "train-predictor", "fidelity", "tune-rule", "train-ppo",
-                            "train-dqn", "evaluate", "ope", "export", "total"}
+    assert set(timings) >= {"generate", "train-predictor", "fidelity", "tune-rule", "room",
+                            "train-ppo", "train-dqn", "evaluate", "ope", "export", "total"}
     manifest = json.loads((out / "export" / "manifest.json").read_text())
     assert manifest["format"] == "onnx" and (out / "export" / manifest["model_file"]).is_file()
     ev = json.loads((out / "evaluation" / "evaluation.json").read_text())
@@ -26,7 +26,8 @@ def test_quickstart_fast_writes_the_report(tmp_path) -> None:
     verdict = report.split("## Verdict")[1].split("\n## ")[0]
     rule = ev["best_rule_sim"]
     assert (f"**Keep the best rule, `{rule}`.**" in verdict) or ("**Use `" in verdict)
-    for source in ("simulator:", "off-policy (SNIPS", "in TRUTH", "How much to trust"):
+    for source in ("simulator:", "off-policy (SNIPS", "in TRUTH", "the room (TRUE",
+                   "How much to trust"):
         assert source in verdict, source
     nxt = report.split("## Next commands")[1]
     assert f"nudgegym score --model {out}/export --input users.parquet" in nxt
@@ -35,3 +36,7 @@ def test_quickstart_fast_writes_the_report(tmp_path) -> None:
     ope = json.loads((out / "ope" / "ope.json").read_text())
     assert rule in [r["policy"] for r in ope["results"]]
     assert any(r["policy"].startswith("rule:tuned:") and r["is_rule"] for r in ev["policies"])
+    # the evaluation is read against the room: the observable ceiling vs the best tuned rule
+    room = json.loads((out / "room" / "room.json").read_text())
+    assert ev["room"]["room_pct"] == room["room"]
+    assert "observable ceiling" in (out / "evaluation" / "evaluation.md").read_text()
