@@ -19,19 +19,17 @@ import pandas as pd
 from predictors.dataset import Dataset, open_dataset
 from predictors.errors import ConfigError
 from predictors.features import FeatureConfig, observation_names, observations_from_panel
+from predictors.tables import utc_timestamp
 
 __all__ = ["as_of_period", "current_observations"]
 
 
 def _parse_time(text: str | pd.Timestamp, option: str) -> pd.Timestamp:
-    try:
-        ts = pd.Timestamp(text)
-    except (ValueError, TypeError):
+    ts = utc_timestamp(text)
+    if ts is None:
         raise ConfigError(f"`{option}` {text!r}: expected an ISO 8601 time such as "
-                          "2024-06-01 or 2024-06-01T00:00:00Z") from None
-    if ts is pd.NaT:
-        raise ConfigError(f"`{option}` {text!r}: expected an ISO 8601 time")
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+                          "2024-06-01 or 2024-06-01T00:00:00Z")
+    return ts
 
 
 def _origin(ds: Dataset) -> pd.Timestamp:

@@ -163,20 +163,38 @@ def id_sql(col: str, target: str) -> str:
     return text_sql(col)
 
 
+def utc_timestamp(value: object, naive_timezone: str = "UTC") -> pd.Timestamp | None:
+    """``value`` (ISO 8601 text or a timestamp) in UTC, a naive time read in
+    ``naive_timezone``; ``None`` when it is not a time (callers say which option was wrong).
+
+    Example:
+        >>> utc_timestamp("2024-01-01T09:00:00+01:00")
+        Timestamp('2024-01-01 08:00:00+0000', tz='UTC')
+        >>> utc_timestamp("someday") is None
+        True
+    """
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError):
+        return None
+    if pd.isna(ts):
+        return None
+    if ts.tzinfo is None:
+        ts = ts.tz_localize(naive_timezone)
+    return ts.tz_convert("UTC")
+
+
 def origin_timestamp(spec: DatasetSpec, field: str = "origin") -> pd.Timestamp | None:
     """``spec.origin`` (or another timestamp field, e.g. ``observed_until``) as a UTC
     timestamp, or ``None`` when not set."""
     value = getattr(spec, field)
     if value is None:
         return None
-    try:
-        ts = pd.Timestamp(value)
-    except (ValueError, TypeError):
-        ts = None
-    if ts is None or pd.isna(ts):
+    ts = utc_timestamp(value)
+    if ts is None:
         raise DataValidationError(Problem("dataset.json", None, field,
                                           "an ISO 8601 timestamp or null", repr(value)))
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return ts
 
 
 @dataclass(frozen=True)

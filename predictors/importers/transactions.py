@@ -42,6 +42,7 @@ from predictors.importers._common import (
     read_csv_text,
     require_columns,
 )
+from predictors.tables import utc_timestamp
 
 TIME_FORMATS = ("iso", "epoch", "epoch_ms")
 #: A UTC offset after a clock time (so the day of a bare date is not read as an offset).
@@ -314,16 +315,11 @@ def parse_bound(value: str | None, timezone: str, flag: str) -> pd.Timestamp | N
     """``--origin`` / ``--observed-until`` as a UTC timestamp (naive = ``timezone``)."""
     if value is None:
         return None
-    try:
-        ts = pd.Timestamp(value)
-    except (ValueError, TypeError):
-        ts = None
-    if ts is None or pd.isna(ts):
+    ts = utc_timestamp(value, check_timezone(timezone))
+    if ts is None:
         raise ConfigError(f"{flag} must be an ISO 8601 time such as 2024-01-01 or "
                           f"2024-01-01T00:00:00Z; got {value!r}")
-    if ts.tzinfo is None:
-        ts = ts.tz_localize(check_timezone(timezone))
-    return ts.tz_convert("UTC")
+    return ts
 
 
 def parse_times(text: pd.Series, time_format: str,
