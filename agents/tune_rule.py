@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from agents.evaluate import mean_ci
 from agents.policy import BasePolicy
@@ -126,7 +127,8 @@ class TuneResult:
 
 
 def tune_rule(evaluate: Evaluator, make_policy: Callable[[TunedRuleParams], BasePolicy],
-              space: dict[str, Sequence[Any]], config: TuneConfig) -> TuneResult:
+              space: dict[str, Sequence[Any]], config: TuneConfig, *,
+              progress: bool = False) -> TuneResult:
     """Search ``space`` for the parameters of highest mean return under ``evaluate``.
 
     The default parameters are always evaluated first (the hand-set rule the search must beat).
@@ -136,6 +138,7 @@ def tune_rule(evaluate: Evaluator, make_policy: Callable[[TunedRuleParams], Base
         make_policy: Builds the policy of a parameter set.
         space: Field name -> candidate values (fields absent keep their default).
         config: Budget, method and seed.
+        progress: A progress bar over candidate evaluations (stderr), with the best value.
     """
     unknown = sorted(set(space) - {f.name for f in fields(TunedRuleParams)})
     if unknown or any(len(v) == 0 for v in space.values()):
@@ -145,6 +148,7 @@ def tune_rule(evaluate: Evaluator, make_policy: Callable[[TunedRuleParams], Base
     max_evals = config.budget // (config.n_users * config.horizon)
     cache: dict[TunedRuleParams, np.ndarray] = {}
     curve: list[dict[str, float]] = []
+    bar = tqdm(total=max_evals, desc="tune-rule", unit="candidate", disable=not progress)
 
     def score(p: TunedRuleParams) -> float:
         if p not in cache:
@@ -155,6 +159,8 @@ def tune_rule(evaluate: Evaluator, make_policy: Callable[[TunedRuleParams], Base
             curve.append({"evaluations": len(cache),
                           "user_periods": len(cache) * config.n_users * config.horizon,
                           "value": float(cache[p].mean()), "best_value": best})
+            bar.update(1)
+            bar.set_postfix_str(f"best {best:.2f}")
         return float(cache[p].mean())
 
     default = TunedRuleParams()
@@ -168,6 +174,7 @@ def tune_rule(evaluate: Evaluator, make_policy: Callable[[TunedRuleParams], Base
              int(config.cem_share * max_evals))
         _polish(score, space, keys, lambda: max(cache, key=lambda p: float(cache[p].mean())),
                 lambda: len(cache) >= max_evals)
+    bar.close()
     ranked = sorted(cache, key=lambda p: -float(cache[p].mean()))
     best = ranked[0]
     return TuneResult(
@@ -276,7 +283,7 @@ def _world_evaluator(world: Any, starts: Any, static: np.ndarray | None,
 
 
 def run_tune_rule(data: str | Path, out: str | Path, predictor: str | Path | None = None,
-                  config: TuneConfig | None = None) -> dict[str, Any]:
+                  config: TuneConfig | None = None, *, progress: bool = False) -> dict[str, Any]:
     """Tune the rule in ``config.env`` and write the run folder (module docstring).
 
     Returns:
@@ -288,7 +295,8 @@ def run_tune_rule(data: str | Path, out: str | Path, predictor: str | Path | Non
     evaluate, names, spec = make_evaluator(data, predictor, cfg)
     space = default_space(spec.action_names)
     t0 = time.perf_counter()
-    res = tune_rule(evaluate, lambda p: TunedRulePolicy(spec, names, **asdict(p)), space, cfg)
+    res = tune_rule(evaluate, lambda p: TunedRulePolicy(spec, names, **asdict(p)), space, cfg,
+                    progress=progress)
     result = {"rule": res.rule, "params": asdict(res.best), "env": cfg.env,
               "value": res.value, "vs_default": res.vs_default,
               "default_rule": TunedRuleParams().rule_string(),

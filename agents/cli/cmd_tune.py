@@ -23,6 +23,7 @@ def tune_rule_cmd(
     horizon: int = typer.Option(26, help="Periods per episode."),
     start_users: str = typer.Option("train", help="Predictor split of the start users."),
     seed: int = typer.Option(0, help="Seed of the search and the common random numbers."),
+    progress: bool = typer.Option(True, help="Progress bar over candidates."),
 ) -> None:
     """Tune rule:tuned's thresholds, actions and gaps; write tune.json and best_rule.txt."""
     from agents.tune_rule import TuneConfig, run_tune_rule
@@ -32,7 +33,7 @@ def tune_rule_cmd(
     with output_folder(out) as tmp:
         write_run_config(tmp, "tune-rule", {"data": str(data), "predictor": str(predictor)
                                             if predictor else None, **cfg.__dict__}, seed)
-        r = run_tune_rule(data, tmp, predictor, cfg)
+        r = run_tune_rule(data, tmp, predictor, cfg, progress=progress)
     v, d = r["value"], r["vs_default"]
     typer.echo(f"best of {r['evaluations']} candidates ({r['user_periods']:,} user-periods, "
                f"{r['seconds']:.0f} s) in {env}: {r['rule']}\n"
