@@ -22,20 +22,24 @@ from agents.evaluate import mean_ci
 from agents.train import TrainConfig, train_policy
 from predictors import ConfigError
 
-__all__ = ["bench_rl", "true_comparison"]
+__all__ = ["bench_rl", "static_features", "true_comparison"]
 
 
 def true_comparison(data: str | Path, policies: dict[str, Any], reference: str,
-                    n_users: int = 20_000, horizon: int = 26, seed: int = 0) -> dict[str, Any]:
+                    n_users: int = 20_000, horizon: int = 26, seed: int = 0,
+                    static: np.ndarray | None = None) -> dict[str, Any]:
     """TRUE value of each policy and its paired difference against ``policies[reference]``.
 
     Args:
         data: A generated dataset; its first ``n_users`` users at the end of the log start.
-        policies: Name -> policy (``act(obs, rng)``) reading the history observation.
+        policies: Name -> policy (``act(obs, rng)``) reading the history observation (followed
+            by ``static`` when given).
         reference: The key of the reference policy.
         n_users: Start users (all when the dataset has fewer).
         horizon: Periods.
         seed: Seed of the common random numbers.
+        static: ``(users of data, k)`` static features appended to every observation, rows in
+            the order of ``truth/users.parquet`` (:func:`static_features`).
 
     Returns:
         ``n_users``, ``horizon``, ``seed`` and per policy ``return`` and ``vs_reference``
@@ -49,12 +53,16 @@ def true_comparison(data: str | Path, policies: dict[str, Any], reference: str,
     world = world_from_dataset(data)
     starts = read_start_states(data, "end")
     starts = starts.subset(np.arange(min(starts.n, n_users)))
+    extra = None if static is None else np.asarray(static, np.float32)[:starts.n]
     returns = {}
     for name, policy in policies.items():
         prng = np.random.default_rng([seed, 1])
 
         def act(obs: np.ndarray, p: Any = policy, r: np.random.Generator = prng) -> np.ndarray:
-            return np.asarray(p.act(obs.astype(np.float32), r), dtype=np.int64)
+            obs = obs.astype(np.float32)
+            if extra is not None:
+                obs = np.concatenate([obs, extra], axis=1)
+            return np.asarray(p.act(obs, r), dtype=np.int64)
 
         returns[name] = true_policy_value(world, act, starts, horizon, seed=seed)
     ref = returns[reference]
@@ -65,6 +73,23 @@ def true_comparison(data: str | Path, policies: dict[str, Any], reference: str,
                       "vs_reference_pct": {k: 100 * v / float(ref.mean()) for k, v in d.items()}}
     return {"n_users": int(starts.n), "horizon": horizon, "seed": seed, "reference": reference,
             "policies": rows}
+
+
+def static_features(predictor: str | Path, data: str | Path) -> tuple[np.ndarray, list[str]]:
+    """The predictor's encoding of a generated dataset's users table, rows in the order of
+    ``truth/users.parquet`` (the start users of :func:`true_comparison`), and its names."""
+    import pandas as pd
+
+    from envs.simulator import static_feature_names
+    from predictors import load_users, open_dataset
+    from predictors.models import BehaviorPredictor, PredictorEnsemble, is_ensemble_folder
+
+    pred = (PredictorEnsemble.load(predictor, device="cpu") if is_ensemble_folder(predictor)
+            else BehaviorPredictor.load(predictor, device="cpu"))
+    ids = pd.read_parquet(Path(data) / "truth" / "users.parquet", columns=["user_id"])["user_id"]
+    users = load_users(open_dataset(data), validate=False)
+    enc = np.asarray(pred.encoder_.transform(users, ids.to_numpy()), np.float32)
+    return enc, static_feature_names(pred)
 
 
 def bench_rl(predictor: str | Path, data: str | Path, out: str | Path, reference: str,
@@ -88,7 +113,7 @@ def bench_rl(predictor: str | Path, data: str | Path, out: str | Path, reference
             users apart).
         eval_users: Users of the final evaluation.
         extra_rules: Other rules shown in the final table.
-        warm_start: Clone the reference into actor-critic policies before training.
+        warm_start: Warm-start every policy from the reference (:mod:`agents.warm_start`).
     """
     from agents.loading import load_policy
     from predictors import observation_names, open_dataset
@@ -96,17 +121,21 @@ def bench_rl(predictor: str | Path, data: str | Path, out: str | Path, reference
     out = Path(out)
     spec = open_dataset(data).spec
     names = observation_names()
+    static = None
+    if config.static_features:
+        static, static_names = static_features(predictor, eval_data or data)
+        names = names + static_names
     rows, trained = [], {}
     for algo in algos:
         for seed in seeds:
             cfg = replace(config, algo=algo, seed=seed, reference=reference,
-                          warm_start=reference if warm_start and algo != "dqn" else None)
+                          warm_start=reference if warm_start else None)
             run = out / f"{algo}_s{seed}"
             m = train_policy(predictor, data, run, cfg, hyperparams=hyperparams)
             policy = load_policy(str(run), spec, names, data)
             if list(policy.observation_names) != names:
-                raise ConfigError("the final TRUE evaluation reads history features only; "
-                                  f"{run} observes {len(policy.observation_names)} features")
+                raise ConfigError(f"the final TRUE evaluation gives {len(names)} features; "
+                                  f"{run} observes {len(policy.observation_names)}")
             trained[f"{algo}_s{seed}"] = policy
             rows.append({"run": f"{algo}_s{seed}", "algo": algo, "seed": seed,
                          "timesteps": m["timesteps"], "train_seconds": m["train_seconds"],
@@ -119,7 +148,7 @@ def bench_rl(predictor: str | Path, data: str | Path, out: str | Path, reference
     policies.update({r: load_policy(r, spec, names, data) for r in extra_rules})
     policies.update(trained)
     comparison = true_comparison(eval_data or data, policies, "reference", eval_users,
-                                 config.horizon, seed=12345)
+                                 config.horizon, seed=12345, static=static)
     for row in rows:
         row["true"] = comparison["policies"][row["run"]]
     return {"reference": reference, "config": {k: v for k, v in vars(config).items()},

@@ -80,10 +80,19 @@ def mean_ci(x: np.ndarray, z: float = 1.96) -> dict[str, float]:
 
 
 def load_policy(text: str, shop: Any, data: str | Path, cfg: EvaluateConfig) -> BasePolicy:
-    """A policy from ``rule:...``, an export or a train-policy run, for the shop's observations."""
-    from agents.loading import load_policy as load
+    """A policy from ``rule:...``, an export or a train-policy run, for the shop's observations.
 
-    return load(text, shop.spec, shop.observation_names, data, device=cfg.device,
+    When the shop's observation ends with static features and the policy does not read them
+    (rules, policies trained without ``static_features``), it is given the history columns.
+    """
+    from agents.loading import HistoryColumns, load_policy as load, reads_static
+
+    names = list(shop.observation_names)
+    history = [n for n in names if not n.startswith("static:")]
+    if len(history) < len(names) and not reads_static(text):
+        return HistoryColumns(load(text, shop.spec, history, data, device=cfg.device,
+                                   deterministic=not cfg.stochastic), len(history))
+    return load(text, shop.spec, names, data, device=cfg.device,
                 deterministic=not cfg.stochastic)
 
 
@@ -152,7 +161,10 @@ def evaluate_policies(predictor: str | Path, data: str | Path, policies: list[st
     policies = [_resolve_tuned(t) for t in policies]
     if not policies:
         raise ConfigError("give at least one policy (rule:NAME or a train-policy run folder)")
-    shop = load_learned_shop(predictor, data, start_users=cfg.start_users)
+    from agents.loading import reads_static
+
+    shop = load_learned_shop(predictor, data, start_users=cfg.start_users,
+                             static_in_obs=any(reads_static(t) for t in policies))
     n = len(shop.starts)
     index = np.arange(n if cfg.max_users == 0 else min(n, cfg.max_users))
     replicates = max(cfg.replicates, -(-cfg.min_rollouts // len(index)))

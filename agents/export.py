@@ -115,7 +115,8 @@ def data_fingerprint(data: str | Path) -> dict[str, str]:
 def export_policy(model: Any, out: str | Path, *, observation_names: list[str],
                   spec: DatasetSpec, fmt: str = "onnx", epsilon: float | None = None,
                   normalization: ObsNormalization | None = None, masks: dict | None = None,
-                  data: str | Path | None = None, algo: str | None = None) -> Path:
+                  data: str | Path | None = None, algo: str | None = None,
+                  static_encoder: dict | None = None) -> Path:
     """Write the model file and ``manifest.json`` into ``out`` (each atomically).
 
     Args:
@@ -130,6 +131,9 @@ def export_policy(model: Any, out: str | Path, *, observation_names: list[str],
         masks: Frequency caps the policy was trained with (written to the manifest).
         data: Training dataset folder (fingerprinted into the manifest).
         algo: Algorithm name for the manifest.
+        static_encoder: How the ``static:...`` features encode the users table (the
+            predictor's ``StaticEncoder.to_dict()``), so a serving job can build them from the
+            raw columns (:func:`agents.serving.add_static_features`).
     """
     if fmt not in ("onnx", "torchscript"):
         raise ValueError(f"`fmt` must be 'onnx' or 'torchscript'; got {fmt!r}")
@@ -176,7 +180,8 @@ def export_policy(model: Any, out: str | Path, *, observation_names: list[str],
                         "mean": np.asarray(normalization.mean).tolist(),
                         "var": np.asarray(normalization.var).tolist(),
                         "clip": normalization.clip, "eps": normalization.eps,
-                        "inside_graph": True}},
+                        "inside_graph": True},
+                    "static_encoder": static_encoder},
             "action_mask": {"dtype": "float32", "shape": [None, n_actions],
                             "meaning": "1 = action allowed, 0 = refused (frequency caps); "
                                        "all ones when the policy uses no masks"},

@@ -14,7 +14,49 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from agents.policy import BasePolicy
 from predictors import ConfigError, DatasetSpec
+
+__all__ = ["HistoryColumns", "load_policy", "policy_features", "reads_static"]
+
+
+def policy_features(text: str) -> list[str] | None:
+    """The observation names a trained policy or export folder was trained on (``None`` for a
+    rule, a tune-rule run or anything without ``policy.json`` / ``manifest.json``)."""
+    import json
+
+    folder = Path(text)
+    if text.startswith("rule:") or not folder.is_dir():
+        return None
+    if (folder / "manifest.json").is_file():
+        return list(json.loads((folder / "manifest.json").read_text())["inputs"]["obs"]
+                    ["features"])
+    if (folder / "policy.json").is_file():
+        return list(json.loads((folder / "policy.json").read_text())["observation_names"])
+    return None
+
+
+def reads_static(text: str) -> bool:
+    """Whether the policy ``text`` names observes static user features (``static:...``)."""
+    return any(n.startswith("static:") for n in policy_features(text) or [])
+
+
+class HistoryColumns(BasePolicy):
+    """A policy that reads the first ``n`` columns of a longer observation (the history
+    features, when the observation ends with static features it was not trained on)."""
+
+    def __init__(self, policy: Any, n: int) -> None:
+        super().__init__(policy.n_actions)
+        self.policy, self.n = policy, int(n)
+
+    def _action_probabilities(self, obs: np.ndarray) -> np.ndarray:
+        return self.policy.action_probabilities(obs[:, :self.n])
+
+    def act(self, obs: np.ndarray, rng: np.random.Generator,
+            action_mask: np.ndarray | None = None) -> np.ndarray:
+        return self.policy.act(np.asarray(obs)[:, :self.n], rng, action_mask)
 
 
 def load_policy(text: str, spec: DatasetSpec, observation_names: Sequence[str],

@@ -57,6 +57,8 @@ class ExportedPolicy:
         self.session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
         self.features: list[str] = self.manifest["inputs"]["obs"]["features"]
         self.action_names: list[str] = [a["name"] for a in self.manifest["actions"]]
+        #: How the ``static:...`` features encode the users table (``None``: none are read).
+        self.static_encoder: dict | None = self.manifest["inputs"]["obs"].get("static_encoder")
 
     @property
     def n_actions(self) -> int:
@@ -108,6 +110,45 @@ class ExportedPolicy:
         if problems:
             raise DataValidationError(problems)
         return np.stack(cols, axis=1).astype(np.float32)
+
+
+def add_static_features(table: pd.DataFrame, encoder: dict,
+                        source: str = "input") -> pd.DataFrame:
+    """``table`` with the ``static:...`` columns a manifest's ``static_encoder`` builds from
+    the users table's raw columns (numbers standardised, categories one-hot; missing values
+    0), as in training. Columns already present are kept.
+
+    Raises:
+        DataValidationError: A raw column the encoding needs is missing.
+    """
+    out = table.copy()
+    new = {}
+    for col, (mean, std) in encoder.get("numeric", {}).items():
+        name = f"static:{col}"
+        if name in out.columns:
+            continue
+        if col not in out.columns:
+            raise DataValidationError([Problem(source, None, col, "the users-table column "
+                                               "the policy's static features encode",
+                                               "no such column")])
+        s = out[col]
+        if pd.api.types.is_datetime64_any_dtype(s):  # dates as days since 1970-01-01
+            epoch = pd.Timestamp("1970-01-01", tz=getattr(s.dt, "tz", None))
+            s = (s - epoch).dt.total_seconds() / 86400.0
+        v = (pd.to_numeric(s, errors="coerce").to_numpy(dtype=np.float64) - mean) / std
+        new[name] = np.nan_to_num(v, nan=0.0)
+    for col, cats in encoder.get("categorical", {}).items():
+        names = [f"static:{col}={c}" for c in cats]
+        if all(n in out.columns for n in names):
+            continue
+        if col not in out.columns:
+            raise DataValidationError([Problem(source, None, col, "the users-table column "
+                                               "the policy's static features encode",
+                                               "no such column")])
+        s = out[col].astype("string")
+        for c, n in zip(cats, names, strict=True):
+            new[n] = (s == c).fillna(False).to_numpy(dtype=np.float64)
+    return pd.concat([out, pd.DataFrame(new, index=out.index)], axis=1) if new else out
 
 
 def score_table(policy: ExportedPolicy, table: pd.DataFrame, *, mode: str = "sample",

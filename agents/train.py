@@ -71,10 +71,15 @@ class TrainConfig:
             held-out users with the same seed; every evaluation records the paired difference
             against it, and the metrics the wall time until the policy first passes it.
         warm_start: A policy (``rule:...`` or a ``tune-rule`` run) cloned into the actor, with
-            the critic fitted to its value, before training (:mod:`agents.warm_start`; PPO and
-            MaskablePPO).
+            the critic fitted to its value, before training (PPO and MaskablePPO); for DQN its
+            action values are fitted (fitted Q evaluation with a large-margin term) and its
+            transitions seed the replay buffer (:mod:`agents.warm_start`).
         penalty: MOPO-style reward penalty per unit of an ensemble predictor's disagreement
             (learned env only; 0: none).
+        static_features: The observation ends with the users table's static columns as the
+            predictor encodes them (``static:COL``, ``static:COL=VALUE``; e.g. push opt-in,
+            loyalty tier, acquisition channel), in both envs; ``policy.json`` lists them, so
+            evaluation, export and serving give the policy the same inputs.
     """
 
     algo: str = "ppo"
@@ -97,13 +102,11 @@ class TrainConfig:
     warm_start: str | None = None
 
     penalty: float = 0.0
+    static_features: bool = False
 
     def __post_init__(self) -> None:
         if not (self.penalty >= 0):
             raise ConfigError(f"`penalty` must be >= 0; got {self.penalty!r}")
-        if self.warm_start is not None and self.algo == "dqn":
-            raise ConfigError("`warm_start` needs an actor-critic (ppo or maskable-ppo); "
-                              "got algo 'dqn'")
         if self.reward not in ("sampled", "expected"):
             raise ConfigError(f"`reward` must be 'sampled' or 'expected'; got {self.reward!r}")
         if self.algo not in ALGORITHMS:
@@ -216,9 +219,10 @@ def _make_envs(cfg: TrainConfig, predictor: str | Path, data: str | Path, n_envs
 
     caps = CapConfig(coupon_gap=cfg.coupon_gap, max_contacts=cfg.max_contacts)
     train_shop = load_learned_shop(predictor, data, start_users=cfg.start_users, caps=caps,
-                                   penalty=cfg.penalty)
+                                   penalty=cfg.penalty, static_in_obs=cfg.static_features)
     eval_shop = load_learned_shop(train_shop.simulator.predictor, data,
-                                  start_users=cfg.eval_start_users, caps=caps)
+                                  start_users=cfg.eval_start_users, caps=caps,
+                                  static_in_obs=cfg.static_features)
     names = list(train_shop.observation_names)
     n_eval = len(eval_shop.starts)
     index = np.arange(n_eval if cfg.eval_users == 0 else min(n_eval, cfg.eval_users))
@@ -381,12 +385,18 @@ def train_policy(predictor: str | Path, data: str | Path, out: str | Path,
     warm: dict[str, Any] | None = None
     t_start = time.perf_counter()  # time-to-value counts the warm start
     if cfg.warm_start is not None and not resume:
-        from agents.warm_start import WarmStartConfig, warm_start_actor_critic
+        from agents.warm_start import (QWarmStartConfig, WarmStartConfig,
+                                       warm_start_actor_critic, warm_start_q)
 
         t_warm = time.perf_counter()
-        warm = warm_start_actor_critic(model, venv, load_policy(cfg.warm_start, spec, names, data),
-                                       WarmStartConfig(seed=cfg.seed),
-                                       reward_scale=float(params.get("reward_scale", 1.0)))
+        teacher = load_policy(cfg.warm_start, spec, names, data)
+        scale = float(params.get("reward_scale", 1.0))
+        if cfg.algo == "dqn":
+            warm = warm_start_q(model, venv, teacher, QWarmStartConfig(seed=cfg.seed),
+                                reward_scale=scale)
+        else:
+            warm = warm_start_actor_critic(model, venv, teacher, WarmStartConfig(seed=cfg.seed),
+                                           reward_scale=scale)
         warm["seconds"] = time.perf_counter() - t_warm
     if hasattr(model.policy, "predict_values"):
         env.attach(model.policy, model.gamma)  # one batched bootstrap forward per step

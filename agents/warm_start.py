@@ -15,6 +15,13 @@ are driven by an untrained critic. :func:`warm_start_actor_critic` instead
 
 The model's optimiser is not touched (separate Adam steps on the same parameters), so PPO
 starts from the cloned policy with its own settings.
+
+A Q-network (DQN) cannot be cloned from a teacher that only ever shows one action per state:
+:func:`warm_start_q` instead evaluates the teacher (fitted Q evaluation) on transitions of an
+epsilon-teacher (the teacher's action, a uniform one with probability ``explore``), so every
+action's value is estimated from data, with a large-margin term that keeps the teacher's action
+on top unless the data say otherwise by more than ``margin`` (the greedy policy of ``Q^teacher``
+is one policy-improvement step over the teacher); the transitions then seed DQN's replay buffer.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ import torch.nn.functional as F
 
 from agents.policy import BasePolicy
 
-__all__ = ["WarmStartConfig", "warm_start_actor_critic"]
+__all__ = ["QWarmStartConfig", "WarmStartConfig", "warm_start_actor_critic", "warm_start_q"]
 
 
 @dataclass(frozen=True)
@@ -149,4 +156,129 @@ def warm_start_actor_critic(model: Any, venv: Any, teacher: BasePolicy,
     with torch.no_grad():
         greedy = policy.get_distribution(obs).distribution.probs.argmax(dim=1)
     return {"accuracy": float((greedy == act).float().mean()), "value_loss": value_loss,
+            "transitions": int(m)}
+
+
+@dataclass(frozen=True)
+class QWarmStartConfig:
+    """Options of :func:`warm_start_q`.
+
+    Attributes:
+        n_steps: Steps of every env the epsilon-teacher is rolled out for.
+        explore: Probability of a uniform action instead of the teacher's.
+        rounds: Fitted-Q-evaluation rounds (targets recomputed with the previous round's net).
+        epochs: Passes over the data per round.
+        batch_size: Minibatch size.
+        learning_rate: Adam's step size.
+        margin: Large-margin term: other actions are pushed ``margin`` (scaled reward units)
+            below the teacher's action, with weight ``margin_weight`` (0: plain evaluation).
+        margin_weight: Weight of the large-margin term.
+        seed: Seed of the draws and the minibatch order.
+    """
+
+    n_steps: int = 64
+    explore: float = 0.5
+    rounds: int = 8
+    epochs: int = 4
+    batch_size: int = 8192
+    learning_rate: float = 1e-3
+    margin: float = 0.05
+    margin_weight: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("n_steps", "rounds", "epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"`{name}` must be >= 1; got {getattr(self, name)!r}")
+        if not (0 < self.explore <= 1 and self.learning_rate > 0 and self.margin >= 0
+                and self.margin_weight >= 0):
+            raise ValueError("`explore` must be in (0, 1], `learning_rate` > 0, `margin` and "
+                             f"`margin_weight` >= 0; got {self.explore!r}, "
+                             f"{self.learning_rate!r}, {self.margin!r}, {self.margin_weight!r}")
+
+
+class _EpsTeacher(BasePolicy):
+    """The teacher's action, or a uniform one with probability ``eps`` (behaviour policy)."""
+
+    def __init__(self, teacher: BasePolicy, eps: float) -> None:
+        super().__init__(teacher.n_actions)
+        self.teacher, self.eps = teacher, eps
+
+    def _action_probabilities(self, obs: np.ndarray) -> np.ndarray:
+        raise NotImplementedError  # only act() is used
+
+    def act(self, obs: np.ndarray, rng: np.random.Generator,
+            action_mask: np.ndarray | None = None) -> np.ndarray:
+        a = np.asarray(self.teacher.act(obs, rng, action_mask))
+        flip = rng.random(len(a)) < self.eps
+        a[flip] = rng.integers(self.n_actions, size=int(flip.sum()))
+        return a
+
+
+def warm_start_q(model: Any, venv: Any, teacher: BasePolicy,
+                 config: QWarmStartConfig | None = None,
+                 reward_scale: float = 1.0) -> dict[str, float]:
+    """Fit ``model``'s Q-network to the teacher's action values and seed its replay buffer.
+
+    Args:
+        model: An SB3 DQN (``q_net``, ``q_net_target``, ``replay_buffer``).
+        venv: The raw training VecEnv (before reward wrappers).
+        teacher: The policy evaluated (reads the same observation columns).
+        config: Options.
+        reward_scale: The learner's reward scale.
+
+    Returns:
+        ``agreement`` (share of recorded states where the greedy Q action is the teacher's),
+        ``td_loss`` (last round), ``transitions``.
+    """
+    cfg = config or QWarmStartConfig()
+    rng = np.random.default_rng(cfg.seed)
+    rec = _rollout(venv, _EpsTeacher(teacher, cfg.explore), cfg.n_steps, rng, reward_scale)
+    n_steps, n = rec["action"].shape
+    m = n_steps * n
+    flat = {k: v.reshape(m, *v.shape[2:]) for k, v in rec.items()}
+    teach_now = np.asarray(teacher.act(flat["obs"], rng), np.int64)
+    teach_next = np.asarray(teacher.act(flat["next_obs"], rng), np.int64)
+    q_net, q_target, gamma = model.q_net, model.q_net_target, float(model.gamma)
+    dev = model.device
+    obs = torch.as_tensor(flat["obs"], device=dev)
+    nxt = torch.as_tensor(flat["next_obs"], device=dev)
+    act = torch.as_tensor(flat["action"], device=dev)
+    a_now = torch.as_tensor(teach_now, device=dev)
+    a_next = torch.as_tensor(teach_next, device=dev)
+    reward = torch.as_tensor(flat["reward"], device=dev)
+    # a terminated episode has no future; a truncated one continues from its terminal obs
+    cont = torch.as_tensor(~flat["done"] | flat["truncated"], device=dev, dtype=torch.float32)
+    opt = torch.optim.Adam(q_net.parameters(), lr=cfg.learning_rate)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    n_act = int(model.action_space.n)
+    other = cfg.margin * (1 - F.one_hot(a_now, n_act).float())
+    td_loss = float("nan")
+    q_net.set_training_mode(True)
+    for _ in range(cfg.rounds):
+        q_target.load_state_dict(q_net.state_dict())
+        with torch.no_grad():
+            q_next = q_target(nxt).gather(1, a_next[:, None]).squeeze(1)
+            target = reward + gamma * cont * q_next
+        for _ in range(cfg.epochs):
+            for idx in torch.randperm(m, generator=gen).split(cfg.batch_size):
+                q = q_net(obs[idx])
+                loss = F.smooth_l1_loss(q.gather(1, act[idx, None]).squeeze(1), target[idx])
+                td_loss = float(loss.detach())
+                if cfg.margin_weight > 0:
+                    top = (q + other[idx]).max(dim=1).values
+                    loss = loss + cfg.margin_weight * (top - q.gather(
+                        1, a_now[idx, None]).squeeze(1)).mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+    q_net.set_training_mode(False)
+    q_target.load_state_dict(q_net.state_dict())
+    for t in range(n_steps):  # the transitions seed the replay buffer
+        infos = [{"TimeLimit.truncated": bool(tr)} for tr in rec["truncated"][t]]
+        model.replay_buffer.add(rec["obs"][t], rec["next_obs"][t], rec["action"][t][:, None],
+                                rec["reward"][t], rec["done"][t], infos)
+    with torch.no_grad():
+        greedy = q_net(obs).argmax(dim=1)
+    return {"agreement": float((greedy == a_now).float().mean()), "td_loss": td_loss,
             "transitions": int(m)}

@@ -69,10 +69,22 @@ def export_cmd(
             caps = {"used": True, "coupon_gap": c.get("coupon_gap", 0),
                     "max_contacts": c.get("max_contacts", 0),
                     "contact_window": c.get("contact_window", 4)}
+    static_encoder = None
+    if any(n.startswith("static:") for n in names):  # how serving builds them from users
+        if not opts.get("predictor"):
+            raise ConfigError(f"{policy}: the policy reads static features but its "
+                              "config.json names no predictor (their encoding)")
+        from predictors.models import BehaviorPredictor, PredictorEnsemble, is_ensemble_folder
+
+        pred_dir = Path(opts["predictor"])
+        pred = (PredictorEnsemble.load(pred_dir, device="cpu") if is_ensemble_folder(pred_dir)
+                else BehaviorPredictor.load(pred_dir, device="cpu"))
+        static_encoder = pred.encoder_.to_dict()
     t0 = time.perf_counter()
     with output_folder(out) as tmp:
         export_policy(pol.model, tmp, observation_names=names, spec=spec, fmt=fmt,
-                      epsilon=epsilon, masks=caps, data=data, algo=getattr(pol, "algo", None))
+                      epsilon=epsilon, masks=caps, data=data, algo=getattr(pol, "algo", None),
+                      static_encoder=static_encoder)
         write_run_config(tmp, "export", {"policy": str(policy), "format": fmt,
                                          "data": str(data), "epsilon": epsilon,
                                          "checkpoint": checkpoint,
@@ -116,8 +128,17 @@ def score_cmd(
         from predictors.current import current_observations
 
         table, source = current_observations(data, as_of=as_of), str(data)
+        if pol.static_encoder is not None:  # the users table's raw columns
+            from predictors import load_users, open_dataset
+
+            users = load_users(open_dataset(data), validate=False)
+            table = table.merge(users, on="user_id", how="left", suffixes=("", "__users"))
     else:
         table, source = read_table_file(input, "--input"), input.name
+    if pol.static_encoder is not None:
+        from agents.serving import add_static_features
+
+        table = add_static_features(table, pol.static_encoder, source)
     decisions = score_table(pol, table, mode=mode, seed=seed, source=source)
     write_parquet(out, decisions)
     counts = decisions["action"].value_counts().to_dict()

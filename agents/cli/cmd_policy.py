@@ -42,12 +42,15 @@ def train_policy_cmd(
                                                "expected (its noise-free expectation)."),
     reference: str | None = typer.Option(None, help="A rule or tune-rule run each evaluation "
                                                     "is compared with (paired, same users)."),
-    warm_start: str | None = typer.Option(None, help="A rule or tune-rule run cloned into the "
-                                                     "policy before training (ppo)."),
+    warm_start: str | None = typer.Option(None, help="A rule or tune-rule run the policy starts "
+                                                     "from (ppo: cloned; dqn: its Q-values)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint.zip."),
     threads: int = typer.Option(1, help="Torch intra-op threads (0: torch's default)."),
     penalty: float = typer.Option(0.0, "--penalty", help="Reward penalty per unit of an "
                                   "ensemble predictor's disagreement (MOPO-style; 0: none)."),
+    static_features: bool = typer.Option(False, "--static-features/--no-static-features",
+                                         help="The policy also reads the users table's static "
+                                              "columns (push opt-in, loyalty tier, ...)."),
     progress: bool = typer.Option(True, help="Progress bar."),
 ) -> None:
     """Train an SB3 policy on the batched learned shop; write model, metrics and curves."""
@@ -58,7 +61,7 @@ def train_policy_cmd(
                       seed=seed, device=device, eval_every=eval_every, eval_users=eval_users,
                       coupon_gap=coupon_gap, max_contacts=max_contacts, progress=progress,
                       reward=reward, reference=reference, warm_start=warm_start,
-                      penalty=penalty)
+                      penalty=penalty, static_features=static_features)
     opts = {"predictor": str(predictor), "data": str(data), "config": str(config) if config
             else None, "resume": resume, "threads": threads, **cfg.__dict__}
     check_pair(predictor, data)
@@ -147,11 +150,15 @@ def bench_train_cmd(
                                                 "--seed)."),
     reward: str = typer.Option("sampled", help="Training reward: sampled or expected."),
     warm_start: bool = typer.Option(False, "--warm-start",
-                                    help="Clone the reference into PPO before training."),
+                                    help="Start every policy from the reference (PPO: "
+                                         "cloned; DQN: its fitted Q-values)."),
     config: Path | None = typer.Option(None, "--config", help="YAML overriding hyperparameters."),
     eval_data: Path | None = typer.Option(None, help="Generated dataset (same world) whose "
                                                      "users start the final TRUE evaluation."),
     eval_users: int = typer.Option(20_000, help="Users of the final TRUE evaluation."),
+    static_features: bool = typer.Option(False, "--static-features/--no-static-features",
+                                         help="Policies also read the users table's static "
+                                              "columns."),
     out: Path | None = typer.Option(None, "--out", help="Write bench.json here."),
 ) -> None:
     """SB3 training throughput (env steps per second) on the batched learned shop; with
@@ -175,7 +182,7 @@ def bench_train_cmd(
             predictor, data = _bench_shop(Path(tmp), seed)
         if env == "world" or reference is not None:
             args = (algo_list, timesteps, n_envs, device, env, reference, seeds, seed, reward,
-                    warm_start, config, eval_data, eval_users)
+                    warm_start, config, eval_data, eval_users, static_features)
             if out is None:
                 _bench_value(predictor, data, Path(tmp) / "runs", *args, None)
             else:
@@ -208,7 +215,7 @@ def _bench_value(predictor: Path, data: Path, runs: Path, algos: list[str], time
                  n_envs: int | None, device: str, env: str, reference: str | None,
                  seeds: str | None, seed: int, reward: str, warm_start: bool,
                  config: Path | None, eval_data: Path | None, eval_users: int,
-                 out: Path | None) -> None:
+                 static_features: bool, out: Path | None) -> None:
     """The time-to-value / TRUE-value bench (:func:`agents.bench_rl.bench_rl`)."""
     import time
 
@@ -227,7 +234,7 @@ def _bench_value(predictor: Path, data: Path, runs: Path, algos: list[str], time
         reference, tune_seconds = str(runs / "tune"), time.perf_counter() - t0
         typer.echo(f"tuned the reference rule in {tune_seconds:.0f} s -> {reference}")
     cfg = TrainConfig(timesteps=timesteps, env=env, n_envs=n_envs, device=device,
-                      progress=False, reward=reward)
+                      progress=False, reward=reward, static_features=static_features)
     result = bench_rl(predictor, data, runs, reference, cfg, seed_list, algos,
                       hyperparams=config, eval_data=eval_data, eval_users=eval_users,
                       warm_start=warm_start)
@@ -238,7 +245,8 @@ def _bench_value(predictor: Path, data: Path, runs: Path, algos: list[str], time
         write_run_config(out, "bench train", {
             "predictor": str(predictor), "data": str(data), "algos": algos,
             "timesteps": timesteps, "env": env, "reference": reference, "seeds": seed_list,
-            "reward": reward, "warm_start": warm_start,
+            "reward": reward, "warm_start": warm_start, "static_features": static_features,
+            "config": str(config) if config else None,
             "eval_data": str(eval_data) if eval_data else None, "eval_users": eval_users},
             seed)
         write_json(out / "bench.json", result)

@@ -106,9 +106,6 @@ def test_train_with_reference_and_warm_start(tiny_synthetic_run, tmp_path: Path)
     h = m["eval_history"][-1]
     assert h["vs_reference_low"] <= h["vs_reference"] <= h["vs_reference_high"]
     assert m["reference"]["mean_return"] == pytest.approx(h["mean_return"] - h["vs_reference"])
-    assert run_main(["train-policy", "--predictor", str(pred), "--data", str(data), "--algo",
-                     "dqn", "--warm-start", "rule:never", "--out", str(tmp_path / "d"),
-                     *TINY]) == 1
 
 
 def test_warm_start_overrides_are_checked(tmp_path: Path) -> None:
@@ -152,3 +149,91 @@ def test_bench_train_world_reports_time_to_value(tiny_synthetic_run, tmp_path: P
     assert "time to pass" in (out / "bench.md").read_text()
     for r in b["runs"]:
         assert r["seconds_to_pass"] is None or r["seconds_to_pass"] >= 0
+
+
+def test_dqn_warm_start_evaluates_the_rule(tiny_synthetic_run, tmp_path: Path) -> None:
+    """Fitted Q evaluation of a rule: the greedy Q action is mostly the rule's, the replay
+    buffer holds the transitions, and DQN training starts from there."""
+    from agents.baselines import make_rule
+    from agents.batched_sb3 import VectorisedDQN
+    from agents.warm_start import QWarmStartConfig, warm_start_q
+    from predictors import default_catalog, observation_names
+
+    data, pred = tiny_synthetic_run
+    env = _world_env(data, "expected", n=64)
+    model = VectorisedDQN("MlpPolicy", env, seed=0, device="cpu", learning_starts=0,
+                          buffer_size=10_000, batch_size=64)
+    teacher = make_rule("email_capped", default_catalog(), observation_names())
+    stats = warm_start_q(model, env, teacher, QWarmStartConfig(n_steps=10, rounds=3, epochs=4,
+                                                              batch_size=128, margin=1.0))
+    assert stats["transitions"] == 640 and stats["agreement"] > 0.8
+    assert model.replay_buffer.size() == 10
+    with pytest.raises(ValueError, match="explore"):
+        QWarmStartConfig(explore=0.0)
+    out = tmp_path / "d"
+    assert run_main(["train-policy", "--predictor", str(pred), "--data", str(data), "--env",
+                     "world", "--algo", "dqn", "--warm-start", "rule:email_capped",
+                     "--out", str(out), *TINY]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["warm_start"]["transitions"] > 0
+    import yaml
+
+    from agents.train import load_hyperparams
+
+    used = yaml.safe_load((out / "hyperparams.yaml").read_text())
+    assert all(used[k] == v for k, v in load_hyperparams("dqn")["warm_start"].items())
+
+
+def test_static_features_reach_training_evaluation_and_export(tiny_synthetic_run,
+                                                               tmp_path: Path) -> None:
+    """--static-features: the policy observes the users table's encoded columns, in the true
+    world and in the learned shop; evaluate gives them to it (and history only to the rest),
+    the final TRUE comparison of the bench appends them, the export lists them."""
+    from agents.loading import reads_static
+
+    data, pred = tiny_synthetic_run
+    out = tmp_path / "s"
+    assert run_main(["train-policy", "--predictor", str(pred), "--data", str(data), "--env",
+                     "world", "--static-features", "--warm-start", "rule:email_capped",
+                     "--out", str(out), *TINY]) == 0
+    names = json.loads((out / "policy.json").read_text())["observation_names"]
+    statics = [n for n in names if n.startswith("static:")]
+    assert statics and names[-len(statics):] == statics and reads_static(str(out))
+    assert any(n.startswith("static:push_opt_in") for n in statics)
+    plain = tmp_path / "p"
+    assert run_main(["train-policy", "--predictor", str(pred), "--data", str(data),
+                     "--out", str(plain), *TINY]) == 0
+    assert not reads_static(str(plain)) and not reads_static("rule:never")
+    ev = tmp_path / "e"
+    assert run_main(["evaluate", "--predictor", str(pred), "--data", str(data), "--policy",
+                     str(out), "--policy", str(plain), "--policy", "rule:email_capped",
+                     "--min-rollouts", "0", "--out", str(ev)]) == 0
+    rows = json.loads((ev / "evaluation.json").read_text())["policies"]
+    assert len(rows) == 3 and all("true" in r for r in rows)
+    exp = tmp_path / "x"
+    assert run_main(["export", "--policy", str(out), "--out", str(exp)]) == 0
+    manifest = json.loads((exp / "manifest.json").read_text())
+    assert manifest["inputs"]["obs"]["features"] == names
+    assert manifest["inputs"]["obs"]["static_encoder"]
+    # serving builds the static columns from the users table exactly as training encoded them
+    from agents.bench_rl import static_features
+    from agents.serving import add_static_features
+    from predictors import load_users, open_dataset
+
+    users = load_users(open_dataset(data), validate=False)
+    served = add_static_features(users, manifest["inputs"]["obs"]["static_encoder"])
+    trained, trained_names = static_features(pred, data)
+    assert trained_names == statics
+    ids = pd.read_parquet(Path(data) / "truth" / "users.parquet")["user_id"]
+    served = served.set_index("user_id").loc[ids, statics].to_numpy()
+    np.testing.assert_allclose(served, trained, atol=1e-5)
+    dec = tmp_path / "dec.parquet"
+    assert run_main(["score", "--model", str(exp), "--data", str(data), "--out", str(dec)]) == 0
+    assert len(pd.read_parquet(dec)) > 0
+    b = tmp_path / "b"
+    assert run_main(["bench", "train", "--predictor", str(pred), "--data", str(data),
+                     "--env", "world", "--algos", "ppo", "--seeds", "0", "--timesteps", "512",
+                     "--n-envs", "32", "--reference", "rule:email_capped", "--static-features",
+                     "--eval-users", "100", "--out", str(b)]) == 0
+    bench = json.loads((b / "bench.json").read_text())
+    assert bench["config"]["static_features"] is True and bench["comparison"]["n_users"] == 100
