@@ -21,7 +21,9 @@ A Q-network (DQN) cannot be cloned from a teacher that only ever shows one actio
 epsilon-teacher (the teacher's action, a uniform one with probability ``explore``), so every
 action's value is estimated from data, with a large-margin term that keeps the teacher's action
 on top unless the data say otherwise by more than ``margin`` (the greedy policy of ``Q^teacher``
-is one policy-improvement step over the teacher); the transitions then seed DQN's replay buffer.
+is one policy-improvement step over the teacher); the targets follow the recorded trajectory
+while it agrees with the teacher (an off-policy return, exact for a deterministic teacher) and
+bootstrap where it deviates; the transitions then seed DQN's replay buffer.
 """
 
 from __future__ import annotations
@@ -177,7 +179,7 @@ class QWarmStartConfig:
     """
 
     n_steps: int = 64
-    explore: float = 0.5
+    explore: float = 0.2
     rounds: int = 8
     epochs: int = 4
     batch_size: int = 8192
@@ -246,7 +248,6 @@ def warm_start_q(model: Any, venv: Any, teacher: BasePolicy,
     act = torch.as_tensor(flat["action"], device=dev)
     a_now = torch.as_tensor(teach_now, device=dev)
     a_next = torch.as_tensor(teach_next, device=dev)
-    reward = torch.as_tensor(flat["reward"], device=dev)
     # a terminated episode has no future; a truncated one continues from its terminal obs
     cont = torch.as_tensor(~flat["done"] | flat["truncated"], device=dev, dtype=torch.float32)
     opt = torch.optim.Adam(q_net.parameters(), lr=cfg.learning_rate)
@@ -255,11 +256,23 @@ def warm_start_q(model: Any, venv: Any, teacher: BasePolicy,
     other = cfg.margin * (1 - F.one_hot(a_now, n_act).float())
     td_loss = float("nan")
     q_net.set_training_mode(True)
+    # off-policy returns of the teacher: follow the recorded trajectory while the behaviour
+    # took the teacher's action, bootstrap with Q(s', teacher(s')) where it did not (and at
+    # episode ends and the end of the stretch); exact for a deterministic teacher
+    follow = np.zeros((n_steps, n), bool)
+    follow[:-1] = ((rec["action"][1:] == teach_now.reshape(n_steps, n)[1:])
+                   & ~rec["done"][:-1])
     for _ in range(cfg.rounds):
         q_target.load_state_dict(q_net.state_dict())
         with torch.no_grad():
             q_next = q_target(nxt).gather(1, a_next[:, None]).squeeze(1)
-            target = reward + gamma * cont * q_next
+        boot = (cont * q_next).cpu().numpy().reshape(n_steps, n)
+        r = rec["reward"]
+        ret = np.zeros((n_steps, n), np.float32)
+        ret[-1] = r[-1] + gamma * boot[-1]
+        for t in range(n_steps - 2, -1, -1):
+            ret[t] = r[t] + gamma * np.where(follow[t], ret[t + 1], boot[t])
+        target = torch.as_tensor(ret.reshape(-1), device=dev)
         for _ in range(cfg.epochs):
             for idx in torch.randperm(m, generator=gen).split(cfg.batch_size):
                 q = q_net(obs[idx])

@@ -200,16 +200,13 @@ def test_static_features_reach_training_evaluation_and_export(tiny_synthetic_run
     statics = [n for n in names if n.startswith("static:")]
     assert statics and names[-len(statics):] == statics and reads_static(str(out))
     assert any(n.startswith("static:push_opt_in") for n in statics)
-    plain = tmp_path / "p"
-    assert run_main(["train-policy", "--predictor", str(pred), "--data", str(data),
-                     "--out", str(plain), *TINY]) == 0
-    assert not reads_static(str(plain)) and not reads_static("rule:never")
-    ev = tmp_path / "e"
+    assert not reads_static("rule:never")
+    ev = tmp_path / "e"  # the rule is given the history columns, the policy all of them
     assert run_main(["evaluate", "--predictor", str(pred), "--data", str(data), "--policy",
-                     str(out), "--policy", str(plain), "--policy", "rule:email_capped",
-                     "--min-rollouts", "0", "--out", str(ev)]) == 0
+                     str(out), "--policy", "rule:email_capped", "--min-rollouts", "0",
+                     "--out", str(ev)]) == 0
     rows = json.loads((ev / "evaluation.json").read_text())["policies"]
-    assert len(rows) == 3 and all("true" in r for r in rows)
+    assert len(rows) == 2 and all("true" in r for r in rows)
     exp = tmp_path / "x"
     assert run_main(["export", "--policy", str(out), "--out", str(exp)]) == 0
     manifest = json.loads((exp / "manifest.json").read_text())
@@ -237,3 +234,17 @@ def test_static_features_reach_training_evaluation_and_export(tiny_synthetic_run
                      "--eval-users", "100", "--out", str(b)]) == 0
     bench = json.loads((b / "bench.json").read_text())
     assert bench["config"]["static_features"] is True and bench["comparison"]["n_users"] == 100
+
+
+def test_serving_static_features_from_raw_columns() -> None:
+    from agents.serving import add_static_features
+    from predictors.errors import DataValidationError
+
+    enc = {"numeric": {"age": [40.0, 10.0]}, "categorical": {"tier": ["gold", "none"]}}
+    table = pd.DataFrame({"user_id": [1, 2], "age": [50, None], "tier": ["gold", "silver"]})
+    out = add_static_features(table, enc)
+    assert out["static:age"].tolist() == [1.0, 0.0]  # standardised; missing -> 0
+    assert out["static:tier=gold"].tolist() == [1.0, 0.0]
+    assert out["static:tier=none"].tolist() == [0.0, 0.0]  # unseen category: all zero
+    with pytest.raises(DataValidationError, match="tier"):
+        add_static_features(table.drop(columns="tier"), enc)
