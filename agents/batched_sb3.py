@@ -82,11 +82,45 @@ class TrainingRewardWrapper(VecEnvWrapper):
 
 
 class VectorisedDQN(DQN):
-    """DQN whose exploration draws all envs' random actions in one numpy call (per-env eps)."""
+    """DQN whose exploration draws all envs' random actions in one numpy call (per-env eps).
+
+    With :meth:`keep_teacher_margin` (set by the DQN warm start) every training call also takes
+    one large-margin step on a replay sample (DQfD style): the teacher's action is pushed at
+    least ``margin`` above the others, so TD updates move the greedy action off the teacher's
+    only where their evidence exceeds the margin.
+    """
 
     def _setup_model(self) -> None:
         super()._setup_model()
         self._explore_rng = np.random.default_rng(self.seed)
+        self._teacher: Any = None
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "_teacher"]
+
+    def keep_teacher_margin(self, teacher: Any, margin: float, weight: float) -> None:
+        """Add the large-margin term of ``teacher`` (``act(obs, rng)``) to training."""
+        self._teacher, self._margin, self._margin_weight = teacher, float(margin), float(weight)
+
+    def train(self, gradient_steps: int, batch_size: int = 100) -> None:
+        super().train(gradient_steps, batch_size)
+        if self._teacher is None or self._margin_weight <= 0:
+            return
+        import torch.nn.functional as F
+
+        data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
+        obs = data.observations
+        teach = self._teacher.act(obs.cpu().numpy(), self._explore_rng)
+        a = torch.as_tensor(np.asarray(teach), device=obs.device, dtype=torch.long)
+        q = self.q_net(obs)
+        other = self._margin * (1 - F.one_hot(a, q.shape[1]).float())
+        loss = self._margin_weight * ((q + other).max(dim=1).values
+                                      - q.gather(1, a[:, None]).squeeze(1)).mean()
+        self.policy.optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+        self.policy.optimizer.step()
+        self.logger.record("train/margin_loss", float(loss.detach()))
 
     def _random_actions(self, n: int) -> np.ndarray:
         return self._explore_rng.integers(self.action_space.n, size=n)

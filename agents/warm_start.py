@@ -175,6 +175,9 @@ class QWarmStartConfig:
         margin: Large-margin term: other actions are pushed ``margin`` (scaled reward units)
             below the teacher's action, with weight ``margin_weight`` (0: plain evaluation).
         margin_weight: Weight of the large-margin term.
+        keep_margin: Keep the large-margin term during DQN's training (one margin step on a
+            replay sample per training call, :meth:`agents.batched_sb3.VectorisedDQN.
+            keep_teacher_margin`).
         seed: Seed of the draws and the minibatch order.
     """
 
@@ -186,6 +189,7 @@ class QWarmStartConfig:
     learning_rate: float = 1e-3
     margin: float = 0.05
     margin_weight: float = 1.0
+    keep_margin: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -291,6 +295,8 @@ def warm_start_q(model: Any, venv: Any, teacher: BasePolicy,
         infos = [{"TimeLimit.truncated": bool(tr)} for tr in rec["truncated"][t]]
         model.replay_buffer.add(rec["obs"][t], rec["next_obs"][t], rec["action"][t][:, None],
                                 rec["reward"][t], rec["done"][t], infos)
+    if cfg.keep_margin and hasattr(model, "keep_teacher_margin"):
+        model.keep_teacher_margin(teacher, cfg.margin, cfg.margin_weight)
     with torch.no_grad():
         greedy = q_net(obs).argmax(dim=1)
     return {"agreement": float((greedy == a_now).float().mean()), "td_loss": td_loss,

@@ -168,6 +168,7 @@ def test_dqn_warm_start_evaluates_the_rule(tiny_synthetic_run, tmp_path: Path) -
                                                               batch_size=128, margin=1.0))
     assert stats["transitions"] == 640 and stats["agreement"] > 0.8
     assert model.replay_buffer.size() == 10
+    assert model._teacher is teacher  # the margin term stays on during DQN's training
     with pytest.raises(ValueError, match="explore"):
         QWarmStartConfig(explore=0.0)
     out = tmp_path / "d"
@@ -182,6 +183,10 @@ def test_dqn_warm_start_evaluates_the_rule(tiny_synthetic_run, tmp_path: Path) -
 
     used = yaml.safe_load((out / "hyperparams.yaml").read_text())
     assert all(used[k] == v for k, v in load_hyperparams("dqn")["warm_start"].items())
+    assert "train/margin_loss" in pd.read_csv(out / "progress.csv").columns
+    from agents.sb3_policy import load_sb3_policy
+
+    assert load_sb3_policy(out).model._teacher is None  # not saved with the model
 
 
 def test_static_features_reach_training_evaluation_and_export(tiny_synthetic_run,
