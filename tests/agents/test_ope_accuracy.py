@@ -27,7 +27,13 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, object]:
 def test_result_fields(tiny) -> None:
     res, _ = tiny
     assert res["policies"] == list(POLICIES)
-    assert [s["estimator"] for s in res["summary"]] == ["pdis", "wpdis", "fqe"]
+    assert [s["estimator"] for s in res["summary"]] == ["pdis", "wpdis", "fqe", "chosen",
+                                                         "chosen-mse"]
+    for d in res["datasets"]:
+        for row in d["policies"]:
+            pick = row["estimates"]["chosen"]
+            assert pick["estimator"] in TINY.estimators and pick["reason"]
+            assert pick["mean"] == row["estimates"][pick["estimator"]]["mean"]
     for s in res["summary"]:
         assert {"median_rel_error", "spearman_mean", "coverage", "mean_ci_width",
                 "meets_goal"} <= set(s)
@@ -104,11 +110,14 @@ def test_bench_cli(tmp_path, capsys) -> None:
     out = tmp_path / "run"
     code = run_main(["bench", "ope-accuracy", "--users", "200", "--periods", "2", "--horizon",
                      "2", "--repeats", "1", "--truth-replicates", "2", "--boot", "20",
-                     "--estimator", "pdis", "--estimator", "wpdis", "--out", str(out)])
+                     "--estimator", "pdis", "--estimator", "wpdis", "--with-sim",
+                     "--out", str(out)])
     assert code == 0
     text = capsys.readouterr().out
-    assert "med.rel.err" in text and "rule:greedy" in text
+    assert "med.rel.err" in text and "rule:greedy" in text and "chosen estimator" in text
     bench = json.loads((out / "bench.json").read_text())
     assert len(bench["policies"]) == 10
-    assert [s["estimator"] for s in bench["summary"]] == ["pdis", "wpdis"]
+    assert [s["estimator"] for s in bench["summary"]] == ["pdis", "wpdis", "sim", "sim-dr",
+                                                          "chosen", "chosen-mse"]
+    assert bench["datasets"][0]["sim_seconds"]["fit"] > 0
     assert json.loads((out / "config.json").read_text())["command"] == "bench ope-accuracy"
