@@ -9,7 +9,14 @@ import pandas as pd
 import pytest
 
 from agents.cli import run_main
-from agents.ope.accuracy import AccuracyConfig, accuracy_logged_data, reward_check, run_ope_accuracy
+from agents.ope.accuracy import (
+    AccuracyConfig,
+    accuracy_logged_data,
+    load_target_policy,
+    reward_check,
+    run_ope_accuracy,
+    true_value,
+)
 from predictors import ConfigError, read_start_states, true_policy_value
 from predictors.synthetic import read_world
 
@@ -121,3 +128,21 @@ def test_bench_cli(tmp_path, capsys) -> None:
                                                           "chosen", "chosen-mse"]
     assert bench["datasets"][0]["sim_seconds"]["fit"] > 0
     assert json.loads((out / "config.json").read_text())["command"] == "bench ope-accuracy"
+
+
+def test_null_world_ties_every_coupon_free_policy(tmp_path) -> None:
+    """In the gate's null world no send has any effect: coupon-free rules' true values are
+    identical (common random numbers), coupons only give a discount away."""
+    from agents.ope.gate_bench import null_world
+    from predictors import GenerateConfig, generate, open_dataset, read_start_states
+
+    folder = generate(GenerateConfig(n_users=200, n_periods=3, seed=0, world=null_world()),
+                      tmp_path / "d")
+    world, start = read_world(folder), read_start_states(folder, "start")
+    spec = open_dataset(folder).spec
+    values = {t: true_value(world, load_target_policy(t, spec, folder), start, np.arange(200),
+                            3, 1, 0)[0]
+              for t in ("rule:never", "rule:always:email", "rule:always:push",
+                        "rule:always:coupon_10")}
+    assert values["rule:never"] == values["rule:always:email"] == values["rule:always:push"]
+    assert values["rule:always:coupon_10"] < values["rule:never"]
