@@ -7,7 +7,9 @@ sequential ones (PDIS, WPDIS, and linear FQE / marginal IS / marginal DR / per-d
 :mod:`agents.ope.marginal`, refitted per resample; per user over the logged periods), each with
 a bootstrap 95% interval and its ``kind``; the effective sample size of the one-step importance weights
 ``w_i = pi(a_i | x_i) / pscore_i`` (Kish: ``(sum w)^2 / sum w^2``) and the weight-degeneracy
-warnings the estimators raised.
+warnings the estimators raised. With a predictor, the learned simulator's ``sim`` and ``sim-dr``
+(:mod:`agents.ope.model_based`) join the per-user rows; every policy gets the estimator that
+:func:`agents.ope.choice.choose_estimator` picks per unit, with its reason.
 """
 
 from __future__ import annotations
