@@ -441,6 +441,38 @@ class ShopSimulator:
         raw = np.stack([visit.astype(np.float32), acts[:, 0], acts[:, 1],
                         purchase.astype(np.float32), acts[:, 2],
                         unsubscribe.astype(np.float32), revenue.astype(np.float32)], axis=1)
+        self._record(action, raw)
+        return {"reward": reward, "expected_reward": expected_reward, "revenue": revenue,
+                "cost": cost, "visit": visit,
+                "purchase": purchase, "unsubscribe": unsubscribe, "churn": churn,
+                "terminated": churn if self.churn_mode == "terminate" else np.zeros(n, bool),
+                "uncertainty": uncertainty}
+
+
+    def observe(self, action: np.ndarray, raw: np.ndarray) -> None:
+        """Advance every user by one OBSERVED period instead of a sampled one.
+
+        Replays a logged period (as :func:`build_start_states` does): the predictor's state,
+        the observation features, unsubscribes (email unless the action was a push), coupon
+        and contact history all move on as if the simulator had drawn this outcome.
+
+        Args:
+            action: ``(n,)`` logged action indices.
+            raw: ``(n, 7)`` logged period in :data:`RAW_COLUMNS` order.
+        """
+        action = np.asarray(action, dtype=np.int64)
+        raw = np.asarray(raw, dtype=np.float32)
+        if action.shape != (self.n,) or raw.shape != (self.n, len(RAW_COLUMNS)):
+            raise ValueError(f"`action` must have shape ({self.n},) and `raw` "
+                             f"({self.n}, {len(RAW_COLUMNS)}); got {action.shape}, {raw.shape}")
+        unsubscribed = raw[:, 5] > 0
+        push = self.channel[action] == 1
+        self.unsub[:, 0] |= unsubscribed & ~push
+        self.unsub[:, 1] |= unsubscribed & push
+        self._record(action, raw)
+
+    def _record(self, action: np.ndarray, raw: np.ndarray) -> None:
+        """Bookkeeping of a period: features, predictor state, coupon and contact history."""
         self.tracker.update(visits=raw[:, 0], views=raw[:, 1], carts=raw[:, 2],
                             purchases=raw[:, 3], revenue=raw[:, 6], action_index=action,
                             unsubscribed_email=self.unsub[:, 0],
@@ -450,11 +482,6 @@ class ShopSimulator:
         self.contacts[:, 1:] = self.contacts[:, :-1]
         self.contacts[:, 0] = self.is_contact[action]
         self.t += 1
-        return {"reward": reward, "expected_reward": expected_reward, "revenue": revenue,
-                "cost": cost, "visit": visit,
-                "purchase": purchase, "unsubscribe": unsubscribe, "churn": churn,
-                "terminated": churn if self.churn_mode == "terminate" else np.zeros(n, bool),
-                "uncertainty": uncertainty}
 
 
 def _capped_lognormal_mean(mu: np.ndarray, sigma: np.ndarray, cap: float) -> np.ndarray:

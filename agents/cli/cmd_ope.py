@@ -204,6 +204,14 @@ def ope_cmd(
     boot: int = typer.Option(500, "--boot", help="Bootstrap resamples."),
     seed: int = typer.Option(0, help="Seed of the folds and the bootstrap."),
     memory_limit: str = typer.Option("4GB", help="DuckDB memory cap for the panel."),
+    predictor: Path | None = typer.Option(None, "--predictor", help="Predictor run folder "
+                                          "fitted on this shop: adds sim (the learned "
+                                          "simulator's value) and sim-dr (its doubly robust "
+                                          "correction), per user."),
+    sim_replicates: int = typer.Option(1, "--sim-replicates", help="Simulator rollouts per "
+                                       "logged state and action."),
+    sim_horizon: int = typer.Option(0, "--sim-horizon", help="Cap on the periods of sim-dr's "
+                                    "rollouts from later logged states (0 = to the end)."),
     out: Path = typer.Option(..., "--out", help="Run folder: config.json and ope.json."),
 ) -> None:
     """Estimate target policies' value from logged decisions (OPE)."""
@@ -216,18 +224,27 @@ def ope_cmd(
         write_run_config(tmp, "ope", {"data": str(data), "policy": policy,
                                       "target_probs": [str(p) for p in target_probs],
                                       "reward": reward, "sequential": sequential, "gamma": gamma,
-                                      "boot": boot, "memory_limit": memory_limit}, seed=seed)
+                                      "boot": boot, "memory_limit": memory_limit,
+                                      "predictor": str(predictor) if predictor else None,
+                                      "sim_replicates": sim_replicates,
+                                      "sim_horizon": sim_horizon}, seed=seed)
         tables = {p.name: read_table(p) for p in target_probs}
         if data.is_file():
-            if policy:
-                raise ValueError("on a decision log, give the targets as --target-probs files")
+            if policy or predictor:
+                raise ValueError("on a decision log, give the targets as --target-probs files "
+                                 "(and no --predictor)")
             rep = decision_log_report(read_table(data), tables,
                                       reward="reward" if reward == "net" else reward,
                                       sequential=sequential, gamma=gamma, n_boot=boot, seed=seed)
         else:
+            from agents.ope.model_based import SimulatorConfig
+
+            sim_cfg = SimulatorConfig(replicates=sim_replicates,
+                                      rollout_horizon=sim_horizon or None, gamma=gamma,
+                                      seed=seed)
             rep = ope_report(data, list(policy), reward=reward, sequential=sequential, gamma=gamma,
                              n_boot=boot, seed=seed, memory_limit=memory_limit,
-                             target_tables=tables)
+                             target_tables=tables, predictor=predictor, sim_config=sim_cfg)
         typer.echo(f"{rep['n_rounds']:,} logged decisions of {rep['n_users']:,} users; reward "
                    f"{rep['reward']}; logging policy's mean reward "
                    f"{rep['logging_mean_reward']:.4f} per decision")
@@ -247,6 +264,8 @@ def ope_cmd(
             for r in res["estimates"]:
                 typer.echo(f"  {r['estimator']:<10} {r['mean']:10.4f} [{r['low']:10.4f}, "
                            f"{r['high']:10.4f}] per {r['unit']} ({r['kind']})")
+            for unit, pick in res.get("choice", {}).items():
+                typer.echo(f"  chosen per {unit}: {pick['estimator']} ({pick['reason']})")
             for note in res["warnings"]:
                 typer.echo(f"  warning: {note}")
         write_json(tmp / "ope.json", rep)
@@ -254,6 +273,15 @@ def ope_cmd(
         if any(e["unit"] == "user" for e in rep["results"][0]["estimates"]):
             plot_ope(rep, tmp / "ope_user.png", unit="user")
     typer.echo(f"wrote {out / 'ope.json'}")
+
+
+def _chosen_counts(res: dict[str, Any], label: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for d in res["datasets"]:
+        for r in d["policies"]:
+            e = r["estimates"][label]["estimator"]
+            counts[e] = counts.get(e, 0) + 1
+    return counts
 
 
 @bench_app.command("ope-accuracy")
@@ -272,8 +300,17 @@ def bench_ope_accuracy_cmd(
     estimator: list[str] = typer.Option(["pdis", "wpdis", "fqe-lin", "mis", "mdr", "dr-lin"],
                                         "--estimator",
                                         help="Sequential estimators (repeatable): pdis, wpdis, "
-                                             "fqe-lin, mis, mdr, dr-lin, and the MLP-based "
-                                             "seq-dr, fqe."),
+                                             "fqe-lin, mis, mdr, dr-lin, sim, sim-dr, and the "
+                                             "MLP-based seq-dr, fqe."),
+    with_sim: bool = typer.Option(False, "--with-sim", help="Add sim and sim-dr: a learned "
+                                  "simulator fitted on each dataset (the simulator's value and "
+                                  "its doubly robust correction)."),
+    sim_family: str = typer.Option("markov", "--sim-family",
+                                   help="Predictor family of that simulator."),
+    sim_replicates: int = typer.Option(1, "--sim-replicates",
+                                       help="Simulator rollouts per logged state and action."),
+    choice: bool = typer.Option(True, help="Also score the data-driven choice among the "
+                                "estimators (rows chosen, chosen-mse)."),
     policy: list[str] = typer.Option([], "--policy",
                                      help="Extra target policy: rule:NAME[:...] or a "
                                           "train-policy run folder trained with --env world "
@@ -293,10 +330,12 @@ def bench_ope_accuracy_cmd(
         check_out_folder(out)
     from agents.ope.accuracy import DEFAULT_POLICIES, AccuracyConfig, run_ope_accuracy
 
+    ests_in = list(dict.fromkeys(estimator + (["sim", "sim-dr"] if with_sim else [])))
     cfg = AccuracyConfig(n_users=users, n_periods=periods, logging=logging, horizon=horizon,
                          repeats=repeats, truth_replicates=replicates, n_boot=boot,
-                         estimators=tuple(estimator), fqe_steps=fqe_steps, seed=seed,
-                         world=world, gate_baseline=gate_baseline or None)
+                         estimators=tuple(ests_in), fqe_steps=fqe_steps, seed=seed,
+                         world=world, gate_baseline=gate_baseline or None,
+                         sim_family=sim_family, sim_replicates=sim_replicates, choice=choice)
     policies = list(DEFAULT_POLICIES) + [p for p in policy if p not in DEFAULT_POLICIES]
     if time_only:
         from agents.ope.accuracy import time_estimators
@@ -328,13 +367,15 @@ def bench_ope_accuracy_cmd(
                    f"panel net reward: {pc['mean_diff']:+.4f} (z {pc['z']:+.1f}; "
                    f"{pworst[0]} z {pworst[1]['z']:+.1f}); obs check max|diff| "
                    f"{d['obs_check_max_abs_diff']:.1e}")
-    ests = list(cfg.estimators)
-    typer.echo(f"\n{'estimator':<8} {'med.rel.err':>11} {'spearman':>9} {'(min)':>6} "
+    from agents.ope.accuracy import scored_estimators
+
+    ests = scored_estimators(cfg)
+    typer.echo(f"\n{'estimator':<10} {'med.rel.err':>11} {'spearman':>9} {'(min)':>6} "
                f"{'coverage':>9} {'CI width':>9} {'seconds':>8}  goal (<=5%, >=0.9, >=90%)")
     for s in res["summary"]:
         rho = "nan" if s["spearman_mean"] is None else f"{s['spearman_mean']:.3f}"
         lo = "nan" if s["spearman_min"] is None else f"{s['spearman_min']:.2f}"
-        typer.echo(f"{s['estimator']:<8} {s['median_rel_error']:11.1%} {rho:>9} {lo:>6} "
+        typer.echo(f"{s['estimator']:<10} {s['median_rel_error']:11.1%} {rho:>9} {lo:>6} "
                    f"{s['coverage']:9.0%} {s['mean_ci_width']:9.3f} {s['seconds']:8.0f}  "
                    f"{'met' if s['meets_goal'] else 'missed'}")
     typer.echo("\nper policy (mean over datasets): true value (max MC s.e.), each estimator's "
@@ -346,6 +387,11 @@ def bench_ope_accuracy_cmd(
                  for v in (p["estimators"][e] for e in ests)]
         typer.echo(f"{p['policy'][:24]:<24} {p['true_value_mean']:7.3f} "
                    f"{p['true_se_max']:6.3f} " + " ".join(f"{c:>22}" for c in cells))
+    if "chosen" in ests:
+        typer.echo("\nchosen estimator per (dataset, policy): "
+                   + "; ".join(f"{label}: " + ", ".join(
+                       f"{k} {v}" for k, v in sorted(_chosen_counts(res, label).items()))
+                       for label in ("chosen", "chosen-mse")))
     if res["gate"]:
         typer.echo(f"\nselection gate vs {gate_baseline} (one candidate at a time, one-sided "
                    f"{1 - cfg.alpha:.0%} paired lower bound > 0; {world} world): type I = share "
@@ -363,4 +409,7 @@ def bench_ope_accuracy_cmd(
                                        "truth_replicates": replicates, "boot": boot,
                                        "fqe_steps": fqe_steps, "estimator": estimator,
                                        "policy": policy, "world": world,
-                                       "gate_baseline": gate_baseline}, seed, res)
+                                       "gate_baseline": gate_baseline, "with_sim": with_sim,
+                                       "sim_family": sim_family,
+                                       "sim_replicates": sim_replicates, "choice": choice},
+           seed, res)

@@ -8,6 +8,7 @@ from agents.ope.base import (
     effective_sample_size,
     weighted_bootstrap,
 )
+from agents.ope.choice import EstimatorChoice, choose_estimator
 from agents.ope.data import LoggedData, Trajectories, target_action_dist
 from agents.ope.fqe import FittedQ, FQEConfig, cross_fit_q, fit_fqe
 from agents.ope.inputs import action_dist_at_positions, logged_data_from_arrays
@@ -35,6 +36,8 @@ from agents.ope.sequential import (
 )
 
 __all__ = [
+    "EstimatorChoice",
+    "choose_estimator",
     "MARGINAL_ESTIMATORS",
     "JointReplicates",
     "MarginalConfig",

@@ -52,9 +52,11 @@ import pandas as pd
 from scipy.stats import spearmanr
 from tqdm import tqdm
 
+from agents.ope.choice import CHOICE_METHODS, choose_estimator
 from agents.ope.data import LoggedData, target_action_dist
 from agents.ope.fqe import FQEConfig
 from agents.ope.marginal import MARGINAL_ESTIMATORS, joint_replicates
+from agents.ope.model_based import SIM_ESTIMATORS
 from agents.ope.panel import logged_data_from_panel
 from agents.ope.sequential import FQE, PDIS, WPDIS, SequentialDR, SequentialEstimator
 from agents.policy import Policy
@@ -82,6 +84,7 @@ __all__ = [
     "make_accuracy_estimators",
     "reward_check",
     "run_ope_accuracy",
+    "scored_estimators",
     "time_estimators",
     "true_value",
 ]
@@ -93,7 +96,7 @@ DEFAULT_POLICIES = (
     "rule:greedy",
 )
 #: Estimators the benchmark knows, by name.
-ACCURACY_ESTIMATORS = ("pdis", "wpdis", "seq-dr", "fqe") + MARGINAL_ESTIMATORS
+ACCURACY_ESTIMATORS = ("pdis", "wpdis", "seq-dr", "fqe") + MARGINAL_ESTIMATORS + SIM_ESTIMATORS
 #: The benchmark's default estimators: the MLP-based ``seq-dr`` and ``fqe`` (intervals
 #: conditional on their Q model, minutes per policy at long horizons) are opt-in.
 DEFAULT_ESTIMATORS = ("pdis", "wpdis") + MARGINAL_ESTIMATORS
@@ -124,6 +127,12 @@ class AccuracyConfig:
             homogeneous segment, no action has any effect, sends cost nothing).
         gate_baseline: Score the selection gate against this policy (one of the policies),
             one candidate at a time (:func:`agents.ope.gate_bench.gate_rows`); ``None``: no gate.
+        sim_family: Predictor family of the learned simulator behind ``sim`` / ``sim-dr``
+            (fitted on each dataset's panel, :func:`agents.ope.model_based.fit_simulator`).
+        sim_replicates: Simulator rollouts per logged state and first action.
+        choice: Also score the data-driven choice among the estimators
+            (:func:`agents.ope.choice.choose_estimator`) as the rows ``chosen`` (SLOPE-type
+            rule) and ``chosen-mse`` (smallest estimated MSE).
 
     Example:
         >>> AccuracyConfig(n_users=300, n_periods=6, horizon=3).estimators
@@ -143,6 +152,9 @@ class AccuracyConfig:
     seed: int = 0
     world: str = "default"
     gate_baseline: str | None = "rule:campaign"
+    sim_family: str = "markov"
+    sim_replicates: int = 1
+    choice: bool = True
 
     def __post_init__(self) -> None:
         for name in ("n_users", "n_periods", "horizon", "repeats", "truth_replicates",
@@ -159,6 +171,13 @@ class AccuracyConfig:
         if self.n_boot < 2 or not 0 < self.alpha < 1:
             raise ConfigError(f"`n_boot` must be >= 2 and `alpha` in (0, 1); got "
                               f"{self.n_boot!r}, {self.alpha!r}")
+        if self.sim_replicates < 1:
+            raise ConfigError(f"`sim_replicates` must be >= 1; got {self.sim_replicates!r}")
+        from predictors.models.config import FAMILIES
+
+        if self.sim_family not in FAMILIES:
+            raise ConfigError(f"`sim_family` must be one of {FAMILIES}; got "
+                              f"{self.sim_family!r}")
         unknown = [e for e in self.estimators if e not in ACCURACY_ESTIMATORS]
         if unknown or not self.estimators:
             raise ConfigError(f"`estimators` must be a non-empty subset of "
@@ -313,7 +332,7 @@ def _one_dataset(folder: Path, config: AccuracyConfig, policies: Sequence[str],
     first = data.time_step == 0
     obs_gap = float(np.abs(data.obs[first] - start.history.observation()[
         np.asarray(data.user_id[first], dtype=np.int64)]).max())
-    rows, notes, dists = [], set(), {}
+    rows, notes, dists, objs = [], set(), {}, {}
     for text in policies:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -324,7 +343,7 @@ def _one_dataset(folder: Path, config: AccuracyConfig, policies: Sequence[str],
             row: dict[str, Any] = {"policy": text, "true_value": truth, "true_se": se,
                                    "truth_seconds": time.perf_counter() - t0, "estimates": {}}
             dist = target_action_dist(policy, data)
-            dists[text] = dist
+            dists[text], objs[text] = dist, policy
             for est in make_accuracy_estimators(config.estimators, config.fqe_steps, seed):
                 t0 = time.perf_counter()
                 iv = est.interval(data, dist, n_boot=config.n_boot, alpha=config.alpha,
@@ -351,14 +370,18 @@ def _one_dataset(folder: Path, config: AccuracyConfig, policies: Sequence[str],
                     "mean": iv.mean, "low": iv.low, "high": iv.high,
                     "rel_error": abs(iv.mean - truth) / abs(truth) if truth else float("nan"),
                     "covers": bool(iv.low <= truth <= iv.high), "seconds": seconds}
-        for row in rows:
-            row["estimates"] = {e: row["estimates"][e] for e in config.estimators}
         if config.gate_baseline in dists:
             from agents.ope.gate_bench import gate_rows
 
             gate = gate_rows(rep, rows, config.gate_baseline, 1 - config.alpha)
+    sim_seconds = _add_sim_estimates(folder, config, data, users, start, objs, rows, seed)
+    for row in rows:
+        row["estimates"] = {e: row["estimates"][e] for e in config.estimators}
+    if config.choice and len(config.estimators) > 1:
+        _add_choices(rows, config.estimators)
+    names = scored_estimators(config)
     spearman = {}
-    for name in config.estimators:
+    for name in names:
         est = [r["estimates"][name]["mean"] for r in rows]
         truth = [r["true_value"] for r in rows]
         rho = spearmanr(est, truth).statistic if len(rows) > 2 else float("nan")
@@ -368,7 +391,68 @@ def _one_dataset(folder: Path, config: AccuracyConfig, policies: Sequence[str],
             "reward_check": reward_check(folder, data),
             "panel_net_reward_check": reward_check(folder, panel_data),
             "policies": rows, "spearman": spearman, "warnings": sorted(notes),
-            "gate": gate}
+            "gate": gate, "sim_seconds": sim_seconds}
+
+
+def _estimate_cell(iv: Any, truth: float, seconds: float) -> dict[str, Any]:
+    return {"mean": iv.mean, "low": iv.low, "high": iv.high,
+            "rel_error": abs(iv.mean - truth) / abs(truth) if truth else float("nan"),
+            "covers": bool(iv.low <= truth <= iv.high), "seconds": seconds}
+
+
+def _add_sim_estimates(folder: Path, config: AccuracyConfig, data: LoggedData,
+                       users: np.ndarray, start: StartStates, policies: dict[str, Policy],
+                       rows: list[dict[str, Any]], seed: int) -> dict[str, float]:
+    """``sim`` / ``sim-dr`` of every policy from a simulator fitted on the dataset's panel
+    (all its periods and users); the users start from their observable pre-log history."""
+    names = tuple(e for e in config.estimators if e in SIM_ESTIMATORS)
+    if not names:
+        return {}
+    from agents.ope.model_based import (
+        SimulatorConfig,
+        encoded_static,
+        fit_simulator,
+        simulator_intervals,
+    )
+    from predictors import load_users
+
+    ds = open_dataset(folder)
+    t0 = time.perf_counter()
+    panel = build_panel(ds, validate=False)
+    table = load_users(ds, validate=False)
+    sim = fit_simulator(panel, ds.spec, table, family=config.sim_family, seed=seed)
+    fit_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ivs = simulator_intervals(
+        sim, data, panel[panel["period"] < config.horizon], policies,
+        SimulatorConfig(replicates=config.sim_replicates, seed=seed), estimators=names,
+        history=start.history.subset(users), static=encoded_static(sim, table, users),
+        alpha=config.alpha, n_boot=config.n_boot, seed=seed)
+    roll_s = time.perf_counter() - t0
+    for row in rows:
+        for e in names:
+            row["estimates"][e] = _estimate_cell(ivs[row["policy"]][e], row["true_value"],
+                                                 roll_s / len(rows))
+    return {"fit": fit_s, "rollouts_and_intervals": roll_s}
+
+
+def _add_choices(rows: list[dict[str, Any]], estimators: Sequence[str]) -> None:
+    """Add the rows ``chosen`` / ``chosen-mse`` (the estimator picked per policy, and why)."""
+    from agents.ope.base import Interval
+
+    for method, label in zip(CHOICE_METHODS, ("chosen", "chosen-mse"), strict=True):
+        for row in rows:
+            ivs = {e: Interval(c["mean"], c["low"], c["high"])
+                   for e, c in row["estimates"].items() if e in estimators}
+            pick = choose_estimator(ivs, method)
+            row["estimates"][label] = {**row["estimates"][pick.estimator],
+                                       "estimator": pick.estimator, "reason": pick.reason}
+
+
+def scored_estimators(config: AccuracyConfig) -> list[str]:
+    """The estimators of ``config`` plus the choice rows ``chosen``, ``chosen-mse``."""
+    names = list(config.estimators)
+    return names + (["chosen", "chosen-mse"] if config.choice and len(names) > 1 else [])
 
 
 def summarize(datasets: list[dict[str, Any]], estimators: Sequence[str],
@@ -467,7 +551,7 @@ def run_ope_accuracy(config: AccuracyConfig | None = None,
             "value": f"undiscounted sum over the first {config.horizon} periods of revenue - "
                      "send cost - redeemed discount, per user outside the control group",
             "policies": policies, "datasets": datasets,
-            **summarize(datasets, config.estimators, policies), "goal": GOAL,
+            **summarize(datasets, scored_estimators(config), policies), "goal": GOAL,
             "seconds": time.perf_counter() - t_start}
 
 

@@ -10,11 +10,11 @@ the stated one-sided confidence. Against the truth simulated in the world:
 * **power**: share of pairs whose TRUE gain is >= 5% of the baseline's true value that are
   recommended.
 
-**Null world** (:func:`null_world`): one homogeneous segment without personal trait noise,
-every contact response, coupon sensitivity, fatigue and contact-churn effect zero, and sends
-free; only a coupon's discount, given away on purchases, separates policies (coupons are
-worse). No policy's true gain over another is positive beyond Monte-Carlo noise, so a gate
-should recommend nothing.
+**Null world** (:func:`null_world`): one homogeneous segment without personal trait or
+response noise, every contact response, coupon sensitivity, fatigue and contact-churn effect
+zero, and sends free; only a coupon's discount, given away on purchases, separates policies
+(coupons are worse). No policy's true gain over another is positive beyond Monte-Carlo noise,
+so a gate should recommend nothing.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def null_world() -> WorldConfig:
     """
     base = WorldConfig()
     seg = SegmentProfile("everyone", 1.0, -1.5, -0.8, 3.7, 0.45, 0.0, 0.0, 0.0, 0.0, -4.8, 0.0)
-    return replace(base, segments=(seg,), trait_noise=0.0, coupon_visit=0.0,
+    return replace(base, segments=(seg,), trait_noise=0.0, response_noise=0.0, coupon_visit=0.0,
                    conditioning_penalty=0.0, fatigue_churn=0.0, fatigue_damping=0.0,
                    actions=tuple(replace(a, cost=0.0) for a in base.actions))
 

@@ -7,7 +7,9 @@ sequential ones (PDIS, WPDIS, and linear FQE / marginal IS / marginal DR / per-d
 :mod:`agents.ope.marginal`, refitted per resample; per user over the logged periods), each with
 a bootstrap 95% interval and its ``kind``; the effective sample size of the one-step importance weights
 ``w_i = pi(a_i | x_i) / pscore_i`` (Kish: ``(sum w)^2 / sum w^2``) and the weight-degeneracy
-warnings the estimators raised.
+warnings the estimators raised. With a predictor, the learned simulator's ``sim`` and ``sim-dr``
+(:mod:`agents.ope.model_based`) join the per-user rows; every policy gets the estimator that
+:func:`agents.ope.choice.choose_estimator` picks per unit, with its reason.
 """
 
 from __future__ import annotations
@@ -67,7 +69,8 @@ def refit_intervals(logged: LoggedData, dists: dict[str, np.ndarray], *, n_boot:
 
 def ope_table(logged: LoggedData, policies: dict[str, BasePolicy | np.ndarray], *,
               sequential: bool = True, gamma: float = 1.0, n_boot: int = 500, seed: int = 0,
-              progress: bool = True) -> list[dict[str, Any]]:
+              progress: bool = True,
+              extra: dict[str, dict[str, Interval]] | None = None) -> list[dict[str, Any]]:
     """Estimates with intervals for each target policy on the same logs.
 
     Args:
@@ -78,10 +81,13 @@ def ope_table(logged: LoggedData, policies: dict[str, BasePolicy | np.ndarray], 
         n_boot: Bootstrap resamples.
         seed: Seed of the folds, the FQE and the bootstrap.
         progress: tqdm bar over policies.
+        extra: Policy name -> further per-user estimates (e.g. ``sim``, ``sim-dr``).
 
     Returns:
         One dict per policy: ``policy``, ``estimates`` (estimator, unit, mean, low, high, kind),
-        ``ess`` and ``ess_ratio`` of the one-step weights, ``warnings``.
+        ``ess`` and ``ess_ratio`` of the one-step weights, ``warnings``, and ``choice``: per
+        unit (``decision``, ``user``) the estimator :func:`agents.ope.choice.choose_estimator`
+        picks (``estimator``, ``mean``, ``low``, ``high``, ``reason``, ``rejected``).
     """
     q = cross_fit_rewards(logged, RidgeRewardModel(), n_folds=2, seed=seed)
     dists = {name: target_action_dist(p, logged) for name, p in policies.items()}
@@ -109,10 +115,34 @@ def ope_table(logged: LoggedData, policies: dict[str, BasePolicy | np.ndarray], 
                 for est_name in joint.estimators:
                     rows.append({"estimator": est_name, "unit": "user",
                                  **vars(joint.interval(est_name, name))})
+            for est_name, iv in (extra or {}).get(name, {}).items():
+                rows.append({"estimator": est_name, "unit": "user", **vars(iv)})
         results.append({"policy": name, "estimates": rows, "ess": ess,
                         "ess_ratio": ess / logged.n_rounds,
-                        "warnings": sorted({str(m.message) for m in caught})})
+                        "warnings": sorted({str(m.message) for m in caught}),
+                        "choice": _choices(rows)})
     return results
+
+
+def _choices(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per unit, the estimator the SLOPE-type rule chooses, and why."""
+    from agents.ope.choice import choose_estimator
+
+    out = {}
+    for unit in ("decision", "user"):
+        ivs = {r["estimator"]: Interval(r["mean"], r["low"], r["high"], r["kind"])
+               for r in rows if r["unit"] == unit}
+        if len(ivs) < 2:
+            continue
+        try:
+            pick = choose_estimator(ivs)
+        except ValueError as err:
+            out[unit] = {"estimator": None, "reason": str(err)}
+            continue
+        out[unit] = {"estimator": pick.estimator, "mean": pick.interval.mean,
+                     "low": pick.interval.low, "high": pick.interval.high,
+                     "method": pick.method, "reason": pick.reason, "rejected": pick.rejected}
+    return out
 
 
 def true_value_per_decision(data: str | Path, policies: dict[str, Any], *,
@@ -138,6 +168,7 @@ def ope_report(data: str | Path, policies: list[str], *, reward: str = "net",
                sequential: bool = True, gamma: float = 1.0, n_boot: int = 500, seed: int = 0,
                memory_limit: str = "4GB", progress: bool = True,
                truth: bool = True, target_tables: dict[str, Any] | None = None,
+               predictor: str | Path | None = None, sim_config: Any = None,
                ) -> dict[str, Any]:
     """Off-policy evaluation of ``policies`` (``rule:...``, export or run folders) on ``data``.
 
@@ -147,6 +178,11 @@ def ope_report(data: str | Path, policies: list[str], *, reward: str = "net",
             evaluated beside ``policies``.
         truth: On a synthetic shop, also compute each policy's TRUE value per decision
             (:func:`true_value_per_decision`) to set beside the estimates.
+        predictor: A predictor run folder (or ensemble folder) fitted on this shop: adds the
+            learned simulator's ``sim`` and ``sim-dr`` per user
+            (:mod:`agents.ope.model_based`; needs ``reward="net"``; policies given as
+            probability tables get none).
+        sim_config: :class:`agents.ope.model_based.SimulatorConfig` of those.
 
     Returns:
         JSON-ready dict: the logs' size, the logging policy's mean reward,
@@ -155,12 +191,11 @@ def ope_report(data: str | Path, policies: list[str], *, reward: str = "net",
     from predictors import build_panel, open_dataset
 
     ds = open_dataset(data)
-    logged = logged_data_from_panel(build_panel(ds, memory_limit=memory_limit), ds.spec,
-                                    reward=reward)
+    panel = build_panel(ds, memory_limit=memory_limit)
+    logged = logged_data_from_panel(panel, ds.spec, reward=reward)
     from agents.loading import load_policy
-    from predictors import observation_names
-
     from agents.ope.decisions import target_probs_from_table
+    from predictors import observation_names
 
     targets: dict[str, Any] = {text: load_policy(text, ds.spec, observation_names(), data)
                                for text in policies}
@@ -171,7 +206,10 @@ def ope_report(data: str | Path, policies: list[str], *, reward: str = "net",
               "n_users": int(len(np.unique(logged.user_id))),
               "logging_mean_reward": float(logged.reward.mean()),
               "results": ope_table(logged, targets, sequential=sequential, gamma=gamma,
-                                   n_boot=n_boot, seed=seed, progress=progress)}
+                                   n_boot=n_boot, seed=seed, progress=progress,
+                                   extra=_sim_estimates(predictor, ds, panel, logged, targets,
+                                                        reward, sim_config, gamma, n_boot,
+                                                        seed))}
     prop = ds.spec.extra.get("propensity") if isinstance(ds.spec.extra, dict) else None
     if isinstance(prop, dict) and prop.get("source") == "estimated":
         report["propensity"] = {k: prop.get(k) for k in ("source", "model", "n_folds", "log_loss",
@@ -180,6 +218,33 @@ def ope_report(data: str | Path, policies: list[str], *, reward: str = "net",
         report["truth"] = true_value_per_decision(
             data, {k: v for k, v in targets.items() if not isinstance(v, np.ndarray)}, seed=seed)
     return report
+
+
+def _sim_estimates(predictor: str | Path | None, ds: Any, panel: Any, logged: LoggedData,
+                   targets: dict[str, Any], reward: str, sim_config: Any, gamma: float,
+                   n_boot: int, seed: int) -> dict[str, dict[str, Interval]] | None:
+    """``sim`` / ``sim-dr`` of the policy targets from the predictor's simulator."""
+    if predictor is None:
+        return None
+    if reward != "net":
+        raise ValueError(f"--predictor (sim, sim-dr) values the net reward, as the simulator "
+                         f"does; got --reward {reward}")
+    from agents.ope.model_based import SimulatorConfig, encoded_static, simulator_intervals
+    from envs.simulator import ActivityModel, ShopSimulator
+    from predictors import load_users
+    from predictors.models import BehaviorPredictor, PredictorEnsemble, is_ensemble_folder
+
+    pred = (PredictorEnsemble.load(predictor) if is_ensemble_folder(predictor)
+            else BehaviorPredictor.load(predictor))
+    sim = ShopSimulator(pred, ds.spec, ActivityModel.fit(panel))
+    config = sim_config or SimulatorConfig(gamma=gamma, seed=seed)
+    policies = {k: v for k, v in targets.items() if not isinstance(v, np.ndarray)}
+    if not policies:
+        return None
+    users = np.unique(logged.user_id)
+    return simulator_intervals(sim, logged, panel, policies, config,
+                               static=encoded_static(sim, load_users(ds, validate=False), users),
+                               n_boot=n_boot, seed=seed)
 
 
 def decision_log_report(decisions: Any, target_tables: dict[str, Any], *,

@@ -75,6 +75,15 @@ class ToyMDP:
             d = np.einsum("s,sa,sab->b", d, policy, self.transition)
         return total
 
+    def q_values(self, policy: np.ndarray, horizon: int) -> np.ndarray:
+        """Exact ``Q_t(s, a)`` of ``policy`` with ``horizon - t`` steps to go, ``(H, S, A)``."""
+        q = np.zeros((horizon, self.n_states, self.n_actions))
+        v_next = np.zeros(self.n_states)
+        for t in range(horizon - 1, -1, -1):
+            q[t] = self.reward + np.einsum("sab,b->sa", self.transition, v_next)
+            v_next = (np.asarray(policy, float) * q[t]).sum(axis=1)
+        return q
+
     def log(self, behaviour: np.ndarray, n_users: int, horizon: int,
             seed: int | np.random.Generator) -> LoggedData:
         """Trajectories of ``n_users`` users following ``behaviour`` ``(S, A)``."""

@@ -9,7 +9,14 @@ import pandas as pd
 import pytest
 
 from agents.cli import run_main
-from agents.ope.accuracy import AccuracyConfig, accuracy_logged_data, reward_check, run_ope_accuracy
+from agents.ope.accuracy import (
+    AccuracyConfig,
+    accuracy_logged_data,
+    load_target_policy,
+    reward_check,
+    run_ope_accuracy,
+    true_value,
+)
 from predictors import ConfigError, read_start_states, true_policy_value
 from predictors.synthetic import read_world
 
@@ -27,7 +34,13 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, object]:
 def test_result_fields(tiny) -> None:
     res, _ = tiny
     assert res["policies"] == list(POLICIES)
-    assert [s["estimator"] for s in res["summary"]] == ["pdis", "wpdis", "fqe"]
+    assert [s["estimator"] for s in res["summary"]] == ["pdis", "wpdis", "fqe", "chosen",
+                                                         "chosen-mse"]
+    for d in res["datasets"]:
+        for row in d["policies"]:
+            pick = row["estimates"]["chosen"]
+            assert pick["estimator"] in TINY.estimators and pick["reason"]
+            assert pick["mean"] == row["estimates"][pick["estimator"]]["mean"]
     for s in res["summary"]:
         assert {"median_rel_error", "spearman_mean", "coverage", "mean_ci_width",
                 "meets_goal"} <= set(s)
@@ -104,11 +117,32 @@ def test_bench_cli(tmp_path, capsys) -> None:
     out = tmp_path / "run"
     code = run_main(["bench", "ope-accuracy", "--users", "200", "--periods", "2", "--horizon",
                      "2", "--repeats", "1", "--truth-replicates", "2", "--boot", "20",
-                     "--estimator", "pdis", "--estimator", "wpdis", "--out", str(out)])
+                     "--estimator", "pdis", "--estimator", "wpdis", "--with-sim",
+                     "--out", str(out)])
     assert code == 0
     text = capsys.readouterr().out
-    assert "med.rel.err" in text and "rule:greedy" in text
+    assert "med.rel.err" in text and "rule:greedy" in text and "chosen estimator" in text
     bench = json.loads((out / "bench.json").read_text())
     assert len(bench["policies"]) == 10
-    assert [s["estimator"] for s in bench["summary"]] == ["pdis", "wpdis"]
+    assert [s["estimator"] for s in bench["summary"]] == ["pdis", "wpdis", "sim", "sim-dr",
+                                                          "chosen", "chosen-mse"]
+    assert bench["datasets"][0]["sim_seconds"]["fit"] > 0
     assert json.loads((out / "config.json").read_text())["command"] == "bench ope-accuracy"
+
+
+def test_null_world_ties_every_coupon_free_policy(tmp_path) -> None:
+    """In the gate's null world no send has any effect: coupon-free rules' true values are
+    identical (common random numbers), coupons only give a discount away."""
+    from agents.ope.gate_bench import null_world
+    from predictors import GenerateConfig, generate, open_dataset, read_start_states
+
+    folder = generate(GenerateConfig(n_users=200, n_periods=3, seed=0, world=null_world()),
+                      tmp_path / "d")
+    world, start = read_world(folder), read_start_states(folder, "start")
+    spec = open_dataset(folder).spec
+    values = {t: true_value(world, load_target_policy(t, spec, folder), start, np.arange(200),
+                            3, 1, 0)[0]
+              for t in ("rule:never", "rule:always:email", "rule:always:push",
+                        "rule:always:coupon_10")}
+    assert values["rule:never"] == values["rule:always:email"] == values["rule:always:push"]
+    assert values["rule:always:coupon_10"] < values["rule:never"]
