@@ -94,6 +94,8 @@ def bench_predictor_real(
     batch_users: int = typer.Option(32, help="Users per minibatch (all their periods)."),
     seed: int = typer.Option(0, help="Seed of the user splits, weights and minibatches."),
     device: str = typer.Option("cpu", help="cpu, auto or cuda[:N]."),
+    threads: int = typer.Option(2, help="Torch intra-op threads while fitting (0: torch's "
+                                "default); the fitted models do not depend on it."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars."),
     out: Path | None = typer.Option(None, "--out", help="Write DIR/bench.json."),
 ) -> None:
@@ -110,7 +112,8 @@ def bench_predictor_real(
         raise ValueError(f"`--parts` must name some of {list(SOURCES)}; got {parts!r}")
     fams = tuple(f.strip() for f in families.split(",") if f.strip()) or tuple(FAMILIES)
     cfg = RealDataConfig(families=fams, epochs=epochs, patience=patience, hidden=hidden,
-                         batch_users=batch_users, seed=seed, device=device)
+                         batch_users=batch_users, seed=seed, device=device,
+                         num_threads=threads)
     for p in chosen:
         src = data / SOURCES[p][1]
         if not src.is_file():
@@ -127,7 +130,8 @@ def bench_predictor_real(
                 else:
                     results[p] = next_period_check(folder, cfg, progress=progress)
     typer.echo(f"families {', '.join(fams)}; epochs <= {epochs} (patience {patience}), hidden "
-               f"{hidden}, {batch_users} users per minibatch, seed {seed}, {device}")
+               f"{hidden}, {batch_users} users per minibatch, seed {seed}, {device}, "
+               f"{threads} torch thread(s)")
     for p in chosen:
         if p == "hillstrom":
             _print_hillstrom(results[p])

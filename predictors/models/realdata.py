@@ -64,6 +64,8 @@ class RealDataConfig:
         test_fraction: Test users of the purchase logs (Hillstrom always tests on half).
         alpha: 1 - confidence level of the measured effect intervals.
         device: Training device (``cpu``, ``auto`` or ``cuda[:N]``).
+        num_threads: Torch intra-op threads while fitting and predicting on the CPU (``0``
+            leaves torch's setting); the fitted models do not depend on it.
     """
 
     families: tuple[str, ...] = FAMILIES
@@ -76,6 +78,7 @@ class RealDataConfig:
     test_fraction: float = 0.15
     alpha: float = 0.05
     device: str = "cpu"
+    num_threads: int = 2
 
     def __post_init__(self) -> None:
         if not self.families:
@@ -96,7 +99,7 @@ class RealDataConfig:
         return PredictorConfig(family=family, epochs=self.epochs, patience=self.patience,
                                hidden=self.hidden, batch_size=self.batch_users * max(1, n_steps),
                                seed=self.seed, device=self.device,
-                               val_fraction=self.val_fraction, test_fraction=test_fraction)
+                               num_threads=self.num_threads, val_fraction=self.val_fraction, test_fraction=test_fraction)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
