@@ -122,7 +122,7 @@ def test_state_of_a_known_history():
 def test_state_tensors_have_a_batch_axis(fitted):
     """The simulator finds each state tensor's batch axis by comparing batch sizes 1 and 2."""
     s1, s2 = fitted.initial_state(1), fitted.initial_state(2)
-    assert len(s1) == len(s2) == 6
+    assert len(s1) == len(s2) == 7  # six count-state tensors and the static features
     for a, b in zip(s1, s2, strict=True):
         assert a.shape[0] == 1 and b.shape[0] == 2 and a.shape[1:] == b.shape[1:]
 
