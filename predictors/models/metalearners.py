@@ -70,10 +70,15 @@ def _is_binary(y: np.ndarray) -> bool:
     return bool(np.isin(y, (0.0, 1.0)).all())
 
 
+#: A binary outcome with fewer rows of its rarer class is modelled by its mean (too few to
+#: split off an early-stopping set, let alone to learn how it varies).
+MIN_CLASS_ROWS = 20
+
+
 def _fit_outcome(cfg: BoostingConfig, x: np.ndarray, y: np.ndarray, seed: int) -> Any:
     binary = _is_binary(y)
-    if binary and (y.min() == y.max()):  # one class only: a constant model
-        return float(y[0])
+    if binary and min(y.sum(), len(y) - y.sum()) < MIN_CLASS_ROWS:
+        return float(y.mean()) if len(y) else 0.0
     return cfg.model(binary, seed).fit(x, y.astype(int) if binary else y)
 
 
