@@ -120,8 +120,8 @@ def group_agreement(groups: pd.Series, y: np.ndarray, treated: np.ndarray,
         :class:`ArmEffect` as a dict) and ``predicted`` (model -> mean predicted effect);
         ``agreement``: model -> ``n_pairs``, ``n_significant`` (pairs whose measured
         difference has an interval excluding 0), ``n_agree`` (of those, the model's difference
-        has the same sign), ``spearman`` (rank correlation of the group effects, ``nan`` under
-        three groups).
+        has the same sign; a tie within :data:`TIE` agrees with none), ``spearman`` (rank
+        correlation of the group effects, ``nan`` under three groups or for a constant model).
     """
     g = pd.Series(np.asarray(groups, dtype=object))
     tr = np.asarray(treated)

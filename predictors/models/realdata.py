@@ -7,7 +7,9 @@
   prediction under the e-mail minus under ``none``, is set beside the effect *measured* by the
   randomized arms of the same test half (difference of arm means with a normal-approximation
   interval, :func:`difference_in_means`). The visit-uplift ranking of each family is scored by
-  the Qini coefficient next to a two-model logistic baseline on the static features.
+  the Qini coefficient next to a two-model logistic baseline on the static features, and
+  :func:`~predictors.models.hillstrom_uplift.uplift_report` adds Qini / AUUC per e-mail and
+  outcome against T- and DR-learner baselines and the effect per customer group.
 * :func:`next_period_check`: an order or event log cut into periods (Online Retail weekly,
   Taobao daily). Each family predicts every test user's purchase in each period from the
   periods before it. Metrics are taken on the periods after a user's first one: the panel starts

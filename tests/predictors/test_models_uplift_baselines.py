@@ -12,14 +12,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from shared_data import shared_file  # noqa: E402
 
 from predictors.errors import ConfigError
 from predictors.models.heterogeneity import attribute_groups, group_agreement
 from predictors.models.hillstrom_uplift import BASELINES, uplift_report
 from predictors.models.metalearners import BoostingConfig, DRLearner, TLearner
 from predictors.models.uplift import auuc, qini_coefficient, uplift_curve, uplift_scores
-
-from shared_data import shared_file  # noqa: E402
 
 FAST = BoostingConfig(max_iter=40, learning_rate=0.1, min_samples_leaf=50)
 
@@ -191,7 +190,7 @@ def test_bench_predictor_real_hillstrom_uplift_cli(tmp_path: Path,
     src = shared_file("hillstrom/hillstrom.csv")
     sub = tmp_path / "hillstrom" / "hillstrom.csv"
     sub.parent.mkdir(parents=True)
-    pd.read_csv(src, nrows=3000).to_csv(sub, index=False)
+    pd.read_csv(src, nrows=2000).to_csv(sub, index=False)
     out = tmp_path / "run"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
