@@ -71,9 +71,11 @@ def uplift_report(users: pd.DataFrame | None, by_user: pd.DataFrame, train_ids: 
     Returns:
         JSON-ready dict: ``baselines``, ``n_boot``, ``tasks`` (e-mail -> outcome -> ``scores``
         (model -> Qini/AUUC with intervals), ``best_baseline``, ``vs_best`` (family -> paired
-        difference with interval), ``beats`` (family -> bool)), ``groups`` (e-mail -> outcome
-        -> attribute -> :func:`group_agreement`) and ``agreement`` (e-mail -> outcome -> model
-        -> ``n_significant``, ``n_agree`` summed over the attributes).
+        difference with interval), ``vs_baselines`` (family -> baseline -> the same),
+        ``beats`` (family -> bool: the difference with the best baseline is above 0)),
+        ``groups`` (e-mail -> outcome -> attribute -> :func:`group_agreement`) and
+        ``agreement`` (e-mail -> outcome -> model -> ``n_significant``, ``n_agree`` summed
+        over the attributes).
     """
     boosting = boosting or BoostingConfig()
     enc = StaticEncoder.fit(None if users is None else users[users["user_id"].isin(train_ids)])
@@ -104,10 +106,10 @@ def uplift_report(users: pd.DataFrame | None, by_user: pd.DataFrame, train_ids: 
                                arm_te[pair] == 1, n_boot=n_boot, alpha=alpha, seed=seed,
                                pairs=pairs)
             best = max(BASELINES, key=lambda b: sc[b]["qini"])
-            vs = {f: sc.pop(f"{f}-{best}") for f in predicted}
-            for f, b in pairs:
-                sc.pop(f"{f}-{b}", None)
+            every = {f: {b: sc.pop(f"{f}-{b}") for b in BASELINES} for f in predicted}
+            vs = {f: every[f][best] for f in predicted}
             out["tasks"][e][o] = {"scores": sc, "best_baseline": best, "vs_best": vs,
+                                  "vs_baselines": every,
                                   "beats": {f: bool(v["qini_low"] > 0) for f, v in vs.items()}}
             per_attr = {a: group_agreement(g.to_numpy(), y_te, arm_te, np.ones(len(y_te), bool),
                                            models, alpha=alpha) for a, g in groups.items()}
