@@ -93,6 +93,13 @@ def _print_uplift(rep: dict[str, Any]) -> None:
         cells = "".join(f"{a['n_agree']:>6}/{a['n_significant']:<3}" for a in
                         (up["agreement"][e][o][m] for e, o in tasks))
         typer.echo(f"    {m:<13}{cells}")
+    typer.echo("  and of the groups whose measured effect excludes 0, how many each model gives "
+               "that sign")
+    typer.echo(f"    {'model':<13}" + "".join(f"{h:>10}" for h in heads))
+    for m in fams + up["baselines"]:
+        cells = "".join(f"{a['n_sign_agree']:>6}/{a['n_signed_groups']:<3}" for a in
+                        (up["agreement"][e][o][m] for e, o in tasks))
+        typer.echo(f"    {m:<13}{cells}")
 
 
 def _print_next(name: str, rep: dict[str, Any]) -> None:

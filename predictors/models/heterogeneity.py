@@ -121,7 +121,9 @@ def group_agreement(groups: pd.Series, y: np.ndarray, treated: np.ndarray,
         ``agreement``: model -> ``n_pairs``, ``n_significant`` (pairs whose measured
         difference has an interval excluding 0), ``n_agree`` (of those, the model's difference
         has the same sign; a tie within :data:`TIE` agrees with none), ``spearman`` (rank
-        correlation of the group effects, ``nan`` under three groups or for a constant model).
+        correlation of the group effects, ``nan`` under three groups or for a constant model),
+        ``n_signed_groups`` (groups whose measured interval excludes 0) and ``n_sign_agree``
+        (of those, the model's mean predicted effect has the measured sign).
     """
     g = pd.Series(np.asarray(groups, dtype=object))
     tr = np.asarray(treated)
@@ -151,6 +153,10 @@ def group_agreement(groups: pd.Series, y: np.ndarray, treated: np.ndarray,
             rho = float(spearmanr([r["measured"]["mean"] for r in rows], pred).statistic)
         else:
             rho = float("nan")
+        signed = [r for r in rows if r["measured"]["low"] > 0 or r["measured"]["high"] < 0]
+        n_sign = sum(bool(abs(r["predicted"][name]) > TIE and np.sign(r["predicted"][name])
+                          == np.sign(r["measured"]["mean"])) for r in signed)
         agreement[name] = {"n_pairs": len(rows) * (len(rows) - 1) // 2,
-                           "n_significant": n_sig, "n_agree": n_agree, "spearman": rho}
+                           "n_significant": n_sig, "n_agree": n_agree, "spearman": rho,
+                           "n_signed_groups": len(signed), "n_sign_agree": n_sign}
     return {"groups": rows, "agreement": agreement}

@@ -74,8 +74,8 @@ def uplift_report(users: pd.DataFrame | None, by_user: pd.DataFrame, train_ids: 
         difference with interval), ``vs_baselines`` (family -> baseline -> the same),
         ``beats`` (family -> bool: the difference with the best baseline is above 0)),
         ``groups`` (e-mail -> outcome -> attribute -> :func:`group_agreement`) and
-        ``agreement`` (e-mail -> outcome -> model -> ``n_significant``, ``n_agree`` summed
-        over the attributes).
+        ``agreement`` (e-mail -> outcome -> model -> ``n_significant``, ``n_agree``,
+        ``n_signed_groups``, ``n_sign_agree`` summed over the attributes).
     """
     boosting = boosting or BoostingConfig()
     enc = StaticEncoder.fit(None if users is None else users[users["user_id"].isin(train_ids)])
@@ -115,8 +115,7 @@ def uplift_report(users: pd.DataFrame | None, by_user: pd.DataFrame, train_ids: 
                                            models, alpha=alpha) for a, g in groups.items()}
             out["groups"][e][o] = per_attr
             out["agreement"][e][o] = {
-                m: {"n_significant": sum(r["agreement"][m]["n_significant"]
-                                         for r in per_attr.values()),
-                    "n_agree": sum(r["agreement"][m]["n_agree"] for r in per_attr.values())}
+                m: {k: sum(r["agreement"][m][k] for r in per_attr.values())
+                    for k in ("n_significant", "n_agree", "n_signed_groups", "n_sign_agree")}
                 for m in models}
     return out

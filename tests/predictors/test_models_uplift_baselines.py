@@ -143,6 +143,10 @@ def test_group_agreement_true_reversed_and_constant_models() -> None:
     a = rep["agreement"]
     assert a["true"]["n_significant"] == 1 and a["true"]["n_agree"] == 1
     assert a["reversed"]["n_agree"] == 0 and a["constant"]["n_agree"] == 0
+    # both groups' effects exclude 0 (+0.25, -0.08): the true model has both signs right, the
+    # reversed none, a constant positive one only the positive group's
+    assert a["true"]["n_signed_groups"] == 2 and a["true"]["n_sign_agree"] == 2
+    assert a["reversed"]["n_sign_agree"] == 0 and a["constant"]["n_sign_agree"] == 1
     assert all(np.isnan(v["spearman"]) for v in a.values())  # two groups only
 
 
