@@ -79,6 +79,10 @@ def train_predictor(
     markov_order: int = typer.Option(1, help="markov: periods in the behaviour state."),
     markov_prior: float = typer.Option(0.0, help="markov: prior strength in pseudo "
                                        "user-periods (0: chosen on validation users)."),
+    markov_static: bool = typer.Option(True, "--markov-static/--no-markov-static",
+                                       help="markov: per-action offsets linear in the static "
+                                       "user features (kept per head where they lower the "
+                                       "validation loss)."),
     ensemble: int = typer.Option(1, help="Fit K members (same split, other initial weights "
                                  "and minibatch order): the simulator draws one per user-step."),
     calibration: str = typer.Option("none", help="Per-head, per-action calibration fitted on "
@@ -95,7 +99,8 @@ def train_predictor(
     cfg = PredictorConfig(family=model, history=history, hidden=hidden, layers=layers,
                           conditioning=conditioning, epochs=epochs, batch_size=batch_size,
                           lr=lr, patience=patience, ipw=ipw, seed=seed, device=device,
-                          num_threads=threads, markov_order=markov_order, markov_prior=markov_prior)
+                          num_threads=threads, markov_order=markov_order, markov_prior=markov_prior,
+                          markov_static=markov_static)
     resolve_device(device)
     if ensemble < 1:
         raise typer.BadParameter(f"expected an integer >= 1; got {ensemble}",

@@ -56,6 +56,52 @@ def _print_hillstrom(rep: dict[str, Any]) -> None:
                "0 random, 1 perfect)")
 
 
+def _ci(r: dict[str, float], key: str, spec: str = "+.4f") -> str:
+    return (f"{_fmt(r[key], spec)} [{_fmt(r[key + '_low'], spec)}, "
+            f"{_fmt(r[key + '_high'], spec)}]")
+
+
+def _print_uplift(rep: dict[str, Any]) -> None:
+    up = rep["uplift"]
+    fams = list(rep["families"])
+    typer.echo(f"\nHillstrom, who responds: ranking customers by predicted effect (test half; "
+               f"95% intervals from {up['n_boot']} bootstrap resamples of its customers)")
+    for e, lab in _EMAIL_LABEL.items():
+        for o, task in up["tasks"][e].items():
+            best = task["best_baseline"]
+            typer.echo(f"  {lab} e-mail, {o} (best baseline: {best})")
+            typer.echo(f"    {'model':<13}{'Qini [95% CI]':<28}{'AUUC [95% CI]':<28}"
+                       f"{'Qini minus ' + best + ' [paired 95% CI]':<41}beats")
+            for m in fams + up["baselines"]:
+                sc = task["scores"][m]
+                line = f"    {m:<13}{_ci(sc, 'qini'):<28}{_ci(sc, 'auuc'):<28}"
+                if m in task["vs_best"]:
+                    line += (f"{_ci(task['vs_best'][m], 'qini'):<41}"
+                             f"{'yes' if task['beats'][m] else 'no'}")
+                typer.echo(line)
+    tasks = [(e, o) for e in _EMAIL_LABEL for o in up["tasks"][e]]
+    won = {f: sum(up["tasks"][e][o]["beats"][f] for e, o in tasks) for f in fams}
+    typer.echo("  beats the best baseline (paired CI above 0): "
+               + ", ".join(f"{f} {won[f]}/{len(tasks)}" for f in fams))
+    heads = [f"{_EMAIL_LABEL[e][0]}:{o[:5]}" for e, o in tasks]
+    typer.echo("\n  Effect by customer group: of the pairs of groups (per attribute: "
+               + ", ".join(next(iter(up["groups"][tasks[0][0]].values())).keys()) + ")")
+    typer.echo("  whose measured effects differ (95% CI of the difference excludes 0), how many "
+               "each model orders the same way")
+    typer.echo(f"    {'model':<13}" + "".join(f"{h:>10}" for h in heads))
+    for m in fams + up["baselines"]:
+        cells = "".join(f"{a['n_agree']:>6}/{a['n_significant']:<3}" for a in
+                        (up["agreement"][e][o][m] for e, o in tasks))
+        typer.echo(f"    {m:<13}{cells}")
+    typer.echo("  and of the groups whose measured effect excludes 0, how many each model gives "
+               "that sign")
+    typer.echo(f"    {'model':<13}" + "".join(f"{h:>10}" for h in heads))
+    for m in fams + up["baselines"]:
+        cells = "".join(f"{a['n_sign_agree']:>6}/{a['n_signed_groups']:<3}" for a in
+                        (up["agreement"][e][o][m] for e, o in tasks))
+        typer.echo(f"    {m:<13}{cells}")
+
+
 def _print_next(name: str, rep: dict[str, Any]) -> None:
     prices = rep["has_prices"]
     typer.echo(f"\n{name}: next-period purchase on test users' later periods "
@@ -94,10 +140,15 @@ def bench_predictor_real(
     batch_users: int = typer.Option(32, help="Users per minibatch (all their periods)."),
     seed: int = typer.Option(0, help="Seed of the user splits, weights and minibatches."),
     device: str = typer.Option("cpu", help="cpu, auto or cuda[:N]."),
+    threads: int = typer.Option(2, help="Torch intra-op threads while fitting (0: torch's "
+                                "default); the fitted models do not depend on it."),
+    n_boot: int = typer.Option(200, help="Hillstrom: bootstrap resamples of the test half for "
+                               "the uplift intervals (-1: no uplift report)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars."),
     out: Path | None = typer.Option(None, "--out", help="Write DIR/bench.json."),
 ) -> None:
-    """Hillstrom effects vs the randomized truth; Online Retail / Taobao next-period purchase."""
+    """Hillstrom effects vs the randomized truth, and who responds (Qini / AUUC vs meta-learner
+    baselines, effect by customer group); Online Retail / Taobao next-period purchase."""
     if out is not None:
         check_out_folder(out)
     from predictors.importers import IMPORTERS
@@ -110,7 +161,8 @@ def bench_predictor_real(
         raise ValueError(f"`--parts` must name some of {list(SOURCES)}; got {parts!r}")
     fams = tuple(f.strip() for f in families.split(",") if f.strip()) or tuple(FAMILIES)
     cfg = RealDataConfig(families=fams, epochs=epochs, patience=patience, hidden=hidden,
-                         batch_users=batch_users, seed=seed, device=device)
+                         batch_users=batch_users, seed=seed, device=device,
+                         num_threads=threads, n_boot=n_boot)
     for p in chosen:
         src = data / SOURCES[p][1]
         if not src.is_file():
@@ -127,10 +179,13 @@ def bench_predictor_real(
                 else:
                     results[p] = next_period_check(folder, cfg, progress=progress)
     typer.echo(f"families {', '.join(fams)}; epochs <= {epochs} (patience {patience}), hidden "
-               f"{hidden}, {batch_users} users per minibatch, seed {seed}, {device}")
+               f"{hidden}, {batch_users} users per minibatch, seed {seed}, {device}, "
+               f"{threads} torch thread(s)")
     for p in chosen:
         if p == "hillstrom":
             _print_hillstrom(results[p])
+            if "uplift" in results[p]:
+                _print_uplift(results[p])
         else:
             _print_next({"online-retail": "Online Retail (weekly)",
                          "taobao": "Taobao (daily)"}[p], results[p])

@@ -85,6 +85,11 @@ class PredictorConfig:
         markov_prior: ``markov``: strength (pseudo user-periods) of the Beta/Dirichlet prior
             that shrinks each cell towards its coarser parent; ``0`` picks it per head on the
             validation users from a fixed grid.
+        markov_static: ``markov``: add to every head a per-action offset linear in the static
+            user features (:mod:`predictors.models.markov_static`), kept per head only where it
+            lowers the validation loss; without static features it does nothing.
+        markov_static_l2: ``markov``: ridge strength of the per-action static terms; ``0``
+            picks it per head on the validation users (no offset is one of the choices).
     """
 
     family: str = "gru"
@@ -112,6 +117,8 @@ class PredictorConfig:
     markov_contact_edges: tuple[int, ...] = (1, 2)
     markov_contact_window: int = 4
     markov_prior: float = 0.0
+    markov_static: bool = True
+    markov_static_l2: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("markov_recency_edges", "markov_frequency_edges", "markov_contact_edges"):
@@ -141,6 +148,11 @@ class PredictorConfig:
         if self.markov_order > 6:
             raise ConfigError(f"`markov_order` must be <= 6 (5**order states); got "
                               f"{self.markov_order}")
+        if not isinstance(self.markov_static, bool):
+            raise ConfigError(f"`markov_static` must be true or false; got "
+                              f"{self.markov_static!r}")
+        if not (self.markov_static_l2 >= 0):
+            raise ConfigError(f"`markov_static_l2` must be >= 0; got {self.markov_static_l2!r}")
         if not (self.markov_prior >= 0):
             raise ConfigError(f"`markov_prior` must be >= 0; got {self.markov_prior!r}")
         if not (self.lr > 0):

@@ -24,14 +24,17 @@ the expected successes of the states it was sent to and shrunk towards the actio
 effect (see :func:`shrink_binary`). A thin cell thus takes its level from its state and its
 action effect from its group. Revenue given a purchase is log-normal: the mean and second moment
 of log revenue are shrunk the same way. ``m`` (pseudo user-periods, ``markov_prior``) is picked
-per head on the validation users from :data:`PRIOR_GRID` when set to ``0``. Static user features
-are not used.
+per head on the validation users from :data:`PRIOR_GRID` when set to ``0``. With
+``markov_static`` (the default) every head also gets a per-action offset linear in the user's
+static features (:mod:`predictors.models.markov_static`), kept only for the heads where it lowers
+the validation loss, so an action's effect can differ between users in the same state.
 
 The state is computed by one torch function for whole sequences (fitting, batch prediction) and
 carried step by step for the simulator as tensors whose first axis is the batch: behavior levels
 ``(B, order)``, periods since activity ``(B,)`` and since purchase ``(B,)`` (0 = never), periods
 with a purchase ``(B,)``, contacts of the last periods ``(B, window)`` and the unsubscribed flag
-``(B,)``. The readout is a table lookup, so the family plugs into
+``(B,)`` and the static features ``(B, S)``. The readout is a table lookup (plus the static
+offset), so the family plugs into
 :class:`~predictors.models.BehaviorPredictor` (and the simulator) like the neural ones; the
 tables and raw counts are its saved buffers.
 
@@ -51,6 +54,7 @@ from tqdm.auto import tqdm
 
 from predictors.models.config import PredictorConfig, resolve_device
 from predictors.models.families import BehaviorNet, State
+from predictors.models.markov_static import MAX_ROWS, fit_static
 from predictors.models.sequence import PanelTensors
 from predictors.models.shrinkage import P_EPS, logit, shrink_binary, shrink_lognormal, sigmoid
 from predictors.models.train import LOSS_TERMS, TrainResult, ipw_weights
@@ -126,6 +130,19 @@ class MarkovNet(BehaviorNet):
                                                    dtype=torch.float64))
         self.register_buffer("prior", torch.zeros(len(LOSS_TERMS), dtype=torch.float64))
         self.register_buffer("table", torch.zeros(self.n_states, n_actions, 6))
+        self.use_static = bool(cfg.markov_static) and n_static > 0
+        self.register_buffer("static_coef", torch.zeros(n_static + 1, n_actions, 6))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Checkpoints written before static offsets existed hold no ``static_coef``: zeros
+        # (no offset) is exactly the model they saved.
+        state_dict.setdefault(prefix + "static_coef", torch.zeros_like(self.static_coef))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def _offset(self, static: torch.Tensor) -> torch.Tensor:
+        """``static (..., S) -> (..., A, 6)``: the static offset of every action's outputs."""
+        coef = self.static_coef
+        return coef[0] + torch.einsum("...s,sac->...ac", static.to(coef.dtype), coef[1:])
 
     # ------------------------------------------------------------------ the discrete state
     def groups(self) -> tuple[np.ndarray, int]:
@@ -181,16 +198,17 @@ class MarkovNet(BehaviorNet):
         return self.table[idx]
 
     def forward(self, raw, action, static):
-        return self._lookup(self.state_index(raw, action))
+        out = self._lookup(self.state_index(raw, action))
+        return out + self._offset(static).unsqueeze(1) if self.use_static else out
 
     def init_state(self, static: torch.Tensor) -> State:
         b, dev = static.shape[0], static.device
         z = torch.zeros(b, dtype=torch.long, device=dev)
         return (torch.full((b, self.order), BEFORE, dtype=torch.long, device=dev), z, z, z,
-                torch.zeros(b, self.window, dtype=torch.long, device=dev), z)
+                torch.zeros(b, self.window, dtype=torch.long, device=dev), z, static)
 
     def step(self, state, raw, action):
-        levels, since_active, since_buy, bought, contacts, unsub = state
+        levels, since_active, since_buy, bought, contacts, unsub, static = state
         level = behavior_level(raw)
 
         def advance(since: torch.Tensor, event: torch.Tensor) -> torch.Tensor:
@@ -201,12 +219,13 @@ class MarkovNet(BehaviorNet):
                 advance(since_active, level > 0), advance(since_buy, level == 3),
                 bought + (level == 3).long(),
                 torch.cat([contacts[:, 1:], self._contact(action)[:, None]], dim=1),
-                unsub | (raw[:, 5] > 0).long())
+                unsub | (raw[:, 5] > 0).long(), static)
 
     def readout(self, state):
-        levels, since_active, since_buy, bought, contacts, unsub = state
-        return self._lookup(self._index(levels, since_active, since_buy, bought,
-                                        contacts.sum(-1), unsub))
+        levels, since_active, since_buy, bought, contacts, unsub, static = state
+        out = self._lookup(self._index(levels, since_active, since_buy, bought,
+                                       contacts.sum(-1), unsub))
+        return out + self._offset(static) if self.use_static else out
 
     # ------------------------------------------------------------------ fitting
     def count(self, data: PanelTensors, weight: np.ndarray | None = None,
@@ -239,6 +258,31 @@ class MarkovNet(BehaviorNet):
             for j, c in enumerate(cols):
                 out[j] += np.bincount(cell, c, minlength=s_a)
         return out.T.reshape(self.n_states, self.n_actions, len(COUNT_COLUMNS))
+
+    def static_rows(self, data: PanelTensors, weight: np.ndarray | None, max_rows: int,
+                    seed: int) -> dict[str, np.ndarray]:
+        """The labelled steps of ``data`` as rows for :func:`fit_static` (a seeded subset of
+        whole users when there are more than ``max_rows`` steps)."""
+        users = np.arange(data.n_users)
+        if data.n_rows > max_rows:
+            keep = max(1, int(data.n_users * max_rows / data.n_rows))
+            users = np.sort(np.random.default_rng(seed).choice(data.n_users, keep, replace=False))
+        d = data.subset(users)
+        w = None if weight is None else weight[users]
+        with torch.no_grad():
+            idx = self.state_index(torch.as_tensor(d.raw), torch.as_tensor(d.action)).numpy()
+        keep_rows = d.valid & (d.loss_action >= 0)
+        r = d.raw[keep_rows].astype(np.float64)
+        churn = d.churn[keep_rows]
+        buy = (r[:, 3] > 0) & (r[:, 6] > 0)
+        return {"cell": idx[keep_rows], "action": d.loss_action[keep_rows],
+                "static": np.broadcast_to(d.static[:, None, :], (*d.valid.shape,
+                                                                 d.static.shape[1]))[keep_rows],
+                "weight": np.ones(len(r)) if w is None else w[keep_rows].astype(np.float64),
+                "visit": (r[:, 0] > 0).astype(float), "purchase": (r[:, 3] > 0).astype(float),
+                "unsubscribe": (r[:, 5] > 0).astype(float),
+                "has_churn": np.isfinite(churn), "churn": (np.nan_to_num(churn) > 0).astype(float),
+                "buy": buy, "log_revenue": np.log(np.where(buy, r[:, 6], 1.0))}
 
     def tables(self, counts: np.ndarray, prior: dict[str, float]) -> np.ndarray:
         """Output channels ``(S, A, 6)`` from ``counts`` with one prior strength per term."""
@@ -273,6 +317,15 @@ class MarkovNet(BehaviorNet):
         self.counts.copy_(torch.as_tensor(counts))
         self.prior.copy_(torch.tensor([prior[k] for k in LOSS_TERMS], dtype=torch.float64))
         self.table.copy_(torch.as_tensor(table, dtype=torch.float32))
+        static_l2: dict[str, float] = {}
+        if self.use_static:
+            has_val = val is not None and val.n_users > 0
+            coef, static_l2 = fit_static(
+                self.static_rows(train, weight, MAX_ROWS, cfg.seed),
+                self.static_rows(val, None, MAX_ROWS, cfg.seed + 1) if has_val else None,
+                table.astype(np.float32).astype(np.float64), self.n_actions,
+                cfg.markov_static_l2, cfg.seed)
+            self.static_coef.copy_(torch.as_tensor(coef, dtype=torch.float32))
         dt = time.perf_counter() - t0
         train_terms = count_losses(counts, table)
         rec: dict[str, float] = {"epoch": 1, "train_loss": sum(train_terms.values()),
@@ -282,6 +335,7 @@ class MarkovNet(BehaviorNet):
             rec["val_loss"] = sum(vterms.values())
             rec.update({f"val_{k}": v for k, v in vterms.items()})
         rec.update({f"prior_{k}": v for k, v in prior.items()})
+        rec.update({f"static_l2_{k}": v for k, v in static_l2.items()})
         self.to(resolve_device(cfg.device))
         return TrainResult(history=[rec], best_epoch=1,
                            rows_per_second=train.n_rows / dt if dt > 0 else 0.0)

@@ -7,7 +7,9 @@
   prediction under the e-mail minus under ``none``, is set beside the effect *measured* by the
   randomized arms of the same test half (difference of arm means with a normal-approximation
   interval, :func:`difference_in_means`). The visit-uplift ranking of each family is scored by
-  the Qini coefficient next to a two-model logistic baseline on the static features.
+  the Qini coefficient next to a two-model logistic baseline on the static features, and
+  :func:`~predictors.models.hillstrom_uplift.uplift_report` adds Qini / AUUC per e-mail and
+  outcome against T- and DR-learner baselines and the effect per customer group.
 * :func:`next_period_check`: an order or event log cut into periods (Online Retail weekly,
   Taobao daily). Each family predicts every test user's purchase in each period from the
   periods before it. Metrics are taken on the periods after a user's first one: the panel starts
@@ -27,12 +29,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import norm
 
 from predictors.dataset import open_dataset
 from predictors.errors import ConfigError, DataValidationError, Problem
 from predictors.loaders import load_users
 from predictors.models.config import FAMILIES, PredictorConfig
+from predictors.models.heterogeneity import ArmEffect, difference_in_means
+from predictors.models.hillstrom_uplift import UPLIFT_OUTCOMES, uplift_report
 from predictors.models.metrics import log_loss, roc_auc
 from predictors.models.predictor import BehaviorPredictor, Predictions
 from predictors.models.sequence import PanelTensors, StaticEncoder
@@ -63,7 +66,12 @@ class RealDataConfig:
         val_fraction: Validation users (taken from the training half on Hillstrom).
         test_fraction: Test users of the purchase logs (Hillstrom always tests on half).
         alpha: 1 - confidence level of the measured effect intervals.
+        n_boot: Hillstrom: bootstrap resamples of the held-out customers for the uplift
+            report's intervals (:func:`~predictors.models.hillstrom_uplift.uplift_report`);
+            ``-1`` skips that report.
         device: Training device (``cpu``, ``auto`` or ``cuda[:N]``).
+        num_threads: Torch intra-op threads while fitting and predicting on the CPU (``0``
+            leaves torch's setting); the fitted models do not depend on it.
     """
 
     families: tuple[str, ...] = FAMILIES
@@ -75,7 +83,9 @@ class RealDataConfig:
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     alpha: float = 0.05
+    n_boot: int = 200
     device: str = "cpu"
+    num_threads: int = 2
 
     def __post_init__(self) -> None:
         if not self.families:
@@ -87,6 +97,8 @@ class RealDataConfig:
             raise ConfigError(f"`batch_users` must be an integer >= 1; got {self.batch_users!r}")
         if not (0.0 < self.alpha < 1.0):
             raise ConfigError(f"`alpha` must be in (0, 1); got {self.alpha!r}")
+        if not isinstance(self.n_boot, int) or self.n_boot < -1:
+            raise ConfigError(f"`n_boot` must be an integer >= -1; got {self.n_boot!r}")
         if not (0.0 < self.val_fraction < 0.5):
             raise ConfigError(f"`val_fraction` must be in (0, 0.5); got {self.val_fraction!r}")
         self.predictor("logistic", self.test_fraction)  # validates the rest
@@ -96,50 +108,12 @@ class RealDataConfig:
         return PredictorConfig(family=family, epochs=self.epochs, patience=self.patience,
                                hidden=self.hidden, batch_size=self.batch_users * max(1, n_steps),
                                seed=self.seed, device=self.device,
-                               val_fraction=self.val_fraction, test_fraction=test_fraction)
+                               num_threads=self.num_threads, val_fraction=self.val_fraction,
+                               test_fraction=test_fraction)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
         return asdict(self)
-
-
-@dataclass(frozen=True)
-class ArmEffect:
-    """A measured average effect: difference of arm means and its confidence interval."""
-
-    mean: float
-    low: float
-    high: float
-    n_treated: int
-    n_control: int
-
-    def contains(self, value: float) -> bool:
-        """Whether ``value`` lies in ``[low, high]``."""
-        return bool(self.low <= value <= self.high)
-
-
-def difference_in_means(y: np.ndarray, treated: np.ndarray, alpha: float = 0.05) -> ArmEffect:
-    """Treated minus control mean of ``y`` with a normal-approximation interval.
-
-    ``se = sqrt(s_T^2 / n_T + s_C^2 / n_C)`` (sample variances), interval
-    ``mean -/+ z_{1 - alpha/2} * se``: Neyman's conservative interval for a randomized test.
-
-    Example:
-        >>> e = difference_in_means(np.array([1., 0, 1, 1, 0, 0]), np.array([1, 1, 1, 0, 0, 0]))
-        >>> round(e.mean, 4), e.n_treated
-        (0.3333, 3)
-    """
-    y = np.asarray(y, dtype=np.float64)
-    t = np.asarray(treated).astype(bool)
-    if y.shape != t.shape or y.ndim != 1:
-        raise ValueError(f"`y` and `treated` must be 1-D of one length; got {y.shape}, {t.shape}")
-    n_t, n_c = int(t.sum()), int((~t).sum())
-    if n_t < 2 or n_c < 2:
-        raise ValueError(f"each arm needs >= 2 units; got {n_t} treated, {n_c} control")
-    diff = float(y[t].mean() - y[~t].mean())
-    se = float(np.sqrt(y[t].var(ddof=1) / n_t + y[~t].var(ddof=1) / n_c))
-    z = float(norm.ppf(1 - alpha / 2))
-    return ArmEffect(diff, diff - z * se, diff + z * se, n_t, n_c)
 
 
 def _open(folder: str | Path) -> tuple[Any, pd.DataFrame, pd.DataFrame | None]:
@@ -175,7 +149,9 @@ def hillstrom_check(folder: str | Path, config: RealDataConfig | None = None,
     Returns:
         JSON-ready dict: ``n_test``, ``measured`` (per e-mail and outcome: ``mean``, ``low``,
         ``high``), ``families`` (per family: ``effects`` with ``predicted`` and ``inside``,
-        ``n_inside``, ``qini`` per e-mail, fit info) and ``two_model_logistic`` (``qini``).
+        ``n_inside``, ``qini`` per e-mail, fit info), ``two_model_logistic`` (``qini``) and
+        ``uplift`` (Qini / AUUC per e-mail and outcome vs meta-learner baselines, and the
+        effect per customer group: :func:`~predictors.models.hillstrom_uplift.uplift_report`).
 
     Example:
         >>> cfg = RealDataConfig(families=("logistic",))
@@ -198,6 +174,7 @@ def hillstrom_check(folder: str | Path, config: RealDataConfig | None = None,
     out: dict[str, Any] = {"families": {}}
     measured: dict[str, dict[str, ArmEffect]] = {}
     test_ids = np.zeros(0)
+    effects: dict[str, dict[str, dict[str, np.ndarray]]] = {}
     for fam in config.families:
         pred, info = _fit(config.predictor(fam, 0.5, 1), panel, names, users, progress)
         data = pred.tensors(panel, users)
@@ -215,8 +192,16 @@ def hillstrom_check(folder: str | Path, config: RealDataConfig | None = None,
             raise RuntimeError("families drew different test halves from one seed")
         info.update(_hillstrom_family(p, names, arm, rows, measured))
         out["families"][fam] = info
+        effects[fam] = {e: {o: getattr(p, HILLSTROM_OUTCOMES[o][1])[:, names.index(e)]
+                            - getattr(p, HILLSTROM_OUTCOMES[o][1])[:, names.index("none")]
+                            for o in UPLIFT_OUTCOMES} for e in HILLSTROM_EMAILS}
     out["measured"] = {e: {o: asdict(m) for o, m in d.items()} for e, d in measured.items()}
-    out["two_model_logistic"] = _two_model(users, out.pop("train_ids"), test_ids, by_user)
+    train_ids = out.pop("train_ids")
+    out["two_model_logistic"] = _two_model(users, train_ids, test_ids, by_user)
+    if config.n_boot >= 0:
+        out["uplift"] = uplift_report(users, by_user, train_ids, test_ids, effects,
+                                      HILLSTROM_EMAILS, n_boot=config.n_boot,
+                                      alpha=config.alpha, seed=config.seed)
     return out
 
 

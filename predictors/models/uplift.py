@@ -1,4 +1,5 @@
-"""Uplift ranking quality (Qini curve and coefficient) and the two-model logistic baseline.
+"""Uplift ranking quality (Qini and uplift curves, their coefficients with paired bootstrap
+intervals) and the two-model logistic baseline.
 
 The Qini curve of a ranking (Radcliffe, 2007, "Using control groups to target on predicted
 lift", Direct Marketing Analytics Journal) counts, among the top ``k`` customers of the
@@ -60,6 +61,11 @@ def qini_curve(uplift: np.ndarray, y: np.ndarray,
         ([0, 1, 2, 3, 4], [0.0, 1.0, 1.0, 1.0, 0.0])
     """
     score, y, treated = _check_arrays(uplift, y, treated)
+    return _qini_curve(score, y, treated)
+
+
+def _qini_curve(score: np.ndarray, y: np.ndarray,
+                treated: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     order = np.argsort(-score, kind="stable")
     s, yy, t = score[order], y[order], treated[order]
     n_t, n_c = np.cumsum(t), np.cumsum(~t)
@@ -99,13 +105,139 @@ def qini_coefficient(uplift: np.ndarray, y: np.ndarray, treated: np.ndarray) -> 
         1.0
     """
     score, yy, t = _check_arrays(uplift, y, treated)
-    k, q = qini_curve(score, yy, t)
-    kp, qp = qini_curve(np.where(t, yy, -yy), yy, t)
-    random = len(yy) * q[-1] / 2.0
-    denom = _area(kp, qp) - random
+    return _normalised_area(_qini_curve, score, yy, t)[0]
+
+
+def uplift_curve(uplift: np.ndarray, y: np.ndarray,
+                 treated: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Uplift ("gain") curve of the ranking by ``uplift``: the difference of response rates in
+    the top ``k`` times ``k``,
+
+        U(k) = (Y_T(k) / N_T(k) - Y_C(k) / N_C(k)) * k     (a rate is 0 while its arm is empty),
+
+    (Rzepakowski & Jaroszewicz, 2012, "Decision trees for uplift modeling with single and
+    multiple treatments", Knowledge and Information Systems 32), one point per distinct score.
+
+    Example:
+        >>> k, u = uplift_curve(np.array([.9, .5, .1, .0]), np.array([1, 0, 0, 1]),
+        ...                     np.array([1, 0, 1, 0]))
+        >>> k.tolist(), u.tolist()
+        ([0, 1, 2, 3, 4], [0.0, 1.0, 2.0, 1.5, 0.0])
+    """
+    score, y, treated = _check_arrays(uplift, y, treated)
+    return _uplift_curve(score, y, treated)
+
+
+def _uplift_curve(score: np.ndarray, y: np.ndarray,
+                  treated: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(-score, kind="stable")
+    s, yy, t = score[order], y[order], treated[order]
+    n_t, n_c = np.cumsum(t), np.cumsum(~t)
+    y_t, y_c = np.cumsum(yy * t), np.cumsum(yy * ~t)
+    ends = np.r_[np.flatnonzero(np.diff(s) != 0), len(s) - 1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate_t = np.where(n_t[ends] > 0, y_t[ends] / n_t[ends], 0.0)
+        rate_c = np.where(n_c[ends] > 0, y_c[ends] / n_c[ends], 0.0)
+    return np.r_[0, ends + 1], np.r_[0.0, (rate_t - rate_c) * (ends + 1)]
+
+
+def _normalised_area(curve, score: np.ndarray, y: np.ndarray, treated: np.ndarray,
+                     perfect_area: float | None = None) -> tuple[float, float]:
+    """``(A(model) - A(random)) / (A(perfect) - A(random))`` of ``curve`` and A(perfect)."""
+    k, q = curve(score, y, treated)
+    if perfect_area is None:
+        perfect_area = _area(*curve(np.where(treated, y, -y), y, treated))
+    random = len(y) * q[-1] / 2.0
+    denom = perfect_area - random
     if denom <= 0:
-        return float("nan")
-    return float((_area(k, q) - random) / denom)
+        return float("nan"), perfect_area
+    return float((_area(k, q) - random) / denom), perfect_area
+
+
+def auuc(uplift: np.ndarray, y: np.ndarray, treated: np.ndarray) -> float:
+    """Normalised area under the uplift curve (:func:`uplift_curve`), the AUUC.
+
+    Normalised like :func:`qini_coefficient`: ``(A(model) - A(random)) / (A(perfect) -
+    A(random))``, with the random line from ``(0, 0)`` to ``(n, U(n))`` and the perfect ranking
+    treated responders first, control responders last. 0 is random targeting, 1 that ranking.
+
+    Example:
+        >>> y = np.array([1, 0, 0, 0, 1, 0]); t = np.array([1, 1, 1, 0, 0, 0])
+        >>> auuc(y * t - y * (1 - t), y, t)
+        1.0
+    """
+    score, yy, t = _check_arrays(uplift, y, treated)
+    return _normalised_area(_uplift_curve, score, yy, t)[0]
+
+
+def uplift_scores(scores: dict[str, np.ndarray], y: np.ndarray, treated: np.ndarray,
+                  n_boot: int = 200, alpha: float = 0.05, seed: int = 0,
+                  pairs: tuple[tuple[str, str], ...] = ()) -> dict[str, dict[str, float]]:
+    """Qini and AUUC of several rankings of the same customers, with bootstrap intervals.
+
+    Customers are resampled with replacement ``n_boot`` times; every ranking is scored on the
+    same resample (paired), so a difference of two rankings gets its own interval.
+
+    Args:
+        scores: Name -> ``(n,)`` predicted uplift.
+        y: ``(n,)`` observed outcome.
+        treated: ``(n,)`` bool, the customer was in the treated arm.
+        n_boot: Bootstrap resamples (0: point values only, intervals ``nan``).
+        alpha: 1 - confidence level of the percentile intervals.
+        seed: Seed of the resampling.
+        pairs: ``(a, b)`` names whose paired difference ``a - b`` is reported as ``"a-b"``.
+
+    Returns:
+        Name (or ``"a-b"``) -> ``qini``, ``qini_low``, ``qini_high``, ``auuc``, ``auuc_low``,
+        ``auuc_high``.
+
+    Example:
+        >>> rng = np.random.default_rng(0); t = rng.random(2000) < .5; x = rng.random(2000)
+        >>> y = (rng.random(2000) < .1 + .4 * t * (x > .5)).astype(float)
+        >>> r = uplift_scores({"x": x, "noise": rng.random(2000)}, y, t, n_boot=50,
+        ...                   pairs=(("x", "noise"),))
+        >>> bool(r["x-noise"]["qini_low"] > 0)
+        True
+    """
+    if not scores:
+        raise ValueError("`scores` must name at least one ranking")
+    checked = {k: _check_arrays(v, y, treated) for k, v in scores.items()}
+    _, yy, t = next(iter(checked.values()))
+    for a, b in pairs:
+        if a not in scores or b not in scores:
+            raise ValueError(f"`pairs` names {a!r}, {b!r}; `scores` has {sorted(scores)}")
+    if not isinstance(n_boot, int) or n_boot < 0:
+        raise ValueError(f"`n_boot` must be an integer >= 0; got {n_boot!r}")
+
+    def score_all(idx: np.ndarray | None) -> dict[str, tuple[float, float]]:
+        y_, t_ = (yy, t) if idx is None else (yy[idx], t[idx])
+        if not t_.any() or t_.all():
+            return {k: (np.nan, np.nan) for k in checked}
+        pq = pu = None
+        res = {}
+        for k, (s, _, _) in checked.items():
+            s_ = s if idx is None else s[idx]
+            q, pq = _normalised_area(_qini_curve, s_, y_, t_, pq)
+            u, pu = _normalised_area(_uplift_curve, s_, y_, t_, pu)
+            res[k] = (q, u)
+        return res
+
+    point = score_all(None)
+    rng = np.random.default_rng(seed)
+    draws = [score_all(rng.integers(0, len(yy), len(yy))) for _ in range(n_boot)]
+    out: dict[str, dict[str, float]] = {}
+    names = [(k, k, None) for k in checked] + [(f"{a}-{b}", a, b) for a, b in pairs]
+    for label, a, b in names:
+        rec: dict[str, float] = {}
+        for j, metric in enumerate(("qini", "auuc")):
+            val = point[a][j] - (point[b][j] if b else 0.0)
+            d = np.array([dr[a][j] - (dr[b][j] if b else 0.0) for dr in draws])
+            d = d[np.isfinite(d)]
+            lo, hi = np.quantile(d, [alpha / 2, 1 - alpha / 2]) if len(d) else (np.nan, np.nan)
+            rec.update({metric: float(val), f"{metric}_low": float(lo),
+                        f"{metric}_high": float(hi)})
+        out[label] = rec
+    return out
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-3,

@@ -122,7 +122,7 @@ def test_state_of_a_known_history():
 def test_state_tensors_have_a_batch_axis(fitted):
     """The simulator finds each state tensor's batch axis by comparing batch sizes 1 and 2."""
     s1, s2 = fitted.initial_state(1), fitted.initial_state(2)
-    assert len(s1) == len(s2) == 6
+    assert len(s1) == len(s2) == 7  # six count-state tensors and the static features
     for a, b in zip(s1, s2, strict=True):
         assert a.shape[0] == 1 and b.shape[0] == 2 and a.shape[1:] == b.shape[1:]
 
@@ -244,3 +244,61 @@ def test_cli_bench_chain_panel(tmp_path):
                      str(bench)]) == 0
     row = json.loads((bench / "bench.json").read_text())["results"][0]
     assert row["family"] == "markov" and row["panel_rows"] == 1500 and row["fit_seconds"] > 0
+
+
+# ---------------------------------------------------------------- static user features
+@pytest.fixture(scope="module")
+def one_period_panel():
+    """One period per user (like a randomized e-mail test): action a1 lifts visits of segment
+    b (logit +1.5) and lowers those of segment a (-0.7); the state is the same for everyone."""
+    panel, users = toy_panel(n_users=8000, n_periods=1, seed=3)
+    rng = np.random.default_rng(4)
+    seg_b = panel["user_id"].map(users.set_index("user_id")["segment"]).to_numpy() == "b"
+    a1 = panel["action_index"].to_numpy() == 1
+    logit = -1.0 + a1 * np.where(seg_b, 1.5, -0.7)
+    visit = rng.random(len(panel)) < 1 / (1 + np.exp(-logit))
+    panel["visits"] = visit.astype("int32")
+    panel["active"] = visit
+    return panel, users, seg_b
+
+
+def test_static_features_make_the_effect_vary_across_users(one_period_panel):
+    panel, users, seg_b = one_period_panel
+    names = ["none", "a1"]
+    effects = {}
+    for static in (False, True):
+        pred = BehaviorPredictor(_cfg(markov_static=static)).fit(panel, names, users,
+                                                                 progress=False)
+        _, p = pred.predict(panel, users)
+        effects[static] = p.p_visit[:, 1] - p.p_visit[:, 0]
+        if static:
+            rec = pred.train_result_.history[0]
+            assert np.isfinite(rec["static_l2_visit"])  # chosen on the validation users
+            # the carried state (the simulator's path) gives the same predictions
+            static_x = pred.encoder_.transform(users, panel["user_id"].to_numpy())
+            out = pred.predict_from_state(pred.initial_state(len(panel), static_x))
+            np.testing.assert_allclose(out.p_visit, p.p_visit, atol=1e-5)
+    assert np.ptp(effects[False]) < 1e-6  # one state, no features: one effect for everyone
+    eff = effects[True]
+    true_b = 1 / (1 + np.exp(-0.5)) - 1 / (1 + np.exp(1.0))
+    true_a = 1 / (1 + np.exp(1.7)) - 1 / (1 + np.exp(1.0))
+    assert eff[seg_b].mean() == pytest.approx(true_b, abs=0.04)
+    assert eff[~seg_b].mean() == pytest.approx(true_a, abs=0.04)
+    assert eff[~seg_b].max() < 0 < eff[seg_b].min()
+
+
+def test_static_offsets_saved_and_old_checkpoints_load(one_period_panel, tmp_path):
+    panel, users, _ = one_period_panel
+    pred = BehaviorPredictor(_cfg()).fit(panel, ["none", "a1"], users, progress=False)
+    assert float(pred.net_.static_coef.abs().sum()) > 0
+    run = pred.save(tmp_path / "run")
+    _, p = pred.predict(panel, users)
+    _, q = BehaviorPredictor.load(run).predict(panel, users)
+    np.testing.assert_array_equal(p.p_visit, q.p_visit)
+    blob = torch.load(run / "weights.pt", weights_only=True)
+    del blob["state_dict"]["static_coef"]  # as written before static offsets existed
+    torch.save(blob, run / "weights.pt")
+    old = BehaviorPredictor.load(run)
+    assert float(old.net_.static_coef.abs().sum()) == 0.0
+    with pytest.raises(ConfigError, match="markov_static_l2"):
+        _cfg(markov_static_l2=-1.0)

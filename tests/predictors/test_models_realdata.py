@@ -136,6 +136,7 @@ def test_paired_auc_bootstrap_same_and_better_predictor() -> None:
     ({"val_fraction": 0.6}, "val_fraction"),
     ({"epochs": 0}, "epochs"),
     ({"batch_users": 0}, "batch_users"),
+    ({"n_boot": -2}, "n_boot"),
 ])
 def test_config_invalid(kwargs: dict, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
@@ -166,7 +167,8 @@ def test_hillstrom_check_against_the_csv(tmp_path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         folder = import_hillstrom(src, tmp_path / "ds")
-        cfg = RealDataConfig(families=("logistic",), epochs=1, hidden=4, batch_users=256)
+        cfg = RealDataConfig(families=("logistic",), epochs=1, hidden=4, batch_users=256,
+                             n_boot=10)
         rep = hillstrom_check(folder, cfg)
     assert rep["n_test"] == 600
     # Independent path: the predictor splits users in sorted id order (user_id = 1-based row
@@ -190,6 +192,11 @@ def test_hillstrom_check_against_the_csv(tmp_path: Path) -> None:
         assert -1 <= rep["two_model_logistic"]["qini"][email] <= 1
     assert fam["n_inside"] == sum(v["inside"] for e in fam["effects"].values()
                                   for v in e.values())
+    # the uplift report scores the same visit ranking as the family's own Qini
+    up = rep["uplift"]["tasks"]
+    for email in ("mens_email", "womens_email"):
+        got = up[email]["visit"]["scores"]["logistic"]["qini"]
+        assert got == pytest.approx(fam["qini"][email], nan_ok=True)
 
 
 def taobao_subsample(tmp: Path, n_users: int = 120) -> Path:
