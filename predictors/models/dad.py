@@ -23,8 +23,10 @@ from dataclasses import replace
 import numpy as np
 import torch
 
+from predictors.models.config import PredictorConfig
 from predictors.models.families import BehaviorNet
 from predictors.models.sequence import PanelTensors
+from predictors.models.train import train_net
 
 
 def activity_means(data: PanelTensors) -> np.ndarray:
@@ -135,3 +137,18 @@ def dad_union(net: BehaviorNet, data: PanelTensors, base: PanelTensors, rounds_s
     cap = 2.0 * top if top > 0 else np.inf
     copy = drifted_copy(net, base, rng, activity_means(base), cap, activity)
     return concat_tensors([data, copy])
+
+
+def dad_rounds(net: BehaviorNet, train: PanelTensors, val: PanelTensors, cfg: PredictorConfig,
+               activity: str, progress: bool = False) -> list[dict[str, float]]:
+    """``cfg.dad`` rounds: add a drifted copy of the training (and validation) users rolled by
+    the current ``net``, continue training on the union; returns the rounds' epoch records."""
+    seed = (cfg.seed + 7919 * cfg.member) * 1000 + 17
+    union_train, union_val, history = train, val, []
+    for r in range(cfg.dad):
+        union_train = dad_union(net, union_train, train, seed + 2 * r, activity)
+        if val.n_users:
+            union_val = dad_union(net, union_val, val, seed + 2 * r + 1, activity)
+        res = train_net(net, union_train, union_val, cfg, progress=progress, init_bias=False)
+        history += [{**rec, "dad_round": r + 1} for rec in res.history]
+    return history

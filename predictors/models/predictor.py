@@ -25,7 +25,7 @@ from predictors.errors import CheckpointError, ConfigError
 from predictors.io import atomic_path, write_json, write_parquet
 from predictors.models.calibration import HeadCalibration, fit_calibration
 from predictors.models.config import PredictorConfig, resolve_device
-from predictors.models.dad import dad_union
+from predictors.models.dad import dad_rounds
 from predictors.models.families import N_RAW, BehaviorNet, State, make_net
 from predictors.models.sequence import PanelTensors, StaticEncoder, panel_to_tensors
 from predictors.models.train import (
@@ -204,24 +204,10 @@ class BehaviorPredictor:
                                                                  self.none_index_)
             else:
                 self.train_result_ = train_net(self.net_, train, val, cfg, progress=progress)
-                self._dad_rounds(train, val, progress)
+                self.train_result_.history.extend(
+                    dad_rounds(self.net_, train, val, cfg, self.activity_, progress))
         self.device_ = next(iter(self.net_.state_dict().values())).device
         return self
-
-    def _dad_rounds(self, train: PanelTensors, val: PanelTensors, progress: bool) -> None:
-        """Data as Demonstrator: ``config.dad`` rounds of training on drifted copies."""
-        cfg, net = self.config, self.net_
-        seed = (cfg.seed + 7919 * cfg.member) * 1000 + 17
-        union_train, union_val = train, val
-        for r in range(cfg.dad):
-            union_train = dad_union(net, union_train, train, seed + 2 * r, self.activity_)
-            if val.n_users:
-                union_val = dad_union(net, union_val, val, seed + 2 * r + 1, self.activity_)
-            res = train_net(net, union_train, union_val, cfg, progress=progress,
-                            init_bias=False)
-            for rec in res.history:
-                rec["dad_round"] = r + 1
-            self.train_result_.history.extend(res.history)
 
     def _require_fitted(self) -> BehaviorNet:
         if self.net_ is None:
