@@ -2,11 +2,11 @@
 
 Their carried state (totals, recency, the window of recent rows, static features) is a function
 of the observed history only, not of the weights, so K members can share ONE state: a step
-advances it once and only the K readouts differ. Other families (``gru``, ``lstm``,
-``transformer``, ``markov``) carry weight-dependent states, one per member
-(:class:`~predictors.models.ensemble.PredictorEnsemble` steps each member). Stacking the GRU
-members' weights into batched matrix products was measured slower than K calls of ``nn.GRU``
-(N = 4096, K = 5, one thread), so it is not done.
+advances it once, the feature vector is assembled once, and only the K networks on it differ.
+Other families (``gru``, ``lstm``, ``transformer``, ``markov``) carry weight-dependent states,
+one per member (:class:`~predictors.models.ensemble.PredictorEnsemble` steps each member).
+Stacking the GRU members' weights into batched matrix products was measured slower than K calls
+of ``nn.GRU`` (N = 4096, K = 5, one thread), so it is not done.
 """
 
 from __future__ import annotations
@@ -41,4 +41,5 @@ class SharedStateMembers:
 
     def readouts(self, state: State) -> torch.Tensor:
         """Every member's outputs for the coming period, ``(K, n, A, 6)``."""
-        return torch.stack([net.readout(state) for net in self.nets])
+        x = self.nets[0].inputs(*state)  # the features are the same for every member
+        return torch.stack([net.from_inputs(x) for net in self.nets])
