@@ -51,8 +51,8 @@ def check_pair(predictor: str | Path, data: str | Path, *, predictor_option: str
     """Refuse a predictor run folder and a dataset folder that do not belong together.
 
     Raises:
-        FileNotFoundError: Either folder is missing (or the predictor folder holds no
-            predictor).
+        FileNotFoundError: Either folder is missing (or the predictor folder holds neither a
+            predictor nor an ensemble of predictors).
         ConfigError: The dataset's fingerprint differs from the one the predictor was
             trained on (the message names what differs).
     """
@@ -60,7 +60,8 @@ def check_pair(predictor: str | Path, data: str | Path, *, predictor_option: str
     if not predictor.is_dir():
         raise FileNotFoundError(f"{predictor_option} {predictor}: no such folder; expected a "
                                 "run folder of `nudgegym train-predictor`")
-    if not (predictor / "predictor.json").is_file():
+    if not (predictor / "predictor.json").is_file() \
+            and not (predictor / "ensemble.json").is_file():  # a train-predictor --ensemble run
         raise FileNotFoundError(f"{predictor_option} {predictor}: not a predictor run folder "
                                 "(no predictor.json); expected the --out of "
                                 "`nudgegym train-predictor`")

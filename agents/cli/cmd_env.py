@@ -39,7 +39,9 @@ def bench_env_cmd(
 ) -> None:
     """User-steps per second of the batched VecEnv, the naive path and the bare forward pass.
 
-    Each family is fitted for one epoch (throughput does not depend on fit quality).
+    Each family is fitted for one epoch (throughput does not depend on fit quality). With
+    ``--ensemble K`` the single model (member 0) is timed right after the ensemble on the same
+    shop, and the ratio printed, so a busy machine slows both alike.
     """
     if out is not None:
         check_out_folder(out)
@@ -63,6 +65,8 @@ def bench_env_cmd(
         rows = []
         header = (f"{'family':<12}{'N':>7}{'batched/s':>12}{'naive/s':>10}{'ratio':>7}"
                   f"{'forward/s':>12}")
+        if ensemble > 1:  # the single model (member 0) timed right after, on the same shop
+            header += f"{'single/s':>12}{'ens/single':>11}"
         typer.echo(header)
         for fam in fams:
             preds = [BehaviorPredictor(PredictorConfig(family=fam, epochs=1, device=device,
@@ -71,12 +75,20 @@ def bench_env_cmd(
                 for m in range(max(1, ensemble))]
             pred = preds[0] if ensemble <= 1 else PredictorEnsemble(preds, seed=seed)
             shop = load_learned_shop(pred, data, start_users="all", panel=panel)
+            single = (load_learned_shop(preds[0], data, start_users="all", panel=panel)
+                      if ensemble > 1 else None)
             for n in sizes:
                 r = bench_env(shop, n, naive=naive, min_seconds=min_seconds, seed=seed)
                 r["family"], r["ensemble"] = fam, max(1, ensemble)
-                rows.append(r)
                 nv = f"{r['naive']:>10,.0f}{r['speedup']:>7.0f}" if naive else f"{'-':>10}{'-':>7}"
-                typer.echo(f"{fam:<12}{n:>7}{r['batched']:>12,.0f}{nv}{r['forward']:>12,.0f}")
+                line = f"{fam:<12}{n:>7}{r['batched']:>12,.0f}{nv}{r['forward']:>12,.0f}"
+                if single is not None:
+                    one = bench_env(single, n, naive=False, min_seconds=min_seconds, seed=seed)
+                    r["single_batched"] = one["batched"]
+                    r["ensemble_ratio"] = r["batched"] / one["batched"]
+                    line += f"{one['batched']:>12,.0f}{r['ensemble_ratio']:>11.2f}"
+                rows.append(r)
+                typer.echo(line)
     if out is not None:
         with output_folder(out) as tmp:
             write_run_config(tmp, "bench env", {"data": str(data) if data else None,

@@ -69,6 +69,9 @@ def train_predictor(
     seed: int = typer.Option(0, help="Seed of the user split, init and minibatch order."),
     device: str = typer.Option("auto", help="auto, cpu or cuda[:N]."),
     ipw: bool = typer.Option(False, "--ipw/--no-ipw", help="Inverse-propensity weighting."),
+    dad: int = typer.Option(0, "--dad", help="Data as Demonstrator rounds: continue training "
+                            "on the model's own rollouts under the logged actions, labelled "
+                            "with the logged outcomes (0: off)."),
     history: int = typer.Option(8, help="Periods of raw history (window families)."),
     hidden: int = typer.Option(64, help="Hidden width."),
     layers: int = typer.Option(1, help="Hidden layers."),
@@ -98,7 +101,7 @@ def train_predictor(
 
     cfg = PredictorConfig(family=model, history=history, hidden=hidden, layers=layers,
                           conditioning=conditioning, epochs=epochs, batch_size=batch_size,
-                          lr=lr, patience=patience, ipw=ipw, seed=seed, device=device,
+                          lr=lr, patience=patience, ipw=ipw, dad=dad, seed=seed, device=device,
                           num_threads=threads, markov_order=markov_order, markov_prior=markov_prior,
                           markov_static=markov_static)
     resolve_device(device)
@@ -128,7 +131,7 @@ def train_predictor(
         val_pred = pred.predict_tensors(val)
         val_metrics = head_metrics(val, val_pred)
         res = pred.train_result_
-        metrics = {"family": model, "ipw": ipw, "calibration": calibration,
+        metrics = {"family": model, "ipw": ipw, "dad": dad, "calibration": calibration,
                    "best_epoch": res.best_epoch,
                    "epochs_run": len(res.history), "fit_seconds": fit_s,
                    "train_rows_per_second": res.rows_per_second,

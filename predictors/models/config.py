@@ -71,6 +71,10 @@ class PredictorConfig:
         seed: Seed of the split, the initial weights and the minibatch order.
         member: Ensemble member index: offsets the seed of the initial weights and of the
             minibatch order (not of the split), so members share their held-out users.
+        dad: Data as Demonstrator rounds after the one-step fit: each round adds a copy of the
+            training (and validation) users whose histories, from a random start step on, are
+            the model's own draws under the logged actions, labelled with the logged outcomes,
+            and continues training on the union (:mod:`predictors.models.dad`). 0: off.
         device: ``auto``, ``cpu`` or ``cuda[:N]`` (training device; inference defaults to CPU).
         num_threads: Torch intra-op threads while training/predicting on CPU (0 = leave as is).
         markov_order: ``markov``: periods whose behavior level (none / visited / carted /
@@ -109,6 +113,7 @@ class PredictorConfig:
     churn_censor: int = 4
     seed: int = 0
     member: int = 0
+    dad: int = 0
     device: str = "auto"
     num_threads: int = 2
     markov_order: int = 1
@@ -135,7 +140,7 @@ class PredictorConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ConfigError(f"`{name}` must be an integer >= 1; got {v!r}")
-        for name in ("churn_censor", "num_threads", "seed", "member"):
+        for name in ("churn_censor", "num_threads", "seed", "member", "dad"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 raise ConfigError(f"`{name}` must be an integer >= 0; got {v!r}")

@@ -25,9 +25,9 @@ import torch
 from predictors.errors import CheckpointError, ConfigError
 from predictors.io import write_json
 from predictors.models.predictor import BehaviorPredictor, Predictions
+from predictors.models.shared_state import SharedStateMembers
 
 ENSEMBLE_FILE = "ensemble.json"
-_FIELDS = ("p_visit", "p_purchase", "revenue_mu", "revenue_sigma", "p_unsubscribe", "p_churn")
 
 
 class PredictorEnsemble:
@@ -61,6 +61,14 @@ class PredictorEnsemble:
         self.split_ = first.split_
         self.device_ = first.device_
         self._sizes = [len(m.initial_state(1)) for m in self.members]
+        self._stack: SharedStateMembers | None = None
+        self.shared_state = all(m.net_ is not None for m in self.members) and \
+            SharedStateMembers.supports([m.net_ for m in self.members])
+
+    def _shared(self) -> SharedStateMembers:
+        if self._stack is None:
+            self._stack = SharedStateMembers([m.net_ for m in self.members])
+        return self._stack
 
     @property
     def n_members(self) -> int:
@@ -75,18 +83,47 @@ class PredictorEnsemble:
         return out
 
     def initial_state(self, n: int, static: np.ndarray | None = None) -> tuple:
-        """Every member's initial state, concatenated."""
-        return tuple(t for m in self.members for t in m.initial_state(n, static))
+        """Every member's initial state: one shared state for the feature families (logistic,
+        mlp; :mod:`predictors.models.shared_state`), else the members' states concatenated."""
+        if not self.shared_state:
+            return tuple(t for m in self.members for t in m.initial_state(n, static))
+        s = np.zeros((n, self.encoder_.n_features), np.float32) if static is None else static
+        if s.shape != (n, self.encoder_.n_features):
+            raise ValueError(f"`static` must have shape {(n, self.encoder_.n_features)}; "
+                             f"got {s.shape}")
+        with torch.no_grad():
+            return self._shared().init_state(
+                torch.as_tensor(s, dtype=torch.float32).to(self.device_))
 
     def step(self, state: tuple, raw: np.ndarray, action: np.ndarray) -> tuple:
         """Advance every member's state by one observed period."""
-        return tuple(t for m, s in zip(self.members, self._split(state), strict=True)
-                     for t in m.step(s, raw, action))
+        if not self.shared_state:
+            return tuple(t for m, s in zip(self.members, self._split(state), strict=True)
+                         for t in m.step(s, raw, action))
+        action = np.asarray(action)
+        if self.none_index_ is not None and len(action) and action.min() < 0:
+            action = np.where(action < 0, self.none_index_, action)
+        with torch.no_grad():
+            return self._shared().step(
+                state, torch.as_tensor(raw, dtype=torch.float32).to(self.device_),
+                torch.as_tensor(action, dtype=torch.int64).to(self.device_))
+
+    def member_outputs(self, state: tuple) -> np.ndarray:
+        """Every member's (calibrated) network outputs ``(K, n, A, 6)``."""
+        with torch.no_grad():
+            if self.shared_state:
+                out = self._shared().readouts(state)
+            else:
+                out = torch.stack([m.net_.readout(s) for m, s in
+                                   zip(self.members, self._split(state), strict=True)])
+        out = out.cpu().numpy()
+        return np.stack([m._calibrated(o) for m, o in zip(self.members, out, strict=True)])
 
     def member_predictions(self, state: tuple) -> list[Predictions]:
         """Each member's predictions ``(n, A)`` for the coming period."""
-        return [m.predict_from_state(s) for m, s in
-                zip(self.members, self._split(state), strict=True)]
+        act = self.members[0].activity_
+        return [Predictions.from_outputs(o, self.action_names_, act)
+                for o in self.member_outputs(state)]
 
     def predict_from_state(self, state: tuple,
                            rng: np.random.Generator | None = None) -> Predictions:
@@ -95,19 +132,21 @@ class PredictorEnsemble:
         The drawn members' spread is kept in :attr:`last_disagreement_` ``(n, A)``: the
         standard deviation over members of the expected revenue of each action.
         """
-        preds = self.member_predictions(state)
-        n = preds[0].p_visit.shape[0]
+        out = self.member_outputs(state)
+        n = out.shape[1]
         pick = (rng if rng is not None else self.rng_).integers(0, self.n_members, n)
-        rows = np.arange(n)
-        chosen = {f: np.stack([getattr(p, f) for p in preds])[pick, rows] for f in _FIELDS}
-        self.last_disagreement_ = np.stack([p.expected_revenue for p in preds]).std(axis=0)
-        return Predictions(self.action_names_, **chosen)
+        p_buy = 1.0 / (1.0 + np.exp(-out[..., 1]))
+        sigma = np.exp(np.clip(out[..., 3], -5, 5))
+        self.last_disagreement_ = (p_buy * np.exp(out[..., 2] + 0.5 * sigma ** 2)).std(axis=0)
+        return Predictions.from_outputs(out[pick, np.arange(n)], self.action_names_,
+                                        self.members[0].activity_)
 
     def to_cpu(self) -> PredictorEnsemble:
         """Move every member to the CPU."""
         for m in self.members:
             m.to_cpu()
         self.device_ = torch.device("cpu")
+        self._stack = None
         return self
 
     def save(self, folder: str | Path) -> Path:

@@ -162,14 +162,23 @@ class FeatureNet(BehaviorNet):
         return torch.cat([raw, onehot], dim=-1)
 
     def _features(self, totals, tenure, last_visit, last_purchase, window, static):
+        return self.from_inputs(self.inputs(totals, tenure, last_visit, last_purchase, window,
+                                            static))
+
+    def from_inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """Outputs from the feature vector of :meth:`inputs` (the weight-dependent part)."""
+        return self.heads(self.body(x))
+
+    def inputs(self, totals, tenure, last_visit, last_purchase, window, static) -> torch.Tensor:
+        """The (normalised, affine-free) feature vector of a state or history (no weights)."""
         since_v = torch.where(last_visit >= 0, tenure - last_visit, torch.zeros_like(tenure))
         since_p = torch.where(last_purchase >= 0, tenure - last_purchase,
                               torch.zeros_like(tenure))
         scal = torch.stack([torch.log1p(tenure), torch.log1p(since_v), torch.log1p(since_p),
                             (last_visit < 0).to(tenure.dtype),
                             (last_purchase < 0).to(tenure.dtype)], dim=-1)
-        x = torch.cat([torch.log1p(totals.clamp(min=0)), scal, window.flatten(-2), static], -1)
-        return self.heads(self.body(self.norm(x)))
+        return self.norm(torch.cat([torch.log1p(totals.clamp(min=0)), scal, window.flatten(-2),
+                                    static], -1))
 
     def forward(self, raw, action, static):
         b, t, _ = raw.shape

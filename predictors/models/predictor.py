@@ -25,6 +25,7 @@ from predictors.errors import CheckpointError, ConfigError
 from predictors.io import atomic_path, write_json, write_parquet
 from predictors.models.calibration import HeadCalibration, fit_calibration
 from predictors.models.config import PredictorConfig, resolve_device
+from predictors.models.dad import dad_rounds
 from predictors.models.families import N_RAW, BehaviorNet, State, make_net
 from predictors.models.sequence import PanelTensors, StaticEncoder, panel_to_tensors
 from predictors.models.train import (
@@ -196,10 +197,15 @@ class BehaviorPredictor:
             val = data.subset(np.flatnonzero(split == "val"))
             train = data.subset(np.flatnonzero(split == "train"))
             if self.net_.closed_form:  # e.g. markov: counted, not trained by gradient
+                if cfg.dad:
+                    raise ConfigError(f"`dad` needs a family trained by gradient descent; "
+                                      f"{cfg.family!r} is fitted in closed form")
                 self.train_result_ = self.net_.fit_closed_form(train, val, cfg, progress,
                                                                  self.none_index_)
             else:
                 self.train_result_ = train_net(self.net_, train, val, cfg, progress=progress)
+                self.train_result_.history.extend(
+                    dad_rounds(self.net_, train, val, cfg, self.activity_, progress))
         self.device_ = next(iter(self.net_.state_dict().values())).device
         return self
 

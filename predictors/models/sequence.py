@@ -131,6 +131,9 @@ class PanelTensors:
         valid: ``(U, T)`` bool, the step exists in the panel.
         churn: ``(U, T)`` float32 churn label, NaN where masked.
         static: ``(U, S)`` float32 encoded static features.
+        target: ``(U, T, 7)`` rows the labels are read from when they differ from the rows the
+            model reads (a drifted copy, :mod:`predictors.models.dad`); None: ``raw``.
+        loss_mask: ``(U, T)`` bool steps that carry a loss; None: ``valid``.
     """
 
     user_ids: np.ndarray
@@ -142,6 +145,18 @@ class PanelTensors:
     valid: np.ndarray
     churn: np.ndarray
     static: np.ndarray
+    target: np.ndarray | None = None
+    loss_mask: np.ndarray | None = None
+
+    @property
+    def target_raw(self) -> np.ndarray:
+        """The rows the labels are read from (``target``, else ``raw``)."""
+        return self.raw if self.target is None else self.target
+
+    @property
+    def effective_mask(self) -> np.ndarray:
+        """The steps that carry a loss (``loss_mask``, else ``valid``)."""
+        return self.valid if self.loss_mask is None else self.loss_mask
 
     @property
     def n_users(self) -> int:
@@ -160,7 +175,9 @@ class PanelTensors:
         return PanelTensors(self.user_ids[users], self.first_period[users],
                             self.raw[users, :t], self.action[users, :t],
                             self.loss_action[users, :t], self.propensity[users, :t],
-                            valid[:, :t], self.churn[users, :t], self.static[users])
+                            valid[:, :t], self.churn[users, :t], self.static[users],
+                            None if self.target is None else self.target[users, :t],
+                            None if self.loss_mask is None else self.loss_mask[users, :t])
 
     def keys(self) -> pd.DataFrame:
         """``user_id`` and ``period`` of every valid step, in (user, step) order."""

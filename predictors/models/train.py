@@ -44,15 +44,25 @@ class Batch:
     churn: torch.Tensor
     weight: torch.Tensor
     static: torch.Tensor
+    target: torch.Tensor
 
     @classmethod
     def from_tensors(cls, data: PanelTensors, weight: np.ndarray,
                      device: torch.device) -> Batch:
-        """Move ``data`` (and per-step ``weight`` ``(U, T)``) to ``device``."""
+        """Move ``data`` (and per-step ``weight`` ``(U, T)``) to ``device``.
+
+        The weight is zeroed outside ``data.effective_mask`` and the labels are read from
+        ``data.target_raw`` (both differ from ``valid`` / ``raw`` only in a drifted copy).
+        """
         def t(a: np.ndarray) -> torch.Tensor:
             return torch.as_tensor(a).to(device)
-        return cls(t(data.raw), t(data.action), t(data.loss_action), t(data.valid),
-                   t(data.churn), t(weight.astype(np.float32)), t(data.static))
+        w = weight.astype(np.float32)
+        if data.loss_mask is not None:
+            w = w * data.loss_mask
+        target = t(data.target) if data.target is not None else None
+        raw = t(data.raw)
+        return cls(raw, t(data.action), t(data.loss_action), t(data.valid), t(data.churn),
+                   t(w), t(data.static), raw if target is None else target)
 
     def take(self, users: torch.Tensor) -> Batch:
         """Rows of ``users``, trailing padding trimmed."""
@@ -60,7 +70,7 @@ class Batch:
         t = int(valid.sum(dim=1).max().item())
         return Batch(self.raw[users, :t], self.action[users, :t], self.loss_action[users, :t],
                      valid[:, :t], self.churn[users, :t], self.weight[users, :t],
-                     self.static[users])
+                     self.static[users], self.target[users, :t])
 
 
 def ipw_weights(data: PanelTensors, clip: float) -> np.ndarray:
@@ -85,15 +95,16 @@ def batch_loss(net: BehaviorNet, b: Batch) -> tuple[torch.Tensor, dict[str, floa
     def wmean(x: torch.Tensor, ww: torch.Tensor) -> torch.Tensor:
         return stable_sum(x * ww) / stable_sum(ww).clamp(min=1e-8)
 
-    labels = {"visit": (0, b.raw[..., 0] > 0), "purchase": (1, b.raw[..., 3] > 0),
-              "unsubscribe": (4, b.raw[..., 5] > 0)}
+    tgt = b.target
+    labels = {"visit": (0, tgt[..., 0] > 0), "purchase": (1, tgt[..., 3] > 0),
+              "unsubscribe": (4, tgt[..., 5] > 0)}
     for name, (ch, y) in labels.items():
         terms[name] = wmean(bce(o[..., ch], y.float(), reduction="none"), w)
     has_churn = torch.isfinite(b.churn)
     terms["churn"] = wmean(bce(o[..., 5], torch.nan_to_num(b.churn), reduction="none"),
                            w * has_churn)
-    rev = b.raw[..., 6]
-    has_rev = (b.raw[..., 3] > 0) & (rev > 0)
+    rev = tgt[..., 6]
+    has_rev = (tgt[..., 3] > 0) & (rev > 0)
     logr = torch.log(torch.where(has_rev, rev, torch.ones_like(rev)))
     mu, log_sigma = o[..., 2], o[..., 3].clamp(-5, 5)
     nll = log_sigma + 0.5 * ((logr - mu) / log_sigma.exp()) ** 2 + 0.5 * math.log(2 * math.pi)
@@ -194,15 +205,20 @@ def init_output_bias(net: BehaviorNet, data: PanelTensors) -> None:
 
 
 def train_net(net: BehaviorNet, train: PanelTensors, val: PanelTensors | None,
-              cfg: PredictorConfig, progress: bool = True) -> TrainResult:
-    """Fit ``net`` in place (best validation weights kept) and return the training record."""
+              cfg: PredictorConfig, progress: bool = True,
+              init_bias: bool = True) -> TrainResult:
+    """Fit ``net`` in place (best validation weights kept) and return the training record.
+
+    ``init_bias=False`` continues from the net's current weights (Data as Demonstrator rounds).
+    """
     import time
 
     device = resolve_device(cfg.device)
     if device.type == "cpu":
         warn_if_thread_dependent(torch.get_num_threads())
     gen = torch.Generator().manual_seed(cfg.seed + 7919 * cfg.member)
-    init_output_bias(net, train)
+    if init_bias:
+        init_output_bias(net, train)
     net.to(device)
     w_train = ipw_weights(train, cfg.ipw_clip) if cfg.ipw else train.valid.astype(np.float32)
     tb = Batch.from_tensors(train, w_train, device)
