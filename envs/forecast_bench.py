@@ -229,7 +229,7 @@ def forecast_bench(data: str | Path, config: ForecastBenchConfig | None = None, 
             methods[b] = {"expected": model.expected_purchases(summary, h),
                           "p_any": model.p_any_purchase(summary, h), "curve": curve,
                           "info": {"fit_seconds": time.perf_counter() - t0}}
-            params[b] = model.params_
+            params[b] = model.params_ | {"penalizer": model.penalizer_}
     rows = {name: forecast_metrics(actual, m["expected"], m["p_any"], actual_curve, m["curve"])
             | m["info"] for name, m in methods.items()}
     out: dict[str, Any] = {

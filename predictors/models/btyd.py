@@ -17,6 +17,8 @@ to the Pareto/NBD model", Marketing Science 24(2); Schmittlein, Morrison, Colomb
 
 from __future__ import annotations
 
+import contextlib
+import io
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -100,16 +102,42 @@ class BTYDBaseline:
         self.config = config or BTYDConfig()
 
     def fit(self, summary: pd.DataFrame) -> BTYDBaseline:
-        """Maximum-likelihood fit on ``frequency``, ``recency`` and ``T``."""
+        """Maximum-likelihood fit on ``frequency``, ``recency`` and ``T``.
+
+        When the optimiser does not converge or its forecasts over 1 period and over the longest
+        observation are not finite (typically a base without visible dropout, whose maximum
+        lies on the boundary, where scipy's hypergeometric function gives NaN), the fit is
+        retried with the
+        penalizer raised to 1e-3, 1e-2 and 1e-1 in turn, with a warning; ``penalizer_`` is the
+        one used.
+        """
         if len(summary) == 0:
             raise ConfigError("no customers to fit the baseline on (empty summary)")
         lt = _lifetimes()
-        fitter = getattr(lt, BTYD_MODELS[self.config.model])(penalizer_coef=self.config.penalizer)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            fitter.fit(summary["frequency"].to_numpy(), summary["recency"].to_numpy(),
-                       summary["T"].to_numpy())
-        self.fitter_ = fitter
+        cls = getattr(lt, BTYD_MODELS[self.config.model])
+        args = [summary[c].to_numpy(float) for c in ("frequency", "recency", "T")]
+        tries = [self.config.penalizer] + [p for p in (1e-3, 1e-2, 1e-1)
+                                           if p > self.config.penalizer]
+        for pen in tries:
+            fitter = cls(penalizer_coef=pen)
+            try:
+                with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+                    warnings.simplefilter("ignore")
+                    fitter.fit(*args)
+                    ok = all(np.isfinite(
+                        fitter.conditional_expected_number_of_purchases_up_to_time(t, *args)).all()
+                        for t in (1.0, float(args[2].max())))
+            except lt.utils.ConvergenceError:
+                ok = False
+            if ok:
+                break
+            if pen == tries[-1]:
+                raise ConfigError(f"{self.config.model}: the fit did not converge to finite "
+                                  f"forecasts, even with penalizer {pen}")
+        if pen != self.config.penalizer:
+            warnings.warn(f"{self.config.model}: the fit converged only with penalizer {pen} "
+                          f"(asked {self.config.penalizer})", UserWarning, stacklevel=2)
+        self.fitter_, self.penalizer_ = fitter, pen
         self.params_ = {k: float(v) for k, v in fitter.params_.items()}
         return self
 
