@@ -176,8 +176,9 @@ def _family_forecast(fam: str, cfg: ForecastBenchConfig, cal: Path, panel: pd.Da
             "best_epoch": pred.train_result_.best_epoch,
             "epochs_run": len(pred.train_result_.history)}
     c = fc.customers
-    return ({"expected": c["expected_purchases"].to_numpy(), "p_any": c["p_any_purchase"].to_numpy(),
-             "curve": fc.curve["cumulative_expected_purchases"].to_numpy()} | {"info": info},
+    return ({"expected": c["expected_purchases"].to_numpy(),
+             "p_any": c["p_any_purchase"].to_numpy(),
+             "curve": fc.curve["cumulative_expected_purchases"].to_numpy(), "info": info},
             fc.purchases)
 
 

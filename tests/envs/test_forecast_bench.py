@@ -8,11 +8,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from shared_data import shared_file  # noqa: E402
 
 from envs.forecast_bench import ForecastBenchConfig, forecast_bench, forecast_metrics
 from predictors import ActionSpec, ConfigError, DatasetSpec, write_dataset
-
-from shared_data import shared_file  # noqa: E402
 
 pytest.importorskip("lifetimes")
 

@@ -9,8 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from predictors import ActionSpec, ConfigError, DatasetSpec, build_panel, cut_dataset, \
-    open_dataset, write_dataset
+from predictors import (
+    ActionSpec,
+    ConfigError,
+    DatasetSpec,
+    build_panel,
+    cut_dataset,
+    open_dataset,
+    write_dataset,
+)
 from predictors.cutoff import period_start
 
 SPEC = DatasetSpec(actions=(ActionSpec("none", 0.0, "none"),), period="7D",
