@@ -225,7 +225,7 @@ def forecast_bench(data: str | Path, config: ForecastBenchConfig | None = None, 
         for b in cfg.baselines:
             say(f"fitting {b} ...")
             t0 = time.perf_counter()
-            model = BTYDBaseline(BTYDConfig(b)).fit(summary)
+            model = BTYDBaseline(BTYDConfig(b)).fit(summary, horizon=h)
             curve = np.array([model.expected_purchases(summary, k).sum() for k in range(1, h + 1)])
             methods[b] = {"expected": model.expected_purchases(summary, h),
                           "p_any": model.p_any_purchase(summary, h), "curve": curve,

@@ -115,6 +115,8 @@ def _print_bench(res: dict[str, Any]) -> None:
                    f"{r['total_error']:>+11.1%}{r['curve_mape']:>12.1%}"
                    f"{r['mean_expected']:>11.3f}{r['fit_seconds']:>8.0f}")
     typer.echo(f"  {'actual':<12}{'':>46}{res['actual']['total'] / res['n_customers']:>11.3f}")
+    for name, p in res["baseline_params"].items():
+        typer.echo(f"  {name} parameters: " + ", ".join(f"{k} {v:.4g}" for k, v in p.items()))
     if "vs_bgnbd" in res:
         lvl = f"{1 - res['config']['alpha']:.0%}"
         typer.echo(f"  method - bgnbd, paired customer bootstrap [{lvl}] (* = better than bgnbd):")

@@ -101,15 +101,14 @@ class BTYDBaseline:
     def __init__(self, config: BTYDConfig | None = None) -> None:
         self.config = config or BTYDConfig()
 
-    def fit(self, summary: pd.DataFrame) -> BTYDBaseline:
+    def fit(self, summary: pd.DataFrame, horizon: float | None = None) -> BTYDBaseline:
         """Maximum-likelihood fit on ``frequency``, ``recency`` and ``T``.
 
-        When the optimiser does not converge or its forecasts over 1 period and over the longest
-        observation are not finite (typically a base without visible dropout, whose maximum
-        lies on the boundary, where scipy's hypergeometric function gives NaN), the fit is
-        retried with the
-        penalizer raised to 1e-3, 1e-2 and 1e-1 in turn, with a warning; ``penalizer_`` is the
-        one used.
+        When the optimiser does not converge, or its forecasts over 1 period and over
+        ``horizon`` (default: the longest observation) are not finite (typically a base without
+        visible dropout, whose maximum lies on the boundary, where scipy's hypergeometric
+        function gives NaN), the fit is retried with the penalizer raised to 1e-3, 1e-2 and
+        1e-1 in turn, with a warning; ``penalizer_`` is the one used.
         """
         if len(summary) == 0:
             raise ConfigError("no customers to fit the baseline on (empty summary)")
@@ -126,7 +125,7 @@ class BTYDBaseline:
                     fitter.fit(*args)
                     ok = all(np.isfinite(
                         fitter.conditional_expected_number_of_purchases_up_to_time(t, *args)).all()
-                        for t in (1.0, float(args[2].max())))
+                        for t in (1.0, float(horizon or args[2].max())))
             except lt.utils.ConvergenceError:
                 ok = False
             if ok:

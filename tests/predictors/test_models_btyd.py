@@ -70,7 +70,7 @@ def test_bgnbd_p_any_matches_lifetimes_for_a_new_customer(base) -> None:
 
 
 def test_pareto_nbd_fits_and_forecasts(base) -> None:
-    small = base.iloc[:800]
+    small = base.iloc[:400]
     m = BTYDBaseline(BTYDConfig("pareto_nbd")).fit(small)
     assert set(m.params_) == {"r", "alpha", "s", "beta"}
     e = m.expected_purchases(small, 8)
