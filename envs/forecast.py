@@ -121,6 +121,11 @@ def forecast_customers(shop: LearnedShop, policy: PolicyFn | None = None,
         policy: ``policy(obs, action_mask, rng) -> actions``; ``None``: the ``none`` action
             for everyone in every period (no contact).
         config: Horizon, replicates, intervals, seed.
+
+    Example:
+        >>> shop = load_learned_shop("runs/gru", "data/shop", start_users="all")  # doctest: +SKIP
+        >>> fc = forecast_customers(shop, None, ForecastConfig(periods=13))  # doctest: +SKIP
+        >>> fc.customers[["user_id", "expected_purchases", "p_any_purchase"]]  # doctest: +SKIP
     """
     cfg = config or ForecastConfig()
     n, h = len(shop.starts), cfg.periods

@@ -191,6 +191,10 @@ def forecast_bench(data: str | Path, config: ForecastBenchConfig | None = None, 
         JSON-ready dict: the split, ``n_customers``, the actual holdout totals and curve, per
         method its metrics (``methods``), the paired differences with BG/NBD (``vs_bgnbd``)
         and the fitted baseline parameters.
+
+    Example:
+        >>> res = forecast_bench("data/online_retail", ForecastBenchConfig())  # doctest: +SKIP
+        >>> res["methods"]["bgnbd"]["rmse"]  # doctest: +SKIP
     """
     cfg = config or ForecastBenchConfig()
     say = log or (lambda _msg: None)
