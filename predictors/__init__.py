@@ -2,6 +2,7 @@
 
 from predictors.contract import ActionSpec, DatasetSpec, default_catalog, read_spec
 from predictors.current import current_observations
+from predictors.cutoff import cut_dataset
 from predictors.dataset import Dataset, find_table, open_dataset, write_dataset
 from predictors.errors import (
     CheckpointError,
@@ -73,6 +74,7 @@ __all__ = [
     "observation_names",
     "observations_from_panel",
     "current_observations",
+    "cut_dataset",
     "open_dataset",
     "read_spec",
     "write_dataset",

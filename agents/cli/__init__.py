@@ -14,6 +14,7 @@ from agents.cli import (  # noqa: F401,E402
     cmd_env,
     cmd_export,
     cmd_features,
+    cmd_forecast,
     cmd_generate,
     cmd_import,
     cmd_ope,

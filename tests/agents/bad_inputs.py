@@ -143,6 +143,25 @@ CASES = [
          "--user-col client --time-col ordered_at --out {R}/o", "client", out="o"),
     Case("import: wrong kind for the file", "import hillstrom {R}/orders.csv --out {R}/o",
          "orders.csv", out="o"),
+    Case("forecast: --periods 0", "forecast --predictor {R}/pred --data {R}/data --periods 0 "
+         "--out {R}/o", "--periods", out="o"),
+    Case("forecast: one replicate", "forecast --predictor {R}/pred --data {R}/data --periods 2 "
+         "--replicates 1 --out {R}/o", "--replicates", out="o"),
+    Case("forecast: unknown rule", "forecast --predictor {R}/pred --data {R}/data --periods 2 "
+         "--policy rule:psychic --out {R}/o", "psychic", out="o"),
+    Case("forecast: unknown start users", "forecast --predictor {R}/pred --data {R}/data "
+         "--periods 2 --start-users vip --out {R}/o", "vip", out="o"),
+    Case("forecast: predictor paired with another dataset", "forecast --predictor {R}/pred "
+         "--data {R}/sdata --periods 2 --out {R}/o", "--predictor", out="o"),
+    Case("bench forecast: split longer than the log", "bench forecast --data {R}/data "
+         "--calibration-periods 4 --holdout-periods 4 --families none --out {R}/o",
+         "exceeds the 6 periods", out="o"),
+    Case("bench forecast: not a dataset", "bench forecast --data {R}/userfiles --out {R}/o",
+         "expected a dataset folder", out="o"),
+    Case("bench forecast: unknown baseline", "bench forecast --data {R}/data --baselines bgnb "
+         "--out {R}/o", "bgnb", out="o"),
+    Case("bench forecast: unknown family", "bench forecast --data {R}/data --families gpt "
+         "--out {R}/o", "gpt", out="o"),
     Case("import: source missing", "import transactions {R}/nope.csv --user-col customer "
          "--time-col ordered_at --out {R}/o", "nope.csv", out="o"),
 ]
