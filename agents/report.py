@@ -216,10 +216,28 @@ def verdict(run: str | Path) -> dict[str, Any] | None:
                        f"{_ci(ope_r, '.3f')} per decision "
                        f"({'consistent' if ope_ok else 'contradicts the simulator'}; "
                        f"effective sample {ope_c['ess_ratio']:.1%} of the logged decisions)")
+    gate_ok = True
+    sel = _load(run / "selection" / "selection.json")
+    if sel is not None:
+        name = _short(cand["policy"], run)
+        row = next((c for c in sel["candidates"] if _short(c["policy"], run) == name), None)
+        opts = (_load(run / "selection" / "config.json") or {}).get("options", {})
+        span = f"first {opts['horizon']} logged periods" if opts.get("horizon") else "the log"
+        cfg = sel["config"]
+        gate_ok = (row is not None and row["passes"] and sel["recommended"] is not None
+                   and _short(sel["recommended"], run) == name)
+        if row is not None:
+            reasons.append(f"selection gate (`nudgegym select`, {cfg['estimator']} over {span}, "
+                           f"one-sided {cfg['confidence']:.0%}, {cfg['correction']}): gain "
+                           f"{row['gain']:+.3f} per user, lower bound {row['gain_low']:+.3f}: "
+                           f"{'the logs vouch for it' if gate_ok else 'the logs do not vouch for it'}")
+        else:
+            reasons.append(f"selection gate (`nudgegym select`): `{name}` was not among its "
+                           "candidates, so the logs do not vouch for it")
     true = None
     if ev.get("has_truth") and cand.get("true"):
         true = cand["true"]["vs_best_rule"]
-    recommend = _short(cand["policy"], run) if (sim_wins and ope_ok) else best_rule
+    recommend = _short(cand["policy"], run) if (sim_wins and ope_ok and gate_ok) else best_rule
     return {"recommend": recommend, "candidate": _short(cand["policy"], run),
             "best_rule": best_rule, "best_rule_true": ev.get("best_rule_true"), "sim": sim,
             "ope": {"candidate": ope_c, "best_rule": ope_r}, "true": true,
@@ -265,7 +283,7 @@ def _verdict(run: Path) -> list[str]:
                 f"`{v['candidate']}` is not shown to beat it.")
     else:
         head = (f"**Use `{v['recommend']}`.** It beats the best rule `{v['best_rule']}` in the "
-                "simulator, and the logs do not contradict it.")
+                "simulator, and the logs vouch for its gain.")
     lines = ["## Verdict", "", head, "",
              f"`{v['candidate']}` against `{v['best_rule']}` (money per user over "
              f"{v['horizon']} periods; 95% intervals):", ""]

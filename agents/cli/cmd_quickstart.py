@@ -55,7 +55,7 @@ def quickstart_stages(out: Path, fast: bool, seed: int) -> list[tuple[str, list[
                       "campaign", "--seed", s, "--out", str(data)]),
         ("inspect", ["inspect", str(data), "--out", str(out / "inspect")]),
         ("train-predictor", ["train-predictor", "--data", str(data), "--model", "gru",
-                             "--epochs", epochs, "--seed", s, "--out", str(pred),
+                             "--epochs", epochs, "--dad", "1", "--seed", s, "--out", str(pred),
                              "--no-progress"]),
         ("eval-predictor", ["eval-predictor", "--predictor", str(pred), "--data", str(data),
                             "--out", str(out / "predictor_eval")]),
@@ -70,7 +70,7 @@ def quickstart_stages(out: Path, fast: bool, seed: int) -> list[tuple[str, list[
                        "--warm-start", str(out / "tune"), "--out", str(out / "ppo"), *small]),
         ("train-dqn", ["train-policy", "--predictor", str(pred), "--data", str(data),
                        "--algo", "dqn", "--timesteps", dqn_steps, "--seed", s,
-                       "--out", str(out / "dqn"), *small]),
+                       "--warm-start", str(out / "tune"), "--out", str(out / "dqn"), *small]),
         ("evaluate", ["evaluate", "--predictor", str(pred), "--data", str(data),
                       "--policy", str(out / "ppo"), "--policy", str(out / "dqn"),
                       *[x for r in QUICKSTART_RULES for x in ("--policy", r)],
@@ -82,6 +82,11 @@ def quickstart_stages(out: Path, fast: bool, seed: int) -> list[tuple[str, list[
                  "--policy", "rule:greedy", "--policy", str(out / "tune"), "--boot", boot,
                  "--seed", s,
                  "--no-sequential", "--out", str(out / "ope")]),
+        # the gate: a trained policy is recommended only if the logs vouch for its gain over
+        # the simulator's best rule (its name is filled in once the evaluation has chosen it)
+        ("select", ["select", str(data), "--policy", str(out / "ppo"), "--policy",
+                    str(out / "dqn"), "--baseline", "BEST_RULE", "--horizon", "8",
+                    "--boot", boot, "--seed", s, "--out", str(out / "selection")]),
     ]
 
 
@@ -114,6 +119,10 @@ def _quickstart(out: Path, fast: bool, seed: int) -> tuple[Path, dict[str, float
                 "best_rule_sim"]
             if rule not in args:
                 args = [*args[:-2], "--policy", rule, *args[-2:]]
+        if name == "select":
+            rule = json.loads((out / "evaluation" / "evaluation.json").read_text())[
+                "best_rule_sim"]
+            args = [rule if a == "BEST_RULE" else a for a in args]
         t0 = time.perf_counter()
         _run(args)
         timings[name] = round(time.perf_counter() - t0, 2)

@@ -16,7 +16,8 @@ def test_quickstart_fast_writes_the_report(tmp_path) -> None:
         assert section in report, section
     timings = json.loads((out / "quickstart.json").read_text())["timings_seconds"]
     assert set(timings) >= {"generate", "train-predictor", "fidelity", "tune-rule", "room",
-                            "train-ppo", "train-dqn", "evaluate", "ope", "export", "total"}
+                            "train-ppo", "train-dqn", "evaluate", "ope", "select", "export",
+                            "total"}
     manifest = json.loads((out / "export" / "manifest.json").read_text())
     assert manifest["format"] == "onnx" and (out / "export" / manifest["model_file"]).is_file()
     ev = json.loads((out / "evaluation" / "evaluation.json").read_text())
@@ -26,8 +27,8 @@ def test_quickstart_fast_writes_the_report(tmp_path) -> None:
     verdict = report.split("## Verdict")[1].split("\n## ")[0]
     rule = ev["best_rule_sim"]
     assert (f"**Keep the best rule, `{rule}`.**" in verdict) or ("**Use `" in verdict)
-    for source in ("simulator:", "off-policy (SNIPS", "in TRUTH", "the room (TRUE",
-                   "How much to trust"):
+    for source in ("simulator:", "off-policy (SNIPS", "selection gate (`nudgegym select`",
+                   "in TRUTH", "the room (TRUE", "How much to trust"):
         assert source in verdict, source
     nxt = report.split("## Next commands")[1]
     assert f"nudgegym score --model {out}/export --input users.parquet" in nxt
@@ -40,3 +41,42 @@ def test_quickstart_fast_writes_the_report(tmp_path) -> None:
     room = json.loads((out / "room" / "room.json").read_text())
     assert ev["room"]["room_pct"] == room["room"]
     assert "observable ceiling" in (out / "evaluation" / "evaluation.md").read_text()
+    _check_the_verdict_needs_the_selection_gate(out)
+
+
+def _verdict_with(out, sim_low: float, passes: bool) -> str:
+    """The report's verdict after setting the candidate's simulated win and the gate's call."""
+    from agents.report import verdict, write_report
+
+    cand = verdict(out)["candidate"]
+    ev_path, sel_path = out / "evaluation" / "evaluation.json", out / "selection" / "selection.json"
+    ev, sel = json.loads(ev_path.read_text()), json.loads(sel_path.read_text())
+    for r in ev["policies"]:
+        if r["policy"].endswith(cand):
+            r["sim"]["vs_best_rule"].update(mean=sim_low + 1.0, low=sim_low, high=sim_low + 2.0)
+    for c in sel["candidates"]:
+        c["passes"] = passes and c["policy"].endswith(cand)
+    sel["recommended"] = next((c["policy"] for c in sel["candidates"] if c["passes"]), None)
+    ev_path.write_text(json.dumps(ev))
+    sel_path.write_text(json.dumps(sel))
+    return write_report(out).read_text().split("## Verdict")[1].split("\n## ")[0]
+
+
+def _check_the_verdict_needs_the_selection_gate(out) -> None:
+    """A simulated win is recommended only when the logs vouch for it (the select stage)."""
+    from agents.report import verdict
+
+    ev = json.loads((out / "evaluation" / "evaluation.json").read_text())
+    rule, cand = ev["best_rule_sim"], verdict(out)["candidate"]
+    # make the one-decision off-policy check agree, so that only the gate decides
+    ope = json.loads((out / "ope" / "ope.json").read_text())
+    same = next(r["estimates"] for r in ope["results"] if r["policy"] == rule)
+    for r in ope["results"]:
+        if r["policy"].endswith(cand):
+            r["estimates"] = same
+    (out / "ope" / "ope.json").write_text(json.dumps(ope))
+    kept = _verdict_with(out, sim_low=0.5, passes=False)
+    assert f"**Keep the best rule, `{rule}`.**" in kept and "do not vouch" in kept
+    used = _verdict_with(out, sim_low=0.5, passes=True)
+    assert "**Use `" in used and "the logs vouch for it" in used
+    assert f"**Keep the best rule, `{rule}`.**" in _verdict_with(out, sim_low=-0.5, passes=True)
