@@ -64,17 +64,23 @@ def qini_curve(uplift: np.ndarray, y: np.ndarray,
     return _qini_curve(score, y, treated)
 
 
-def _qini_curve(score: np.ndarray, y: np.ndarray,
-                treated: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _arm_totals(score: np.ndarray, y: np.ndarray,
+                treated: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Customers and outcome sums per arm among the top ``k`` of the ranking, at the last
+    index of each tie group: ``(ends, N_T, N_C, Y_T, Y_C)``."""
     order = np.argsort(-score, kind="stable")
     s, yy, t = score[order], y[order], treated[order]
-    n_t, n_c = np.cumsum(t), np.cumsum(~t)
-    y_t, y_c = np.cumsum(yy * t), np.cumsum(yy * ~t)
     ends = np.r_[np.flatnonzero(np.diff(s) != 0), len(s) - 1]  # last index of each tie group
+    return (ends, np.cumsum(t)[ends], np.cumsum(~t)[ends], np.cumsum(yy * t)[ends],
+            np.cumsum(yy * ~t)[ends])
+
+
+def _qini_curve(score: np.ndarray, y: np.ndarray,
+                treated: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    ends, n_t, n_c, y_t, y_c = _arm_totals(score, y, treated)
     with np.errstate(divide="ignore", invalid="ignore"):
-        control = np.where(n_c[ends] > 0, y_c[ends] * n_t[ends] / n_c[ends], 0.0)
-    q = y_t[ends] - control
-    return np.r_[0, ends + 1], np.r_[0.0, q]
+        control = np.where(n_c > 0, y_c * n_t / n_c, 0.0)
+    return np.r_[0, ends + 1], np.r_[0.0, y_t - control]
 
 
 def _area(k: np.ndarray, q: np.ndarray) -> float:
@@ -130,14 +136,10 @@ def uplift_curve(uplift: np.ndarray, y: np.ndarray,
 
 def _uplift_curve(score: np.ndarray, y: np.ndarray,
                   treated: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    order = np.argsort(-score, kind="stable")
-    s, yy, t = score[order], y[order], treated[order]
-    n_t, n_c = np.cumsum(t), np.cumsum(~t)
-    y_t, y_c = np.cumsum(yy * t), np.cumsum(yy * ~t)
-    ends = np.r_[np.flatnonzero(np.diff(s) != 0), len(s) - 1]
+    ends, n_t, n_c, y_t, y_c = _arm_totals(score, y, treated)
     with np.errstate(divide="ignore", invalid="ignore"):
-        rate_t = np.where(n_t[ends] > 0, y_t[ends] / n_t[ends], 0.0)
-        rate_c = np.where(n_c[ends] > 0, y_c[ends] / n_c[ends], 0.0)
+        rate_t = np.where(n_t > 0, y_t / n_t, 0.0)
+        rate_c = np.where(n_c > 0, y_c / n_c, 0.0)
     return np.r_[0, ends + 1], np.r_[0.0, (rate_t - rate_c) * (ends + 1)]
 
 
