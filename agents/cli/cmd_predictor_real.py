@@ -88,18 +88,16 @@ def _print_uplift(rep: dict[str, Any]) -> None:
                + ", ".join(next(iter(up["groups"][tasks[0][0]].values())).keys()) + ")")
     typer.echo("  whose measured effects differ (95% CI of the difference excludes 0), how many "
                "each model orders the same way")
-    typer.echo(f"    {'model':<13}" + "".join(f"{h:>10}" for h in heads))
-    for m in fams + up["baselines"]:
-        cells = "".join(f"{a['n_agree']:>6}/{a['n_significant']:<3}" for a in
-                        (up["agreement"][e][o][m] for e, o in tasks))
-        typer.echo(f"    {m:<13}{cells}")
-    typer.echo("  and of the groups whose measured effect excludes 0, how many each model gives "
-               "that sign")
-    typer.echo(f"    {'model':<13}" + "".join(f"{h:>10}" for h in heads))
-    for m in fams + up["baselines"]:
-        cells = "".join(f"{a['n_sign_agree']:>6}/{a['n_signed_groups']:<3}" for a in
-                        (up["agreement"][e][o][m] for e, o in tasks))
-        typer.echo(f"    {m:<13}{cells}")
+    for i, (hit, of) in enumerate((("n_agree", "n_significant"),
+                                   ("n_sign_agree", "n_signed_groups"))):
+        if i:
+            typer.echo("  and of the groups whose measured effect excludes 0, how many each "
+                       "model gives that sign")
+        typer.echo(f"    {'model':<13}" + "".join(f"{h:>10}" for h in heads))
+        for m in fams + up["baselines"]:
+            cells = "".join(f"{a[hit]:>6}/{a[of]:<3}" for a in
+                            (up["agreement"][e][o][m] for e, o in tasks))
+            typer.echo(f"    {m:<13}{cells}")
 
 
 def _print_next(name: str, rep: dict[str, Any]) -> None:
