@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy.stats import norm
+from tqdm import tqdm
 
 from envs.rollout import PolicyFn, rollout
 from envs.shop_env import LearnedShop
@@ -112,7 +113,8 @@ def wilson_interval(k: np.ndarray, n: int, alpha: float = 0.05) -> tuple[np.ndar
 
 
 def forecast_customers(shop: LearnedShop, policy: PolicyFn | None = None,
-                       config: ForecastConfig | None = None) -> CustomerForecast:
+                       config: ForecastConfig | None = None,
+                       progress: bool = False) -> CustomerForecast:
     """Roll every start user of ``shop`` forward and summarise per customer.
 
     Args:
@@ -121,6 +123,7 @@ def forecast_customers(shop: LearnedShop, policy: PolicyFn | None = None,
         policy: ``policy(obs, action_mask, rng) -> actions``; ``None``: the ``none`` action
             for everyone in every period (no contact).
         config: Horizon, replicates, intervals, seed.
+        progress: Show a progress bar over the simulated replicates.
 
     Example:
         >>> shop = load_learned_shop("runs/gru", "data/shop", start_users="all")  # doctest: +SKIP
@@ -139,6 +142,7 @@ def forecast_customers(shop: LearnedShop, policy: PolicyFn | None = None,
     active = np.zeros((cfg.replicates, n), bool)
     base = np.zeros((cfg.replicates, h))
     seeds = np.random.SeedSequence(cfg.seed).generate_state(-(-cfg.replicates // chunk))
+    bar = tqdm(total=cfg.replicates, desc="forecast", unit="replicate", disable=not progress)
     for c, r0 in enumerate(range(0, cfg.replicates, chunk)):
         k = min(chunk, cfg.replicates - r0)
         res = rollout(shop, act, steps, seed=int(seeds[c]), replicates=k,
@@ -152,6 +156,8 @@ def forecast_customers(shop: LearnedShop, policy: PolicyFn | None = None,
         if cfg.active_window:
             later = (res.visit if activity == "visit" else res.purchase)[:, h:]
             active[rows] = later.reshape(k, n, -1).any(2)
+        bar.update(k)
+    bar.close()
     customers = _per_customer(shop.starts.user_ids, buys, money, any_buy,
                               active if cfg.active_window else None, cfg.alpha)
     curve = _curve(base, shop.starts.period, cfg.alpha)

@@ -41,6 +41,7 @@ def forecast_cmd(
     alpha: float = typer.Option(0.05, help="1 - level of the intervals."),
     threads: int = typer.Option(1, help="Torch intra-op threads (0: torch's default)."),
     seed: int = typer.Option(0, help="Seed."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
 ) -> None:
     """Expected purchases, revenue, P(any purchase), P(still active) per customer, with intervals,
     and the base's cumulative per-period purchase curve."""
@@ -52,8 +53,7 @@ def forecast_cmd(
     check_pair(predictor, data)
     with output_folder(out) as tmp:
         _set_threads(threads)
-        result = _forecast(predictor, data, policy, start_users, cfg)
-        fc, summary = result
+        fc, summary = _forecast(predictor, data, policy, start_users, cfg, progress)
         write_run_config(tmp, "forecast", {"predictor": str(predictor), "data": str(data),
                                            "policy": policy, "start_users": start_users,
                                            "threads": threads, **cfg.to_dict()}, seed)
@@ -70,7 +70,8 @@ def forecast_cmd(
     typer.echo(f"wrote {out}")
 
 
-def _forecast(predictor: Path, data: Path, policy: str, start_users: str, cfg: Any) -> Any:
+def _forecast(predictor: Path, data: Path, policy: str, start_users: str, cfg: Any,
+              progress: bool = False) -> Any:
     from agents.loading import load_policy
     from envs.forecast import forecast_customers
     from envs.shop_env import load_learned_shop
@@ -82,7 +83,7 @@ def _forecast(predictor: Path, data: Path, policy: str, start_users: str, cfg: A
     else:
         def fn(obs, mask, rng, p=pol):
             return p.act(obs, rng, mask)
-    fc = forecast_customers(shop, fn, cfg)
+    fc = forecast_customers(shop, fn, cfg, progress=progress)
     summary = fc.summary | {"policy": policy, "start_users": start_users,
                             "columns": list(fc.customers.columns)}
     return fc, summary
