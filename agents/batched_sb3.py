@@ -81,6 +81,16 @@ class TrainingRewardWrapper(VecEnvWrapper):
         return np.stack(self.venv.env_method("action_masks"))
 
 
+def large_margin_loss(q: torch.Tensor, teacher_action: torch.Tensor,
+                      margin: float) -> torch.Tensor:
+    """DQfD's large-margin term, ``mean(max_a [Q(s, a) + margin * (a != a_T)] - Q(s, a_T))``:
+    zero once the teacher's action ``a_T`` leads every other action by ``margin``."""
+    import torch.nn.functional as F
+
+    other = margin * (1 - F.one_hot(teacher_action, q.shape[1]).to(q.dtype))
+    return ((q + other).max(dim=1).values - q.gather(1, teacher_action[:, None]).squeeze(1)).mean()
+
+
 class VectorisedDQN(DQN):
     """DQN whose exploration draws all envs' random actions in one numpy call (per-env eps).
 
@@ -106,16 +116,11 @@ class VectorisedDQN(DQN):
         super().train(gradient_steps, batch_size)
         if self._teacher is None or self._margin_weight <= 0:
             return
-        import torch.nn.functional as F
-
         data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
         obs = data.observations
         teach = self._teacher.act(obs.cpu().numpy(), self._explore_rng)
         a = torch.as_tensor(np.asarray(teach), device=obs.device, dtype=torch.long)
-        q = self.q_net(obs)
-        other = self._margin * (1 - F.one_hot(a, q.shape[1]).float())
-        loss = self._margin_weight * ((q + other).max(dim=1).values
-                                      - q.gather(1, a[:, None]).squeeze(1)).mean()
+        loss = self._margin_weight * large_margin_loss(self.q_net(obs), a, self._margin)
         self.policy.optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from agents.batched_sb3 import large_margin_loss
 from agents.policy import BasePolicy
 
 __all__ = ["QWarmStartConfig", "WarmStartConfig", "warm_start_actor_critic", "warm_start_q"]
@@ -256,8 +257,6 @@ def warm_start_q(model: Any, venv: Any, teacher: BasePolicy,
     cont = torch.as_tensor(~flat["done"] | flat["truncated"], device=dev, dtype=torch.float32)
     opt = torch.optim.Adam(q_net.parameters(), lr=cfg.learning_rate)
     gen = torch.Generator().manual_seed(cfg.seed)
-    n_act = int(model.action_space.n)
-    other = cfg.margin * (1 - F.one_hot(a_now, n_act).float())
     td_loss = float("nan")
     q_net.set_training_mode(True)
     # off-policy returns of the teacher: follow the recorded trajectory while the behaviour
@@ -283,9 +282,8 @@ def warm_start_q(model: Any, venv: Any, teacher: BasePolicy,
                 loss = F.smooth_l1_loss(q.gather(1, act[idx, None]).squeeze(1), target[idx])
                 td_loss = float(loss.detach())
                 if cfg.margin_weight > 0:
-                    top = (q + other[idx]).max(dim=1).values
-                    loss = loss + cfg.margin_weight * (top - q.gather(
-                        1, a_now[idx, None]).squeeze(1)).mean()
+                    loss = loss + cfg.margin_weight * large_margin_loss(q, a_now[idx],
+                                                                        cfg.margin)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
