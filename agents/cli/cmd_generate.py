@@ -39,8 +39,8 @@ def generate_cmd(
         None, "--export-crm", help="Also write DIR/orders.csv, DIR/sends.csv and "
         "DIR/catalog.yaml: the shop's logs as a real shop would export them."),
     world: str = typer.Option("default", "--world",
-                              help="World: a preset (default, null, tired) or a .json/.yaml "
-                                   "file with the schema of truth/world.json."),
+                              help="World: a preset (default, null, inert, tired) or a "
+                                   ".json/.yaml file with the schema of truth/world.json."),
 ) -> None:
     """Simulate the synthetic shop: a dataset in the data contract plus truth/."""
     cfg = GenerateConfig(n_users=users, n_periods=periods, logging=logging, seed=seed,

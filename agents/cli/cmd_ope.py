@@ -316,8 +316,12 @@ def bench_ope_accuracy_cmd(
                                           "train-policy run folder trained with --env world "
                                           "(repeatable; added to the default rules)."),
     seed: int = typer.Option(0, help="Base seed of the datasets, truth, folds and bootstrap."),
-    world: str = typer.Option("default", "--world", help="default, or null: actions have no "
-                              "effect and sends are free (the gate should recommend nothing)."),
+    world: str = typer.Option("default", "--world",
+                              help="World of the generated shop: a preset (default, null, "
+                                   "inert, tired) or a .json/.yaml world file. inert: actions "
+                                   "have no effect and sends are free, so the gate should "
+                                   "recommend nothing (this bench called it null before; null "
+                                   "is now the preset of that name, where sends lift visits)."),
     gate_baseline: str = typer.Option("rule:campaign", "--gate-baseline",
                                       help="Score the selection gate against this policy "
                                            "('' = no gate)."),

@@ -72,7 +72,7 @@ from predictors import (
     read_start_states,
     true_policy_value,
 )
-from predictors.synthetic import read_world
+from predictors.synthetic import WorldFileError, load_world, read_world
 
 __all__ = [
     "ACCURACY_ESTIMATORS",
@@ -123,8 +123,11 @@ class AccuracyConfig:
         estimators: Names from :data:`ACCURACY_ESTIMATORS`.
         fqe_steps: Adam steps per Bellman iteration of FQE (and of sequential DR's Q).
         seed: Base seed of the datasets, the truth, the folds and the bootstrap.
-        world: ``default`` or ``null`` (:func:`agents.ope.gate_bench.null_world`: one
-            homogeneous segment, no action has any effect, sends cost nothing).
+        world: The generated shop's world: a preset name
+            (:data:`predictors.synthetic.PRESETS`) or a world file. The gate's null world is
+            ``inert`` (no action has any effect, sends cost nothing;
+            :mod:`agents.ope.gate_bench`); ``null`` is the policy benchmarks' null world,
+            where sends still lift visits.
         gate_baseline: Score the selection gate against this policy (one of the policies),
             one candidate at a time (:func:`agents.ope.gate_bench.gate_rows`); ``None``: no gate.
         sim_family: Predictor family of the learned simulator behind ``sim`` / ``sim-dr``
@@ -166,8 +169,10 @@ class AccuracyConfig:
                               f"({self.n_periods})")
         if self.logging not in ("campaign", "uniform"):
             raise ConfigError(f"`logging` must be 'campaign' or 'uniform'; got {self.logging!r}")
-        if self.world not in ("default", "null"):
-            raise ConfigError(f"`world` must be 'default' or 'null'; got {self.world!r}")
+        try:
+            load_world(self.world)  # a preset or a readable, valid world file
+        except WorldFileError as e:
+            raise ConfigError(f"`world`: {e}") from None
         if self.n_boot < 2 or not 0 < self.alpha < 1:
             raise ConfigError(f"`n_boot` must be >= 2 and `alpha` in (0, 1); got "
                               f"{self.n_boot!r}, {self.alpha!r}")
@@ -530,11 +535,9 @@ def run_ope_accuracy(config: AccuracyConfig | None = None,
                       disable=not progress):
             seed = config.seed + r
             t0 = time.perf_counter()
-            from agents.ope.gate_bench import world_config
-
             folder = generate(GenerateConfig(n_users=config.n_users, n_periods=config.n_periods,
                                              logging=config.logging, seed=seed,
-                                             world=world_config(config.world)),
+                                             world=load_world(config.world)),
                               root / f"data_{r}")
             result = {"repeat": r, **_one_dataset(folder, config, policies, seed)}
             result["seconds"] = time.perf_counter() - t0
@@ -561,7 +564,8 @@ def time_estimators(config: AccuracyConfig, policies: Sequence[str]) -> dict[str
     with tempfile.TemporaryDirectory(prefix="ope-time-") as tmp:
         t0 = time.perf_counter()
         folder = generate(GenerateConfig(n_users=config.n_users, n_periods=config.n_periods,
-                                         logging=config.logging, seed=config.seed),
+                                         logging=config.logging, seed=config.seed,
+                                         world=load_world(config.world)),
                           Path(tmp) / "data")
         data, users = accuracy_logged_data(folder, config.horizon)
         spec = open_dataset(folder).spec

@@ -1,5 +1,4 @@
-"""The selection gate scored against the TRUE gains of the accuracy benchmark, and the null
-world it is checked on.
+"""The selection gate scored against the TRUE gains of the accuracy benchmark.
 
 On each generated dataset of :func:`agents.ope.accuracy.run_ope_accuracy`, every policy other
 than the baseline is put to the gate alone (one candidate, so no multiplicity correction):
@@ -10,48 +9,28 @@ the stated one-sided confidence. Against the truth simulated in the world:
 * **power**: share of pairs whose TRUE gain is >= 5% of the baseline's true value that are
   recommended.
 
-**Null world** (:func:`null_world`): one homogeneous segment without personal trait or
-response noise, every contact response, coupon sensitivity, fatigue and contact-churn effect
-zero, and sends free; only a coupon's discount, given away on purchases, separates policies
-(coupons are worse). No policy's true gain over another is positive beyond Monte-Carlo noise,
-so a gate should recommend nothing.
+**Null world**: the preset ``inert`` (``predictors/synthetic/worlds/inert.yaml``, ``--world
+inert``): one homogeneous segment without personal trait or response noise, every contact
+response, coupon sensitivity, fatigue and contact-churn effect zero, and sends free; only a
+coupon's discount, given away on purchases, separates policies (coupons are worse). No policy's
+true gain over a coupon-free one is positive beyond Monte-Carlo noise, so a gate should
+recommend nothing. (Not the preset ``null``, where sends still lift visits.)
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from agents.ope.marginal import JointReplicates
 from agents.ope.selection import gain_bounds
-from predictors.synthetic.world import SegmentProfile, WorldConfig
 
-__all__ = ["gate_rows", "null_world", "summarize_gate", "world_config"]
+__all__ = ["gate_rows", "summarize_gate"]
 
 #: Relative true gain above which the gate should recommend a candidate (power).
 POWER_GAIN = 0.05
-
-
-def null_world() -> WorldConfig:
-    """A world where actions have no effect and sends cost nothing (see the module docstring).
-
-    Example:
-        >>> [a.cost for a in null_world().actions]
-        [0.0, 0.0, 0.0, 0.0, 0.0]
-    """
-    base = WorldConfig()
-    seg = SegmentProfile("everyone", 1.0, -1.5, -0.8, 3.7, 0.45, 0.0, 0.0, 0.0, 0.0, -4.8, 0.0)
-    return replace(base, segments=(seg,), trait_noise=0.0, response_noise=0.0, coupon_visit=0.0,
-                   conditioning_penalty=0.0, fatigue_churn=0.0, fatigue_damping=0.0,
-                   actions=tuple(replace(a, cost=0.0) for a in base.actions))
-
-
-def world_config(name: str) -> WorldConfig:
-    """``default`` or ``null``."""
-    return null_world() if name == "null" else WorldConfig()
 
 
 def gate_rows(rep: JointReplicates, rows: Sequence[dict[str, Any]], baseline: str,

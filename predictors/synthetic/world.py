@@ -47,6 +47,17 @@ What a shop can see of a user's latent response (the mechanisms behind the room 
   ``first_order_coupon`` (the first order used the welcome coupon, w.p. ``s_c / (1 + s_c)``),
   ``loyalty_tier`` (from the orders before the log) and ``acquisition_channel`` (weakly
   segment-dependent).
+
+Named worlds (presets, :data:`predictors.synthetic.world_file.PRESETS`; ``nudgegym generate
+--world NAME``) switch these mechanisms off in two different ways:
+
+* ``null``: one segment, no trait or response noise, no delayed effects (habit, fatigue,
+  conditioning, contact churn and unsubscribes off). A send's effect is the same for everyone
+  in every period, so the best fixed-action rule is optimal and no policy beats it.
+* ``inert``: one segment, no noise, and every contact response, coupon sensitivity, fatigue
+  sensitivity and contact churn zero, sends free. :func:`World.expected_outcomes` gives the
+  same visit, purchase, revenue and churn for every action; a coupon only gives its discount
+  away. No policy truly beats a coupon-free one (the selection gate's null world).
 """
 
 from __future__ import annotations

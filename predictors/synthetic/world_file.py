@@ -9,9 +9,18 @@ left out. Errors name the file and the key path::
 
     world.yaml: segments[2].share: expected a number >= 0; found 'x'
 
-Presets are files shipped with the package (:data:`PRESETS`): ``default`` (the embedded
-world), ``null`` (homogeneous users and no delayed effects: the best fixed action is optimal, so
-no policy beats the best rule) and ``tired`` (customers tire faster and recover slower).
+Presets are files shipped with the package (:data:`PRESETS`, ``worlds/NAME.yaml``; each file's
+header says what it is):
+
+* ``default``: the embedded world (:class:`WorldConfig`).
+* ``null``: homogeneous users and no delayed effects; the best fixed action is optimal, so no
+  policy beats the best rule (the null world of the policy benchmarks, ``nudgegym room``). Sends
+  still lift visits and cost money, so policies differ in value.
+* ``inert``: sending does nothing; every action gives the same visits, purchases, revenue and
+  churn, sends are free and only a coupon's discount separates policies (coupons are worse).
+  No candidate truly beats a coupon-free baseline: the selection gate's null world
+  (``nudgegym bench ope-accuracy --world inert``; that bench called it ``null`` before).
+* ``tired``: the default world with customers who tire faster and recover slower.
 """
 
 from __future__ import annotations
@@ -31,8 +40,7 @@ __all__ = ["PRESETS", "WorldFileError", "load_world", "world_from_dict"]
 
 _PRESET_DIR = Path(__file__).parent / "worlds"
 #: Preset names -> their file in the package.
-PRESETS = {"default": _PRESET_DIR / "default.yaml", "null": _PRESET_DIR / "null.yaml",
-           "tired": _PRESET_DIR / "tired.yaml"}
+PRESETS = {name: _PRESET_DIR / f"{name}.yaml" for name in ("default", "null", "inert", "tired")}
 
 _INF = float("inf")
 # key -> (type, low, high, low inclusive, high inclusive); type "number", "int", "str", "str?"

@@ -107,6 +107,7 @@ def test_ips_is_unbiased_on_uniform_logs(tmp_path) -> None:
     ({"estimators": ("ips",)}, "estimators"),
     ({"repeats": 0}, "repeats"),
     ({"alpha": 1.5}, "alpha"),
+    ({"world": "nowhere"}, "`world`: --world nowhere: neither a preset"),
 ])
 def test_config_rejects_bad_values(kwargs, match) -> None:
     with pytest.raises(ConfigError, match=match):
@@ -130,13 +131,13 @@ def test_bench_cli(tmp_path, capsys) -> None:
     assert json.loads((out / "config.json").read_text())["command"] == "bench ope-accuracy"
 
 
-def test_null_world_ties_every_coupon_free_policy(tmp_path) -> None:
-    """In the gate's null world no send has any effect: coupon-free rules' true values are
-    identical (common random numbers), coupons only give a discount away."""
-    from agents.ope.gate_bench import null_world
-    from predictors import GenerateConfig, generate, open_dataset, read_start_states
+def test_inert_world_ties_every_coupon_free_policy(tmp_path) -> None:
+    """In the gate's null world (preset ``inert``) no send has any effect: coupon-free rules'
+    true values are identical (common random numbers), coupons only give a discount away."""
+    from predictors import GenerateConfig, generate, load_world, open_dataset, read_start_states
 
-    folder = generate(GenerateConfig(n_users=200, n_periods=3, seed=0, world=null_world()),
+    folder = generate(GenerateConfig(n_users=200, n_periods=3, seed=0,
+                                     world=load_world("inert")),
                       tmp_path / "d")
     world, start = read_world(folder), read_start_states(folder, "start")
     spec = open_dataset(folder).spec
@@ -146,3 +147,15 @@ def test_null_world_ties_every_coupon_free_policy(tmp_path) -> None:
                         "rule:always:coupon_10")}
     assert values["rule:never"] == values["rule:always:email"] == values["rule:always:push"]
     assert values["rule:always:coupon_10"] < values["rule:never"]
+
+
+def test_bench_world_is_a_preset_or_a_file(tmp_path) -> None:
+    (tmp_path / "w.yaml").write_text("fatigue_decay: 0.85\n")
+    for world in ("default", "null", "tired", str(tmp_path / "w.yaml")):
+        assert AccuracyConfig(world=world).world == world
+    cfg = AccuracyConfig(n_users=200, n_periods=2, horizon=2, repeats=1, truth_replicates=1,
+                         n_boot=10, estimators=("pdis",), world="inert", choice=False)
+    res = run_ope_accuracy(cfg, ["rule:never", "rule:always:email"], progress=False)
+    never, email = (r["true_value"] for r in res["datasets"][0]["policies"])
+    assert never == email  # the inert world: an e-mail changes nothing and costs nothing
+    assert res["config"]["world"] == "inert"

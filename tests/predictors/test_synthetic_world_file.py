@@ -77,6 +77,7 @@ def test_default_preset_is_the_embedded_world_and_others_differ() -> None:
     assert load_world("default") == WorldConfig()
     assert load_world("tired").fatigue_decay > WorldConfig().fatigue_decay
     assert load_world("null") != WorldConfig()
+    assert load_world("inert") not in (WorldConfig(), load_world("null"))
 
 
 def test_partial_file_keeps_defaults(tmp_path: Path) -> None:
@@ -99,6 +100,67 @@ def test_null_world_has_one_best_action_for_everyone() -> None:
     alive = ~start.state.churned
     best = world.expected_reward_table(start.state)[alive].argmax(axis=1)
     assert alive.sum() > 100 and len(np.unique(best)) == 1
+
+
+def _stepped(world: World, n: int, actions: np.ndarray | None, seed: int = 0):
+    """``n`` users stepped 6 periods (same random numbers for any actions; None: random)."""
+    rng = np.random.default_rng(seed)
+    state = world.sample_users(n, rng)
+    pick = np.random.default_rng(seed + 1)
+    for _ in range(6):
+        act = pick.integers(world.n_actions, size=n) if actions is None else actions
+        world.step(state, act, rng)
+    return state
+
+
+# null: nothing a send does lasts; inert: a send does nothing, except that unsubscribing
+# (which still happens) stops later coupons, and with them the discount they give away
+@pytest.mark.parametrize(("preset", "unaffected"), [("null", "expected_reward"),
+                                                    ("inert", "expected_revenue")])
+def test_null_presets_have_homogeneous_users_and_no_delayed_effects(preset: str,
+                                                                    unaffected: str) -> None:
+    world = World(load_world(preset))
+    assert len(world.config.segments) == 1
+    fresh = world.sample_users(300, np.random.default_rng(0))
+    for a in range(world.n_actions):  # the same person everywhere (but the basket's size)
+        out = world.expected_outcomes(fresh, np.full(300, a))
+        assert np.ptp(out.p_visit) == 0 and np.ptp(out.p_purchase) == 0
+    contacted = _stepped(world, 300, None)
+    never = _stepped(world, 300, np.zeros(300, dtype=int))
+    assert contacted.fatigue.max() > 0 and never.fatigue.max() == 0  # histories differ ...
+    # ... but what happens next does not depend on them (and churn draws are shared)
+    np.testing.assert_array_equal(contacted.churned, never.churned)
+    assert (~contacted.churned).sum() > 200
+    for a in range(world.n_actions):
+        out = world.expected_outcomes(contacted, np.full(300, a))
+        ref = world.expected_outcomes(never, np.full(300, a))
+        np.testing.assert_array_equal(getattr(out, unaffected), getattr(ref, unaffected))
+        np.testing.assert_array_equal(out.p_churn, ref.p_churn)
+
+
+def test_inert_preset_actions_change_nothing_but_the_discount() -> None:
+    world = World(load_world("inert"))
+    state = _stepped(world, 400, None)  # fatigue, conditioning, unsubscribes vary
+    outs = [world.expected_outcomes(state, np.full(state.n, a)) for a in range(world.n_actions)]
+    for out in outs:
+        for name in ("p_visit", "p_purchase", "expected_revenue", "p_churn"):
+            np.testing.assert_array_equal(getattr(out, name), getattr(outs[0], name))
+        assert (out.cost == 0).all()
+        np.testing.assert_allclose(out.expected_reward,
+                                   out.expected_revenue - out.expected_discount)
+    coupons = [i for i, a in enumerate(world.config.actions) if a.kind == "discount"]
+    reached = ~state.churned & ~state.email_unsub
+    assert coupons and all((outs[i].expected_discount[reached] > 0).all() for i in coupons)
+    assert all((outs[i].expected_discount == 0).all() for i in range(world.n_actions)
+               if i not in coupons)
+
+
+def test_null_preset_sends_still_matter() -> None:
+    """Unlike ``inert``, ``null`` keeps the sends' effects: the best rule is not `never`."""
+    world = World(load_world("null"))
+    state = world.sample_users(200, np.random.default_rng(0))
+    table = world.expected_reward_table(state)
+    assert np.ptp(table.mean(axis=0)) > 0.1 and table.mean(axis=0).argmax() != 0
 
 
 def test_generated_truth_reads_back_and_cli_uses_the_world(tmp_path: Path) -> None:
