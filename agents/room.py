@@ -48,7 +48,7 @@ from agents.room_policies import (
 )
 from agents.tune_rule import TuneConfig, default_space, tune_rule
 from agents.tuned_rule import TunedRulePolicy
-from predictors import observation_names
+from predictors import ConfigError, check_choice, check_int, observation_names
 from predictors.synthetic import (
     World,
     greedy_policy,
@@ -102,13 +102,11 @@ class RoomConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("n_users", "n_fit", "n_val", "horizon", "tune_users", "tune_budget"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"RoomConfig.{name} must be >= 1; got {getattr(self, name)}")
+        check_int(self, "n_users", "n_fit", "n_val", "horizon", "tune_users", "tune_budget",
+                  ge=1)
         if not self.gaps or min(self.gaps) < 1:
-            raise ValueError(f"RoomConfig.gaps must be ints >= 1; got {self.gaps}")
-        if self.history not in ("full", "base"):
-            raise ValueError(f"RoomConfig.history must be 'full' or 'base'; got {self.history!r}")
+            raise ConfigError(f"`gaps` must be integers >= 1; got {self.gaps}")
+        check_choice(self, "history", ("full", "base"))
 
 
 class _Users:

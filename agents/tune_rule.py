@@ -32,7 +32,7 @@ from tqdm import tqdm
 from agents.evaluate import mean_ci
 from agents.policy import BasePolicy
 from agents.tuned_rule import TunedRuleParams, TunedRulePolicy
-from predictors import ConfigError
+from predictors import ConfigError, check_choice, check_int, check_number
 from predictors.io import atomic_path, write_json, write_text
 
 __all__ = ["TuneConfig", "TuneResult", "default_space", "make_evaluator", "read_tuned_rule",
@@ -75,19 +75,13 @@ class TuneConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.env not in ("world", "sim"):
-            raise ConfigError(f"`env` must be 'world' or 'sim'; got {self.env!r}")
-        if self.method not in ("cem", "grid"):
-            raise ConfigError(f"`method` must be 'cem' or 'grid'; got {self.method!r}")
-        for name in ("n_users", "horizon", "population"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"`{name}` must be >= 1; got {getattr(self, name)!r}")
+        check_choice(self, "env", ("world", "sim"))
+        check_choice(self, "method", ("cem", "grid"))
+        check_int(self, "n_users", "horizon", "population", ge=1)
         if self.budget < self.n_users * self.horizon:
             raise ConfigError(f"`budget` ({self.budget:,} user-periods) must cover at least one "
                               f"evaluation of n_users x horizon = {self.n_users * self.horizon:,}")
-        for name in ("elite_frac", "smoothing", "cem_share"):
-            if not 0 < getattr(self, name) <= 1:
-                raise ConfigError(f"`{name}` must be in (0, 1]; got {getattr(self, name)!r}")
+        check_number(self, "elite_frac", "smoothing", "cem_share", gt=0, le=1)
 
 
 def default_space(action_names: Sequence[str]) -> dict[str, tuple[Any, ...]]:

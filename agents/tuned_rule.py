@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 from agents.baselines import Catalog, RulePolicy
-from predictors import FeatureConfig
+from predictors import FeatureConfig, check_int, check_number
 
 __all__ = ["TunedRuleParams", "TunedRulePolicy"]
 
@@ -57,14 +57,8 @@ class TunedRuleParams:
     fallback: str = "none"
 
     def __post_init__(self) -> None:
-        for name in ("active_gap", "lapse", "lapsed_gap"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"`{name}` must be an int >= 1; got {v!r}")
-        for name in ("min_frequency", "min_monetary"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float, np.number)) or isinstance(v, bool) or v < 0:
-                raise ValueError(f"`{name}` must be a number >= 0; got {v!r}")
+        check_int(self, "active_gap", "lapse", "lapsed_gap", ge=1)
+        check_number(self, "min_frequency", "min_monetary", ge=0)
 
     def rule_string(self) -> str:
         """The CLI name, ``rule:tuned:key=value,...`` (every parameter, in field order)."""

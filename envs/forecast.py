@@ -39,6 +39,7 @@ from tqdm import tqdm
 
 from envs.rollout import PolicyFn, rollout
 from envs.shop_env import LearnedShop
+from predictors import check_int, check_number
 
 __all__ = ["CustomerForecast", "ForecastConfig", "forecast_customers", "wilson_interval"]
 
@@ -65,13 +66,10 @@ class ForecastConfig:
     batch_size: int = 16384
 
     def __post_init__(self) -> None:
-        for name, low in (("periods", 1), ("replicates", 2), ("active_window", 0),
-                          ("batch_size", 1)):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < low:
-                raise ValueError(f"`{name}` must be an integer >= {low}; got {v!r}")
-        if not 0.0 < self.alpha < 1.0:
-            raise ValueError(f"`alpha` must be in (0, 1); got {self.alpha!r}")
+        check_int(self, "periods", "batch_size", ge=1)
+        check_int(self, "replicates", ge=2)
+        check_int(self, "active_window", ge=0)
+        check_number(self, "alpha", gt=0, lt=1)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""

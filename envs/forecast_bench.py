@@ -34,7 +34,14 @@ import pandas as pd
 from envs.forecast import ForecastConfig, forecast_customers
 from envs.shop_env import LearnedShop
 from envs.simulator import ActivityModel, ShopSimulator, build_start_states
-from predictors import ConfigError, build_panel, cut_dataset, load_users, open_dataset
+from predictors import (
+    ConfigError,
+    build_panel,
+    check_int,
+    cut_dataset,
+    load_users,
+    open_dataset,
+)
 from predictors.models import FAMILIES, BehaviorPredictor, roc_auc
 from predictors.models.btyd import BTYD_MODELS, BTYDBaseline, BTYDConfig, rfm_summary
 from predictors.models.realdata import RealDataConfig
@@ -78,10 +85,7 @@ class ForecastBenchConfig:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
-        for name in ("calibration_periods", "holdout_periods", "n_boot"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ConfigError(f"`{name}` must be an integer >= 1; got {v!r}")
+        check_int(self, "calibration_periods", "holdout_periods", "n_boot", ge=1)
         bad = [b for b in self.baselines if b not in BTYD_MODELS]
         if bad:
             raise ConfigError(f"`baselines` must be among {list(BTYD_MODELS)}; got {bad}")

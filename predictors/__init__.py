@@ -1,5 +1,6 @@
 """nudgegym.predictors: data contract, loading, features and behavior models (lowest layer)."""
 
+from predictors.config_checks import check_choice, check_int, check_number
 from predictors.contract import ActionSpec, DatasetSpec, default_catalog, read_spec
 from predictors.current import current_observations
 from predictors.cutoff import cut_dataset
@@ -69,6 +70,9 @@ __all__ = [
     "HistoryTracker",
     "NudgeGymError",
     "Problem",
+    "check_choice",
+    "check_int",
+    "check_number",
     "default_catalog",
     "find_table",
     "observation_names",

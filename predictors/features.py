@@ -55,6 +55,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from predictors.config_checks import check_int, check_number
 from predictors.contract import ActionSpec, DatasetSpec
 
 #: Columns :func:`observations_from_panel` reads.
@@ -79,12 +80,8 @@ class FeatureConfig:
     shrinkage: float = 2.0
 
     def __post_init__(self) -> None:
-        for name in ("n_lags", "recency_cap", "tenure_cap"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or v < 1:
-                raise ValueError(f"FeatureConfig.{name} must be an int >= 1; got {v!r}")
-        if not (self.shrinkage >= 0):
-            raise ValueError(f"FeatureConfig.shrinkage must be >= 0; got {self.shrinkage!r}")
+        check_int(self, "n_lags", "recency_cap", "tenure_cap", ge=1)
+        check_number(self, "shrinkage", ge=0)
 
 
 def observation_names(config: FeatureConfig | None = None) -> list[str]:

@@ -66,6 +66,9 @@ from predictors import (
     GenerateConfig,
     StartStates,
     build_panel,
+    check_choice,
+    check_int,
+    check_number,
     generate,
     observation_names,
     open_dataset,
@@ -160,29 +163,21 @@ class AccuracyConfig:
     choice: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("n_users", "n_periods", "horizon", "repeats", "truth_replicates",
-                     "fqe_steps"):
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"`{name}` must be >= 1; got {getattr(self, name)!r}")
+        check_int(self, "n_users", "n_periods", "horizon", "repeats", "truth_replicates",
+                  "fqe_steps", "sim_replicates", ge=1)
         if self.horizon > self.n_periods:
             raise ConfigError(f"`horizon` ({self.horizon}) must be <= `n_periods` "
                               f"({self.n_periods})")
-        if self.logging not in ("campaign", "uniform"):
-            raise ConfigError(f"`logging` must be 'campaign' or 'uniform'; got {self.logging!r}")
+        check_choice(self, "logging", ("campaign", "uniform"))
         try:
             load_world(self.world)  # a preset or a readable, valid world file
         except WorldFileError as e:
             raise ConfigError(f"`world`: {e}") from None
-        if self.n_boot < 2 or not 0 < self.alpha < 1:
-            raise ConfigError(f"`n_boot` must be >= 2 and `alpha` in (0, 1); got "
-                              f"{self.n_boot!r}, {self.alpha!r}")
-        if self.sim_replicates < 1:
-            raise ConfigError(f"`sim_replicates` must be >= 1; got {self.sim_replicates!r}")
+        check_int(self, "n_boot", ge=2)
+        check_number(self, "alpha", gt=0, lt=1)
         from predictors.models.config import FAMILIES
 
-        if self.sim_family not in FAMILIES:
-            raise ConfigError(f"`sim_family` must be one of {FAMILIES}; got "
-                              f"{self.sim_family!r}")
+        check_choice(self, "sim_family", FAMILIES)
         unknown = [e for e in self.estimators if e not in ACCURACY_ESTIMATORS]
         if unknown or not self.estimators:
             raise ConfigError(f"`estimators` must be a non-empty subset of "

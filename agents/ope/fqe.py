@@ -24,6 +24,7 @@ from torch import nn
 
 from agents.ope.data import LoggedData
 from agents.ope.reward_model import make_folds
+from predictors import check_int, check_number
 
 __all__ = ["FQEConfig", "FittedQ", "cross_fit_q", "fit_fqe"]
 
@@ -58,17 +59,11 @@ class FQEConfig:
     num_threads: int | None = 1
 
     def __post_init__(self) -> None:
-        if self.num_threads is not None and self.num_threads < 1:
-            raise ValueError(f"`num_threads` must be >= 1 or None; got {self.num_threads!r}")
+        check_int(self, "num_threads", "n_iterations", ge=1, optional=True)
         if any(int(h) < 1 for h in self.hidden_sizes):
             raise ValueError(f"`hidden_sizes` must be positive; got {self.hidden_sizes!r}")
-        if self.n_iterations is not None and self.n_iterations < 1:
-            raise ValueError(f"`n_iterations` must be >= 1 or None; got {self.n_iterations!r}")
-        for name in ("n_steps", "batch_size"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"`{name}` must be >= 1; got {getattr(self, name)!r}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"`learning_rate` must be > 0; got {self.learning_rate!r}")
+        check_int(self, "n_steps", "batch_size", ge=1)
+        check_number(self, "learning_rate", gt=0)
 
 
 class FittedQ:

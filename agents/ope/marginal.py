@@ -43,6 +43,7 @@ import numpy as np
 from agents.ope.base import Interval
 from agents.ope.data import LoggedData, target_action_dist
 from agents.policy import Policy
+from predictors import check_number
 
 __all__ = ["MARGINAL_ESTIMATORS", "JointReplicates", "MarginalConfig", "joint_replicates",
            "marginal_interval"]
@@ -72,14 +73,10 @@ class MarginalConfig:
     max_ratio: float = 100.0
 
     def __post_init__(self) -> None:
-        if not 0 <= self.gamma <= 1:
-            raise ValueError(f"`gamma` must be in [0, 1]; got {self.gamma!r}")
-        if not self.alpha > 0:
-            raise ValueError(f"`alpha` must be > 0; got {self.alpha!r}")
-        if not self.shrinkage >= 0:
-            raise ValueError(f"`shrinkage` must be >= 0; got {self.shrinkage!r}")
-        if not self.max_ratio >= 1:
-            raise ValueError(f"`max_ratio` must be >= 1; got {self.max_ratio!r}")
+        check_number(self, "gamma", ge=0, le=1)
+        check_number(self, "alpha", gt=0)
+        check_number(self, "shrinkage", ge=0)
+        check_number(self, "max_ratio", ge=1)
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ from agents.ope.base import Interval, weighted_bootstrap
 from agents.ope.data import LoggedData, target_action_dist
 from agents.policy import Policy
 from envs.simulator import RAW_COLUMNS, ShopSimulator, StartStates
-from predictors import DatasetSpec, HistoryTracker
+from predictors import DatasetSpec, HistoryTracker, check_int, check_number
 
 __all__ = ["SIM_ESTIMATORS", "SimulatorConfig", "SimulatorValues", "encoded_static",
            "fit_simulator", "sim_interval", "simulator_values"]
@@ -78,15 +78,10 @@ class SimulatorConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.replicates, int) or self.replicates < 1:
-            raise ValueError(f"`replicates` must be an integer >= 1; got {self.replicates!r}")
-        if self.rollout_horizon is not None and self.rollout_horizon < 1:
-            raise ValueError(f"`rollout_horizon` must be >= 1 or None; got "
-                             f"{self.rollout_horizon!r}")
-        if not 0 <= self.gamma <= 1:
-            raise ValueError(f"`gamma` must be in [0, 1]; got {self.gamma!r}")
-        if self.max_weight is not None and not self.max_weight > 0:
-            raise ValueError(f"`max_weight` must be > 0 or None; got {self.max_weight!r}")
+        check_int(self, "replicates", ge=1)
+        check_int(self, "rollout_horizon", ge=1, optional=True)
+        check_number(self, "gamma", ge=0, le=1)
+        check_number(self, "max_weight", gt=0, optional=True)
 
 
 @dataclass(frozen=True)

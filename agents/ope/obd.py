@@ -34,6 +34,7 @@ import pandas as pd
 from agents.ope.base import BaseEstimator
 from agents.ope.data import LoggedData
 from agents.ope.reward_model import TabularRewardModel, cross_fit_rewards
+from predictors import check_choice, check_int, check_number
 from predictors.errors import DataValidationError, Problem
 
 __all__ = [
@@ -112,14 +113,11 @@ class BTSConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.method not in ("posterior", "frequency"):
-            raise ValueError(f"`method` must be 'posterior' or 'frequency'; got {self.method!r}")
-        if self.n_sim < 1:
-            raise ValueError(f"`n_sim` must be >= 1; got {self.n_sim!r}")
+        check_choice(self, "method", ("posterior", "frequency"))
+        check_int(self, "n_sim", ge=1)
         if min(self.prior) <= 0 or len(self.prior) != 2:
             raise ValueError(f"`prior` must be two positive numbers; got {self.prior!r}")
-        if self.smoothing < 0:
-            raise ValueError(f"`smoothing` must be >= 0; got {self.smoothing!r}")
+        check_number(self, "smoothing", ge=0)
 
 
 def bts_action_dist(bts_logs: pd.DataFrame, n_items: int, config: BTSConfig) -> np.ndarray:

@@ -36,6 +36,7 @@ from agents.ope.marginal import (
     joint_replicates,
 )
 from agents.policy import Policy
+from predictors import check_choice, check_int, check_number
 
 __all__ = ["Selection", "SelectionConfig", "check_selection", "gain_bounds", "select_policy",
            "write_selection"]
@@ -61,13 +62,9 @@ class SelectionConfig:
     model: MarginalConfig = field(default_factory=MarginalConfig)
 
     def __post_init__(self) -> None:
-        if self.estimator not in MARGINAL_ESTIMATORS:
-            raise ValueError(f"`estimator` must be one of {MARGINAL_ESTIMATORS}; "
-                             f"got {self.estimator!r}")
-        if not 0.5 <= self.confidence < 1:
-            raise ValueError(f"`confidence` must be in [0.5, 1); got {self.confidence!r}")
-        if self.n_boot < 20:
-            raise ValueError(f"`n_boot` must be >= 20; got {self.n_boot!r}")
+        check_choice(self, "estimator", MARGINAL_ESTIMATORS)
+        check_number(self, "confidence", ge=0.5, lt=1)
+        check_int(self, "n_boot", ge=20)
 
 
 @dataclass(frozen=True)

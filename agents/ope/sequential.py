@@ -21,6 +21,7 @@ from agents.ope.base import BaseEstimator
 from agents.ope.data import LoggedData, Trajectories, target_action_dist
 from agents.ope.fqe import FQEConfig, cross_fit_q, fit_fqe
 from agents.policy import Policy
+from predictors import check_number
 
 __all__ = ["FQE", "PDIS", "WPDIS", "SequentialDR", "SequentialEstimator", "StepInputs"]
 
@@ -74,10 +75,7 @@ class SequentialEstimator(BaseEstimator):
     min_ess_ratio: float = 0.01
 
     def __post_init__(self) -> None:
-        if not 0 <= self.gamma <= 1:
-            raise ValueError(f"`gamma` must be in [0, 1]; got {self.gamma!r}")
-        if not 0 <= self.min_ess_ratio <= 1:
-            raise ValueError(f"`min_ess_ratio` must be in [0, 1]; got {self.min_ess_ratio!r}")
+        check_number(self, "gamma", "min_ess_ratio", ge=0, le=1)
 
     @abstractmethod
     def _step_values(self, inputs: StepInputs) -> np.ndarray:

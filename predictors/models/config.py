@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from predictors.config_checks import check_choice, check_int, check_number
 from predictors.errors import ConfigError
 
 #: Model families behind the :class:`~predictors.models.BehaviorPredictor` interface.
@@ -130,46 +131,25 @@ class PredictorConfig:
             v = getattr(self, name)
             if isinstance(v, (list, tuple)):  # JSON gives lists; keep configs hashable/equal
                 object.__setattr__(self, name, tuple(v))
-        if self.family not in FAMILIES:
-            raise ConfigError(f"`family` must be one of {FAMILIES}; got {self.family!r}")
-        if self.conditioning not in CONDITIONINGS:
-            raise ConfigError(
-                f"`conditioning` must be one of {CONDITIONINGS}; got {self.conditioning!r}")
-        for name in ("history", "hidden", "layers", "epochs", "batch_size", "patience",
-                     "markov_order", "markov_contact_window"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ConfigError(f"`{name}` must be an integer >= 1; got {v!r}")
-        for name in ("churn_censor", "num_threads", "seed", "member", "dad"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-                raise ConfigError(f"`{name}` must be an integer >= 0; got {v!r}")
+        check_choice(self, "family", FAMILIES)
+        check_choice(self, "conditioning", CONDITIONINGS)
+        check_int(self, "history", "hidden", "layers", "epochs", "batch_size", "patience",
+                  "markov_contact_window", ge=1)
+        check_int(self, "markov_order", ge=1, le=6)  # 5**order states
+        check_int(self, "churn_censor", "num_threads", "seed", "member", "dad", ge=0)
         for name in ("markov_recency_edges", "markov_frequency_edges", "markov_contact_edges"):
             v = getattr(self, name)
             ok = isinstance(v, tuple) and all(
                 isinstance(e, int) and not isinstance(e, bool) and e >= 1 for e in v)
             if not ok or list(v) != sorted(set(v)):
                 raise ConfigError(f"`{name}` must be strictly increasing integers >= 1; got {v!r}")
-        if self.markov_order > 6:
-            raise ConfigError(f"`markov_order` must be <= 6 (5**order states); got "
-                              f"{self.markov_order}")
         if not isinstance(self.markov_static, bool):
             raise ConfigError(f"`markov_static` must be true or false; got "
                               f"{self.markov_static!r}")
-        if not (self.markov_static_l2 >= 0):
-            raise ConfigError(f"`markov_static_l2` must be >= 0; got {self.markov_static_l2!r}")
-        if not (self.markov_prior >= 0):
-            raise ConfigError(f"`markov_prior` must be >= 0; got {self.markov_prior!r}")
-        if not (self.lr > 0):
-            raise ConfigError(f"`lr` must be > 0; got {self.lr!r}")
-        if not (self.weight_decay >= 0):
-            raise ConfigError(f"`weight_decay` must be >= 0; got {self.weight_decay!r}")
-        if not (self.ipw_clip >= 1):
-            raise ConfigError(f"`ipw_clip` must be >= 1; got {self.ipw_clip!r}")
-        for name in ("val_fraction", "test_fraction"):
-            v = getattr(self, name)
-            if not (0.0 <= v < 1.0):
-                raise ConfigError(f"`{name}` must be in [0, 1); got {v!r}")
+        check_number(self, "markov_static_l2", "markov_prior", "weight_decay", ge=0)
+        check_number(self, "lr", gt=0)
+        check_number(self, "ipw_clip", ge=1)
+        check_number(self, "val_fraction", "test_fraction", ge=0, lt=1)
         if self.val_fraction + self.test_fraction >= 1.0:
             raise ConfigError("`val_fraction` + `test_fraction` must be < 1; got "
                               f"{self.val_fraction} + {self.test_fraction}")

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
+from predictors.config_checks import check_int, check_number
 from predictors.errors import ConfigError
 
 
@@ -47,14 +48,10 @@ class BoostingConfig:
     l2: float = 1.0
 
     def __post_init__(self) -> None:
-        for name, least in (("max_iter", 1), ("max_leaf_nodes", 2), ("min_samples_leaf", 1)):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < least:
-                raise ConfigError(f"`{name}` must be an integer >= {least}; got {v!r}")
-        if not (self.learning_rate > 0):
-            raise ConfigError(f"`learning_rate` must be > 0; got {self.learning_rate!r}")
-        if not (self.l2 >= 0):
-            raise ConfigError(f"`l2` must be >= 0; got {self.l2!r}")
+        check_int(self, "max_iter", "min_samples_leaf", ge=1)
+        check_int(self, "max_leaf_nodes", ge=2)
+        check_number(self, "learning_rate", gt=0)
+        check_number(self, "l2", ge=0)
 
     def model(self, binary: bool, seed: int) -> Any:
         """An unfitted classifier (``binary``) or squared-error regressor."""
@@ -171,8 +168,7 @@ class DRLearner:
     pseudo_outcome_: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.n_folds, int) or self.n_folds < 2:
-            raise ConfigError(f"`n_folds` must be an integer >= 2; got {self.n_folds!r}")
+        check_int(self, "n_folds", ge=2)
 
     def fit(self, x: np.ndarray, y: np.ndarray, arm: np.ndarray,
             pscore_treated: float | np.ndarray, pscore_control: float | np.ndarray) -> DRLearner:

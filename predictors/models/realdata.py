@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from predictors.config_checks import check_int, check_number
 from predictors.dataset import open_dataset
 from predictors.errors import ConfigError, DataValidationError, Problem
 from predictors.loaders import load_users
@@ -93,14 +94,10 @@ class RealDataConfig:
         bad = [f for f in self.families if f not in FAMILIES]
         if bad:
             raise ConfigError(f"`families` must be among {FAMILIES}; got {bad}")
-        if not isinstance(self.batch_users, int) or self.batch_users < 1:
-            raise ConfigError(f"`batch_users` must be an integer >= 1; got {self.batch_users!r}")
-        if not (0.0 < self.alpha < 1.0):
-            raise ConfigError(f"`alpha` must be in (0, 1); got {self.alpha!r}")
-        if not isinstance(self.n_boot, int) or self.n_boot < -1:
-            raise ConfigError(f"`n_boot` must be an integer >= -1; got {self.n_boot!r}")
-        if not (0.0 < self.val_fraction < 0.5):
-            raise ConfigError(f"`val_fraction` must be in (0, 0.5); got {self.val_fraction!r}")
+        check_int(self, "batch_users", ge=1)
+        check_int(self, "n_boot", ge=-1)
+        check_number(self, "alpha", gt=0, lt=1)
+        check_number(self, "val_fraction", gt=0, lt=0.5)
         self.predictor("logistic", self.test_fraction)  # validates the rest
 
     def predictor(self, family: str, test_fraction: float, n_steps: int = 1) -> PredictorConfig:

@@ -67,6 +67,7 @@ from dataclasses import dataclass, field, fields, replace
 import numpy as np
 from scipy.special import ndtri
 
+from predictors.config_checks import check_int, check_number
 from predictors.contract import ActionSpec, default_catalog
 
 
@@ -172,12 +173,9 @@ class WorldConfig:
             raise ValueError("WorldConfig.segments shares must be >= 0 with a positive sum")
         if not self.actions or self.actions[0].kind != "none":
             raise ValueError("WorldConfig.actions must start with a `none` action")
-        for name in ("habit_decay", "fatigue_decay", "conditioning_decay"):
-            v = getattr(self, name)
-            if not (0.0 <= v < 1.0):
-                raise ValueError(f"WorldConfig.{name} must be in [0, 1); got {v!r}")
-        if self.trait_noise < 0 or self.response_noise < 0 or self.burn_in < 0:
-            raise ValueError("WorldConfig.trait_noise, response_noise and burn_in must be >= 0")
+        check_number(self, "habit_decay", "fatigue_decay", "conditioning_decay", ge=0, lt=1)
+        check_number(self, "trait_noise", "response_noise", ge=0)
+        check_int(self, "burn_in", ge=0)
 
     @property
     def segment_names(self) -> list[str]:
