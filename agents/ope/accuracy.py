@@ -1,40 +1,24 @@
 """Accuracy of the sequential OPE estimators against the TRUE value, on generated shop logs.
 
-Each repeat generates a synthetic dataset (:func:`predictors.synthetic.generate`, its own seed),
-then, for every target policy:
+Each repeat generates a synthetic dataset (:func:`predictors.synthetic.generate`, its own seed,
+in the world :attr:`AccuracyConfig.world`), then, for every target policy:
 
 * **truth**: the policy's mean return per user over the first ``horizon`` periods, simulated
-  in the true world (:func:`predictors.synthetic.true_policy_value`) from the SAME users'
-  true states and observable histories at the log's start (``read_start_states(.., "start")``),
-  each user tiled ``truth_replicates`` times; its Monte-Carlo standard error is
-  ``sqrt(mean_i var_k(G_ik) / (K n))``. One seed per dataset for every policy (common random
-  numbers).
-* **estimates**: PDIS, WPDIS, sequential DR and FQE (:mod:`agents.ope.sequential`) with a
-  percentile-bootstrap interval over users, from the logs only: the panel's first ``horizon``
-  periods as per-user trajectories, observations from :func:`predictors.observations_from_panel`
-  (what the policies see in the world too), ``pscore`` = the logged propensity.
+  in the true world from the SAME users' true states at the log's start, with its Monte-Carlo
+  standard error (:func:`agents.ope.accuracy_logs.true_value`). One seed per dataset for every
+  policy (common random numbers).
+* **estimates**: PDIS, WPDIS, sequential DR and FQE (:mod:`agents.ope.sequential`), the
+  marginal estimators (:mod:`agents.ope.marginal`) and optionally the learned simulator's
+  (:mod:`agents.ope.model_based`), each with a bootstrap interval over users, from the logs
+  only: the panel's first ``horizon`` periods as per-user trajectories, observations from
+  :func:`predictors.observations_from_panel` (what the policies see in the world too),
+  ``pscore`` = the logged propensity, reward = the world's
+  (:func:`agents.ope.accuracy_logs.accuracy_logged_data`, which says how the value, the users
+  and the reward are defined).
 
-**Value**: the undiscounted sum over ``horizon`` periods of the world's reward per user,
-``revenue - send cost - redeemed discount``, for estimators and truth alike. Users who churn
-keep receiving decisions whose sends cost, exactly as in the world.
-
-**Users**: those outside the universal control group (``users.holdout``). The control group is
-logged with ``none`` at probability 1, so no estimator can value another policy on it.
-
-**Reward**: the generated logs carry gross revenue only. A coupon is redeemed only when it was
-delivered, i.e. its channel was subscribed at the period's start; the panel's ``net`` reward
-(:func:`agents.ope.panel.logged_data_from_panel`) subtracts the discount on every purchase after
-a coupon action. A real shop reads the redeemed discount off its orders; here it is rebuilt
-exactly: ``round(discount_rate * revenue, 2)`` when the user purchased and the channel was
-subscribed (unsubscribes seen in the log, plus the unsubscribes before the log from ``truth/``).
-:func:`reward_check` compares the logged reward of each row with the truth's expected reward of
-the logged action in the same state (``truth/outcomes.parquet``): their mean difference must be
-zero up to noise, for the panel reward it is not.
-
-**Summary** per estimator: median relative error ``|estimate - truth| / |truth|`` over
-(dataset, policy) pairs, mean Spearman rank correlation of estimates with the truth over the
-policies of a dataset, coverage (share of pairs whose interval holds the truth) and mean
-interval width.
+The summary per estimator (:mod:`agents.ope.accuracy_summary`) scores median relative error,
+Spearman rank correlation, interval coverage and width; the selection gate is scored against
+the true gains (:mod:`agents.ope.gate_bench`).
 """
 
 from __future__ import annotations
@@ -43,26 +27,32 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from scipy.stats import spearmanr
 from tqdm import tqdm
 
+from agents.ope.accuracy_logs import (
+    accuracy_logged_data,
+    load_target_policy,
+    logged_revenue,
+    reward_check,
+    true_value,
+    with_reward,
+)
+from agents.ope.accuracy_summary import GOAL, summarize
 from agents.ope.choice import CHOICE_METHODS, choose_estimator
 from agents.ope.data import LoggedData, target_action_dist
 from agents.ope.fqe import FQEConfig
 from agents.ope.marginal import MARGINAL_ESTIMATORS, joint_replicates
 from agents.ope.model_based import SIM_ESTIMATORS
-from agents.ope.panel import logged_data_from_panel
 from agents.ope.sequential import FQE, PDIS, WPDIS, SequentialDR, SequentialEstimator
 from agents.policy import Policy
 from predictors import (
     ConfigError,
-    DatasetSpec,
     GenerateConfig,
     StartStates,
     build_panel,
@@ -70,10 +60,8 @@ from predictors import (
     check_int,
     check_number,
     generate,
-    observation_names,
     open_dataset,
     read_start_states,
-    true_policy_value,
 )
 from predictors.synthetic import WorldFileError, load_world, read_world
 
@@ -103,8 +91,6 @@ ACCURACY_ESTIMATORS = ("pdis", "wpdis", "seq-dr", "fqe") + MARGINAL_ESTIMATORS +
 #: The benchmark's default estimators: the MLP-based ``seq-dr`` and ``fqe`` (intervals
 #: conditional on their Q model, minutes per policy at long horizons) are opt-in.
 DEFAULT_ESTIMATORS = ("pdis", "wpdis") + MARGINAL_ESTIMATORS
-#: The goal of the best sequential estimator.
-GOAL = {"median_rel_error": 0.05, "spearman": 0.9, "coverage": 0.9}
 
 
 @dataclass(frozen=True)
@@ -196,139 +182,14 @@ def make_accuracy_estimators(names: Sequence[str], fqe_steps: int,
     return [make[n]() for n in names if n in make]
 
 
-def load_target_policy(text: str, spec: DatasetSpec, data: str | Path) -> Policy:
-    """``rule:NAME[:...]``, an export or a ``train-policy`` run folder, on the observation vector
-    (a trained policy must have been trained on it: ``--env world``)."""
-    from agents.loading import load_policy
-
-    return load_policy(text, spec, observation_names(), data)
-
-
-def _evaluated_users(folder: Path) -> np.ndarray:
-    """Positions (= user order of ``truth/users.parquet``) of users outside the control group."""
-    users = pd.read_parquet(folder / "truth" / "users.parquet", columns=["user_id", "holdout"])
-    ids = users["user_id"].to_numpy()
-    if not np.array_equal(ids, np.arange(len(ids))):
-        raise ConfigError(f"{folder}: user ids must be 0..n-1 in order, as generated")
-    return np.flatnonzero(~users["holdout"].to_numpy(dtype=bool))
-
-
-def accuracy_logged_data(folder: str | Path, horizon: int, start: StartStates | None = None,
-                         reward: str = "world") -> tuple[LoggedData, np.ndarray]:
-    """The first ``horizon`` logged periods of the evaluated users (see the module docstring).
-
-    Args:
-        folder: A generated dataset (with ``truth/``).
-        horizon: Periods kept.
-        start: The dataset's start states (read when omitted).
-        reward: ``world`` (redeemed discount only on delivered coupons, the world's reward) or
-            ``panel`` (the panel's ``net`` reward, for comparison).
-
-    Returns:
-        The logged data and the evaluated users' ids (= positions in the start states).
-    """
-    if reward not in ("world", "panel"):
-        raise ConfigError(f"`reward` must be 'world' or 'panel'; got {reward!r}")
-    start = start or read_start_states(folder, "start")
-    revenue, users = _logged_revenue(Path(folder), horizon)
-    return _with_reward(revenue, open_dataset(folder).spec, start, reward), users
-
-
-def _logged_revenue(folder: Path, horizon: int) -> tuple[LoggedData, np.ndarray]:
-    """Logged data whose reward is the period's gross revenue, and the evaluated users."""
-    users = _evaluated_users(folder)
-    ds = open_dataset(folder)
-    panel = build_panel(ds, validate=False)
-    keep = (panel["period"] < horizon) & panel["user_id"].isin(users)
-    panel = panel[keep.to_numpy()].reset_index(drop=True)
-    data = logged_data_from_panel(panel, ds.spec, reward="revenue")
-    if data.n_rounds != len(users) * horizon:
-        raise ConfigError(f"{folder}: expected one logged decision per user and period "
-                          f"({len(users) * horizon}); got {data.n_rounds}")
-    return data, users
-
-
-def _with_reward(data: LoggedData, spec: DatasetSpec, start: StartStates,
-                 reward: str) -> LoggedData:
-    """Revenue-reward ``data`` with ``revenue - send cost - redeemed discount``."""
-    acts = spec.actions
-    cost = np.array([a.cost for a in acts])
-    rate = np.array([a.discount_rate if a.kind == "discount" else 0.0 for a in acts])
-    a, revenue = data.action, data.reward
-    delivered = np.ones(data.n_rounds, dtype=bool)
-    if reward == "world":
-        obs_names = observation_names()
-        uid = np.asarray(data.user_id, dtype=np.int64)
-        email_off = ((data.obs[:, obs_names.index("email_unsubscribed")] > 0.5)
-                     | start.state.email_unsub[uid])
-        push_off = ((data.obs[:, obs_names.index("push_unsubscribed")] > 0.5)
-                    | start.state.push_unsub[uid])
-        email = np.array([x.channel == "email" for x in acts])
-        push = np.array([x.channel == "push" for x in acts])
-        delivered = (email[a] & ~email_off) | (push[a] & ~push_off)
-    redeemed = np.where(delivered & (revenue > 0), rate[a] * revenue, 0.0)
-    if reward == "world":
-        redeemed = np.round(redeemed, 2)
-    return replace(data, reward=revenue - cost[a] - redeemed)
-
-
-def reward_check(folder: str | Path, data: LoggedData) -> dict[str, Any]:
-    """Mean of (logged reward - TRUE expected reward of the logged action), overall and per action.
-
-    Returns:
-        ``{"mean_diff", "se", "z", "by_action": {name: {"rows", "mean_diff", "se", "z"}}}``.
-    """
-    folder = Path(folder)
-    horizon = int(data.time_step.max()) + 1
-    out = pd.read_parquet(folder / "truth" / "outcomes.parquet",
-                          columns=["user_id", "period", "action", "expected_reward"],
-                          filters=[("period", "<", horizon)])
-    names = list(data.action_names or [])
-    code = out["action"].astype(str).map({n: i for i, n in enumerate(names)}).to_numpy()
-    table = pd.Series(out["expected_reward"].to_numpy(np.float64),
-                      index=pd.MultiIndex.from_arrays([out["user_id"].to_numpy(),
-                                                       out["period"].to_numpy(np.int64), code]))
-    key = pd.MultiIndex.from_arrays([np.asarray(data.user_id), data.time_step, data.action])
-    diff = data.reward - table.reindex(key).to_numpy()
-
-    def stats(d: np.ndarray) -> dict[str, float]:
-        se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
-        mean = float(d.mean())
-        return {"rows": len(d), "mean_diff": mean, "se": se, "z": mean / se if se > 0 else 0.0}
-
-    return {**stats(diff), "by_action": {n: stats(diff[data.action == i])
-                                        for i, n in enumerate(names) if (data.action == i).any()}}
-
-
-def true_value(world: Any, policy: Policy, start: StartStates, users: np.ndarray, horizon: int,
-               replicates: int, seed: int) -> tuple[float, float]:
-    """TRUE mean return per user of ``policy`` over ``horizon`` periods, and its MC error.
-
-    Every user of ``users`` starts ``replicates`` times (tiled); the policy draws its actions
-    from ``np.random.default_rng([seed, 1])`` and the world from ``seed``.
-    """
-    rng = np.random.default_rng([seed, 1])
-    tiled = start.subset(np.tile(users, replicates))
-
-    def act(obs: np.ndarray) -> np.ndarray:
-        return policy.act(obs, rng).astype(np.int64)
-
-    returns = true_policy_value(world, act, tiled, horizon, seed).reshape(replicates, -1)
-    if replicates > 1:
-        se = float(np.sqrt(returns.var(axis=0, ddof=1).mean() / returns.size))
-    else:
-        se = float(returns.std(ddof=1) / np.sqrt(returns.size))
-    return float(returns.mean()), se
-
-
 def _one_dataset(folder: Path, config: AccuracyConfig, policies: Sequence[str],
                  seed: int) -> dict[str, Any]:
     """Truth and estimates of every policy on one generated dataset."""
     spec = open_dataset(folder).spec
     world, start = read_world(folder), read_start_states(folder, "start")
-    revenue, users = _logged_revenue(folder, config.horizon)
-    data = _with_reward(revenue, spec, start, "world")
-    panel_data = _with_reward(revenue, spec, start, "panel")
+    revenue, users = logged_revenue(folder, config.horizon)
+    data = with_reward(revenue, spec, start, "world")
+    panel_data = with_reward(revenue, spec, start, "panel")
     first = data.time_step == 0
     obs_gap = float(np.abs(data.obs[first] - start.history.observation()[
         np.asarray(data.user_id[first], dtype=np.int64)]).max())
@@ -348,11 +209,7 @@ def _one_dataset(folder: Path, config: AccuracyConfig, policies: Sequence[str],
                 t0 = time.perf_counter()
                 iv = est.interval(data, dist, n_boot=config.n_boot, alpha=config.alpha,
                                   seed=seed)
-                row["estimates"][est.name] = {
-                    "mean": iv.mean, "low": iv.low, "high": iv.high,
-                    "rel_error": abs(iv.mean - truth) / abs(truth) if truth else float("nan"),
-                    "covers": bool(iv.low <= truth <= iv.high),
-                    "seconds": time.perf_counter() - t0}
+                row["estimates"][est.name] = _estimate_cell(iv, truth, time.perf_counter() - t0)
         notes.update(f"{text}: {w.message}" for w in caught)
         rows.append(row)
     marginal = [e for e in config.estimators if e in MARGINAL_ESTIMATORS]
@@ -366,10 +223,7 @@ def _one_dataset(folder: Path, config: AccuracyConfig, policies: Sequence[str],
             truth = row["true_value"]
             for name in marginal:
                 iv = rep.interval(name, row["policy"], config.alpha)
-                row["estimates"][name] = {
-                    "mean": iv.mean, "low": iv.low, "high": iv.high,
-                    "rel_error": abs(iv.mean - truth) / abs(truth) if truth else float("nan"),
-                    "covers": bool(iv.low <= truth <= iv.high), "seconds": seconds}
+                row["estimates"][name] = _estimate_cell(iv, truth, seconds)
         if config.gate_baseline in dists:
             from agents.ope.gate_bench import gate_rows
 
@@ -453,45 +307,6 @@ def scored_estimators(config: AccuracyConfig) -> list[str]:
     """The estimators of ``config`` plus the choice rows ``chosen``, ``chosen-mse``."""
     names = list(config.estimators)
     return names + (["chosen", "chosen-mse"] if config.choice and len(names) > 1 else [])
-
-
-def summarize(datasets: list[dict[str, Any]], estimators: Sequence[str],
-              policies: Sequence[str]) -> dict[str, Any]:
-    """Per-estimator and per-policy figures over all datasets (see the module docstring)."""
-    summary = []
-    for name in estimators:
-        cells = [r["estimates"][name] | {"truth": r["true_value"]}
-                 for d in datasets for r in d["policies"]]
-        rel = np.array([c["rel_error"] for c in cells])
-        rho = np.array([d["spearman"][name] for d in datasets])
-        row = {"estimator": name, "median_rel_error": float(np.nanmedian(rel)),
-               "mean_rel_error": float(np.nanmean(rel)),
-               "spearman_mean": float(np.nanmean(rho)) if np.isfinite(rho).any() else None,
-               "spearman_min": float(np.nanmin(rho)) if np.isfinite(rho).any() else None,
-               "coverage": float(np.mean([c["covers"] for c in cells])),
-               "mean_ci_width": float(np.mean([c["high"] - c["low"] for c in cells])),
-               "seconds": float(sum(c["seconds"] for c in cells))}
-        row["meets_goal"] = bool(row["median_rel_error"] <= GOAL["median_rel_error"]
-                                 and (row["spearman_mean"] or 0.0) >= GOAL["spearman"]
-                                 and row["coverage"] >= GOAL["coverage"])
-        summary.append(row)
-    per_policy = []
-    for j, text in enumerate(policies):
-        cells = [d["policies"][j] for d in datasets]
-        entry: dict[str, Any] = {
-            "policy": text, "true_value_mean": float(np.mean([c["true_value"] for c in cells])),
-            "true_se_max": float(max(c["true_se"] for c in cells)), "estimators": {}}
-        for name in estimators:
-            e = [c["estimates"][name] for c in cells]
-            entry["estimators"][name] = {
-                "mean_estimate": float(np.mean([x["mean"] for x in e])),
-                "median_rel_error": float(np.nanmedian([x["rel_error"] for x in e])),
-                "coverage": float(np.mean([x["covers"] for x in e]))}
-        per_policy.append(entry)
-    rel_se = [r["true_se"] / abs(r["true_value"]) for d in datasets for r in d["policies"]
-              if r["true_value"]]
-    return {"summary": summary, "per_policy": per_policy,
-            "truth_rel_se_max": float(max(rel_se)) if rel_se else float("nan")}
 
 
 def run_ope_accuracy(config: AccuracyConfig | None = None,
