@@ -158,7 +158,7 @@ class AccuracyConfig:
         try:
             load_world(self.world)  # a preset or a readable, valid world file
         except WorldFileError as e:
-            raise ConfigError(f"`world`: {e}") from None
+            raise ConfigError(str(e)) from None  # names the preset or file
         check_int(self, "n_boot", ge=2)
         check_number(self, "alpha", gt=0, lt=1)
         from predictors.models.config import FAMILIES

@@ -107,7 +107,7 @@ def test_ips_is_unbiased_on_uniform_logs(tmp_path) -> None:
     ({"estimators": ("ips",)}, "estimators"),
     ({"repeats": 0}, "repeats"),
     ({"alpha": 1.5}, "alpha"),
-    ({"world": "nowhere"}, "`world`: --world nowhere: neither a preset"),
+    ({"world": "nowhere"}, "--world nowhere: neither a preset"),
 ])
 def test_config_rejects_bad_values(kwargs, match) -> None:
     with pytest.raises(ConfigError, match=match):
