@@ -99,6 +99,11 @@ def bench_env_cmd(
             write_json(tmp / "bench.json", {"unit": "user-steps per second", "rows": rows})
 
 
+def _pct(rel: float | None) -> str:
+    """A relative error as ``+1.2%``, or ``-`` where the log's rate is 0 (not informed)."""
+    return "-" if rel is None else f"{rel:+.1%}"
+
+
 @app.command("fidelity")
 def fidelity_cmd(
     predictor: Path = typer.Option(..., "--predictor", help="Run folder of train-predictor."),
@@ -148,9 +153,10 @@ def fidelity_cmd(
         for g in ("not_contacted", "contacted"):
             if g in rep["by_action"]:
                 sm = rep["by_action"][g]["summary"]
-                typer.echo(f"  {g:<14} visit {sm['visit_rate']['rel_error']:+.1%}  purchase "
-                           f"{sm['purchase_rate']['rel_error']:+.1%}  revenue "
-                           f"{sm['revenue_per_user']['rel_error']:+.1%}")
+                typer.echo(f"  {g:<14} " + "  ".join(
+                    f"{name} {_pct(sm[k]['rel_error'])}" for name, k in (
+                        ("visit", "visit_rate"), ("purchase", "purchase_rate"),
+                        ("revenue", "revenue_per_user"))))
         if ds.truth_folder is not None:
             pol = policy_fidelity(predictor, data, horizon=horizon, start_users=start_users,
                                   replicates=policy_replicates, seed=seed, panel=panel)
