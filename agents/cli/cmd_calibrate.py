@@ -115,7 +115,7 @@ def _calibrate_rollout(predictor: Path, data: Path, out: Path, horizon: int, deg
         if b["rel_error"] is None:
             continue
         typer.echo(f"  {k:<12}{b['log']:>10.4f}{b['rel_error']:>+10.1%}{a['rel_error']:>+10.1%}")
+    ends = np.array([0, cal.horizon - 1])
     typer.echo("  offsets (logit; revenue: log mean) at the first and last step: " + ", ".join(
-        f"{h} {cal.offsets(h, np.array([0]))[0]:+.3f}..{cal.offsets(h, np.array([horizon]))[0]:+.3f}"
-        for h in cal.coef))
+        "{} {:+.3f}..{:+.3f}".format(h, *cal.offsets(h, ends)) for h in cal.coef))
     typer.echo(f"wrote {out}")

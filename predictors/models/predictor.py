@@ -26,8 +26,8 @@ from predictors.io import atomic_path, write_json, write_parquet
 from predictors.models.calibration import HeadCalibration, fit_calibration
 from predictors.models.config import PredictorConfig, resolve_device
 from predictors.models.dad import dad_rounds
-from predictors.models.rollout_calibration import RolloutCalibration
 from predictors.models.families import N_RAW, BehaviorNet, State, make_net
+from predictors.models.rollout_calibration import RolloutCalibration
 from predictors.models.sequence import PanelTensors, StaticEncoder, panel_to_tensors
 from predictors.models.train import (
     TrainResult,
