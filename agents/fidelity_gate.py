@@ -127,14 +127,15 @@ def fidelity_markdown(result: dict, plots: dict[str, str]) -> str:
                   + ", ".join(gate["not_checked"]) + "."]
     lines += ["", f"## Replay of the logged actions ({rep['users']} users from period "
               f"{rep['start_period']}, {rep['horizon']} periods, {rep['replicates']} "
-              "replicates)", "", "| metric | simulated | logged | rel. error | worst period |",
-              "|---|---|---|---|---|"]
+              "replicates)", "", "| metric | simulated | logged | rel. error | log rel. SE | "
+              "worst period |", "|---|---|---|---|---|---|"]
     worst = dict(rep["max_period_rel_error"])
     worst["revenue_per_user_period"] = worst.get("revenue_per_user")
     for k, v in rep["summary"].items():
         w = worst.get(k)
+        se = v.get("log_rel_se")
         lines.append(f"| {k} | {v['sim']:.4f} | {v['log']:.4f} | {_fmt(v['rel_error'])} | "
-                     f"{'-' if w is None else f'{w:.1%}'} |")
+                     f"{'-' if se is None else f'{se:.1%}'} | {'-' if w is None else f'{w:.1%}'} |")
     lines += ["", "Sampling noise of the log's per-period means (median relative SE over "
               "periods): " + ", ".join(f"{k} {v:.1%}" for k, v in
                                        rep.get("period_rel_se_log", {}).items()) + ".", "",

@@ -136,10 +136,12 @@ def fidelity_cmd(
         result = {"replay": rep}
         typer.echo(f"replay of the logged actions: {rep['users']} {start_users} users from period "
                    f"{rep['start_period']}, {h} periods, {replicates} replicates")
-        typer.echo(f"  {'metric':<26}{'simulated':>12}{'logged':>12}{'rel. error':>12}")
+        typer.echo(f"  {'metric':<26}{'simulated':>12}{'logged':>12}{'rel. error':>12}"
+                   f"{'log rel. SE':>12}")
         for k, v in rep["summary"].items():
-            rel = "-" if v["rel_error"] is None else f"{v['rel_error']:+.1%}"
-            typer.echo(f"  {k:<26}{v['sim']:>12.4f}{v['log']:>12.4f}{rel:>12}")
+            se = "-" if v.get("log_rel_se") is None else f"{v['log_rel_se']:.1%}"
+            typer.echo(f"  {k:<26}{v['sim']:>12.4f}{v['log']:>12.4f}{_pct(v['rel_error']):>12}"
+                       f"{se:>12}")
         for line in rep["not_informed"]:
             typer.echo(f"  not informed by the data: {line}")
         pp = rep["purchases_per_user"]

@@ -44,6 +44,7 @@ def _replay(tmp_path: Path, kind: str, src: Path) -> dict:
         assert len(rep["per_period"][key]["sim"]) == len(rep["per_period"][key]["log"]) == 4
     assert rep["summary"]["purchase_rate"]["log"] > 0
     assert rep["summary"]["purchase_rate"]["rel_error"] is not None
+    assert 0 < rep["summary"]["purchase_rate"]["log_rel_se"] < 1
     assert rep["max_period_rel_error"]["purchase_rate"] is not None
     assert gate["ranking_ok"] is None and "not checked" in gate["verdict"]
     assert "purchase_rate" in " ".join(c["check"] for c in gate["checks"])
