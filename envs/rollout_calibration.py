@@ -20,6 +20,7 @@ rule values (on a synthetic shop) show whether other policies' values got better
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +39,8 @@ from predictors.models.rollout_calibration import (
 )
 
 _EPS = 1e-6
+#: Fewer validation users than this get a warning (their logged rates are noisy).
+MIN_USERS = 500
 
 
 @dataclass(frozen=True)
@@ -226,6 +229,9 @@ def fit_rollout_calibration(predictor: BehaviorPredictor, data: str | Path,
         shop = load_learned_shop(predictor, data, start_period=start, start_users="val",
                                  panel=panel)
         tg = _targets(panel, shop, start, horizon)
+        if tg["n"] < MIN_USERS:
+            warnings.warn(f"rollout calibration: only {tg['n']} validation users; the fitted "
+                          "offsets carry their logged rates' sampling noise", stacklevel=2)
         activity = predictor.activity_
         heads = [h for h in cfg.heads if tg["events"][h] > 0
                  and not (h == "visit" and activity != "visit")]

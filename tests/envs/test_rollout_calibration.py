@@ -50,10 +50,12 @@ def test_rollout_calibration_recovers_a_planted_bias(tiny_synthetic_run) -> None
     data, folder = tiny_synthetic_run
     cfg = RolloutCalibrationConfig(replicates=8, rounds=8)
     ref = BehaviorPredictor.load(folder)
-    cal_ref, _ = fit_rollout_calibration(ref, data, cfg)
+    with pytest.warns(UserWarning, match="only 45 validation users"):  # a tiny shop
+        cal_ref, _ = fit_rollout_calibration(ref, data, cfg)
     biased = BehaviorPredictor.load(folder)
     _planted(biased, {"visit": -0.5, "purchase": -0.4}, revenue=-0.3)
-    cal_b, report = fit_rollout_calibration(biased, data, cfg)
+    with pytest.warns(UserWarning, match="validation users"):
+        cal_b, report = fit_rollout_calibration(biased, data, cfg)
     assert biased.rollout_calibration_ is None  # the predictor is left as it was
     for head, planted in (("visit", 0.5), ("purchase", 0.4), ("revenue", 0.3)):
         diff = np.asarray(cal_b.coef[head]) - np.asarray(cal_ref.coef[head])
@@ -118,6 +120,7 @@ def test_config_invalid(kwargs: dict, match: str) -> None:
         RolloutCalibrationConfig(**kwargs)
 
 
+@pytest.mark.filterwarnings("ignore:rollout calibration. only")
 def test_cli_writes_the_calibrated_predictor(tiny_synthetic_run, tmp_path) -> None:
     data, folder = tiny_synthetic_run
     out = tmp_path / "rol"
