@@ -155,7 +155,6 @@ def _solve(rec: _Record, tg: dict, cfg: RolloutCalibrationConfig, horizon: int,
     def pad(theta: np.ndarray) -> tuple[float, ...]:
         return tuple(float(x) for x in np.pad(theta, (0, cfg.degree + 1 - len(theta))))
 
-    cal = RolloutCalibration(horizon, cfg.degree)
     if "visit" in heads:
         coef["visit"] = pad(solve_rate_offsets(rec.zv, tg["visit"], n_log, degree("visit"),
                                                horizon))
