@@ -62,9 +62,14 @@ def fidelity_gate(result: dict, thresholds: FidelityThresholds | None = None) ->
     """
     th = thresholds or FidelityThresholds()
     rep = result["replay"]
-    checks = []
+    checks, not_checked = [], []
     for skey, pkey in REPLAY_KEYS:
         rel = rep["summary"][skey]["rel_error"]
+        if rel is None and not rep["summary"][skey]["log"]:
+            # the log never shows this outcome (no visit events, no prices): not informed,
+            # so there is nothing to compare, rather than a failed check
+            not_checked.append(skey)
+            continue
         checks.append(_check(f"replay {skey} |relative error|", None if rel is None else abs(rel),
                              "<=", th.replay_rel_error))
         checks.append(_check(f"replay {pkey} worst period |relative error|",
@@ -96,7 +101,8 @@ def fidelity_gate(result: dict, thresholds: FidelityThresholds | None = None) ->
     else:
         verdict = (f"No: {len(failed)} of {len(checks)} checks fail ({'; '.join(failed)}), so "
                    "this simulator may not be used to choose between policies.")
-    return {"thresholds": asdict(th), "checks": checks, "replay_ok": replay_ok,
+    return {"thresholds": asdict(th), "checks": checks, "not_checked": not_checked,
+            "replay_ok": replay_ok,
             "ranking_ok": ranking_ok, "usable_for_choosing": usable, "verdict": verdict}
 
 
@@ -116,16 +122,20 @@ def fidelity_markdown(result: dict, plots: dict[str, str]) -> str:
         shown = f"{v:.3f}" if v is not None and np.isfinite(v) else "-"
         lines.append(f"| {c['check']} | {shown} | {c['op']} {c['threshold']:g} | "
                      f"{'yes' if c['passed'] else '**no**'} |")
+    if gate.get("not_checked"):
+        lines += ["", "Not checked (the log never shows them): "
+                  + ", ".join(gate["not_checked"]) + "."]
     lines += ["", f"## Replay of the logged actions ({rep['users']} users from period "
               f"{rep['start_period']}, {rep['horizon']} periods, {rep['replicates']} "
-              "replicates)", "", "| metric | simulated | logged | rel. error | worst period |",
-              "|---|---|---|---|---|"]
+              "replicates)", "", "| metric | simulated | logged | rel. error | log rel. SE | "
+              "worst period |", "|---|---|---|---|---|---|"]
     worst = dict(rep["max_period_rel_error"])
     worst["revenue_per_user_period"] = worst.get("revenue_per_user")
     for k, v in rep["summary"].items():
         w = worst.get(k)
+        se = v.get("log_rel_se")
         lines.append(f"| {k} | {v['sim']:.4f} | {v['log']:.4f} | {_fmt(v['rel_error'])} | "
-                     f"{'-' if w is None else f'{w:.1%}'} |")
+                     f"{'-' if se is None else f'{se:.1%}'} | {'-' if w is None else f'{w:.1%}'} |")
     lines += ["", "Sampling noise of the log's per-period means (median relative SE over "
               "periods): " + ", ".join(f"{k} {v:.1%}" for k, v in
                                        rep.get("period_rel_se_log", {}).items()) + ".", "",

@@ -15,7 +15,10 @@ the log recorded for the same users and periods:
 * the same curves split by the logged action of the period: not contacted (``none``),
   contacted (any other action), and each action; the simulated users are the replayed copies
   of the logged users, so each group compares the same user-periods;
-* the largest relative error of any single period of the visit, purchase and revenue curves.
+* the largest relative error of any single period of the visit, purchase and revenue curves;
+* the log's own sampling noise: per rate, the relative standard error of the window's mean
+  over the start users (``log_rel_se``), and per period (``period_rel_se_log``). A replay
+  error of one or two of these is what a perfect simulator shows on these users.
 * ``not_informed``: the behaviours the data could not inform (no visit events, no
   interventions table, actions never logged, ...), so a reader knows which simulated numbers
   rest on the data and which on the model's defaults.
@@ -156,7 +159,11 @@ def replay_fidelity(shop: LearnedShop, panel: pd.DataFrame, horizon: int, *,
                               ("revenue_per_user_period", sim.revenue, log.revenue),
                               ("unsubscribe_rate", sim.unsubscribe, log_unsub)):
         s, lg = float(s_arr.mean()), float(l_arr.mean())
-        summary[key] = {"sim": s, "log": lg, "rel_error": _rel(s, lg)}
+        # sampling noise of the log's own rate over the window: users differ, so it is the
+        # spread of per-user means (not of user-periods) that sets it
+        se = float(l_arr.mean(1).std(ddof=1) / np.sqrt(len(l_arr))) if len(l_arr) > 1 else 0.0
+        summary[key] = {"sim": s, "log": lg, "rel_error": _rel(s, lg),
+                        "log_rel_se": se / lg if lg else None}
     s_surv, l_surv = per_period["survival"]["sim"][-1], per_period["survival"]["log"][-1]
     summary["survival_last_period"] = {"sim": s_surv, "log": l_surv,
                                        "rel_error": _rel(s_surv, l_surv)}

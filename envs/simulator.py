@@ -11,7 +11,8 @@ Response sampling for action ``a`` of user ``u`` (predictions ``p_*[u, a]``):
   purchase marginal is p_purchase. When the predictor's data had no visit events (an orders
   log), purchase is the observed activity: purchase ~ Bernoulli(p_purchase) and no visit is
   drawn (as in the data), and churn below is drawn given a purchase; revenue | purchase ~
-  LogNormal(mu, sigma), capped at twice the largest revenue of a logged period;
+  LogNormal(mu, sigma), capped at twice the largest revenue of a logged period (0 when the
+  log has no order values, ``has_prices`` false: the revenue head was never informed);
 * views, carts and favs (inputs of the predictor's next step, not predicted by it) ~ Poisson with
   the training panel's mean given (visited, purchased);
 * unsubscribe from the action's channel ~ Bernoulli(p_unsubscribe) when a message was sent;
@@ -405,14 +406,16 @@ class ShopSimulator:
         # an ensemble draws its member per user-step from the simulator's own generator
         pred = (self.predictor.predict_from_state(self.state, rng) if ensemble
                 else self.predictor.predict_from_state(self.state))
+        rollout_cal = getattr(self.predictor, "rollout_calibration_", None)
+        if rollout_cal is not None:  # per-period offsets by each user's step in the episode
+            pred = rollout_cal.apply(pred, self.t)
         ch = self.channel[action]
-        blocked = (ch >= 0) & self.unsub[np.arange(n), np.clip(ch, 0, 1)]
-        effective = action.copy()
-        if self.none_index is not None:
-            effective[blocked] = self.none_index
+        effective, blocked = self.effective_action(action)
         out = pred.sample(effective, rng)
         visit, purchase = out["visit"], out["purchase"]
-        revenue = np.minimum(out["revenue"], self.activity.revenue_cap)
+        # a log without order values never informed the revenue head: no revenue is drawn
+        revenue = (np.minimum(out["revenue"], self.activity.revenue_cap) if self.spec.has_prices
+                   else np.zeros(n))
         r = np.arange(n)
         pa = pred.p_active[r, effective]
         active = visit if pred.activity == "visit" else purchase
@@ -430,7 +433,8 @@ class ShopSimulator:
         expected_reward = (_capped_lognormal_mean(pred.revenue_mu[r, effective],
                                                   pred.revenue_sigma[r, effective],
                                                   self.activity.revenue_cap)
-                           * pred.p_purchase[r, effective] * (1.0 - rate) - self.cost[action])
+                           * pred.p_purchase[r, effective] * (1.0 - rate)
+                           * float(self.spec.has_prices) - self.cost[action])
         if self.penalty:
             expected_reward = expected_reward - self.penalty * uncertainty
         # Observable bookkeeping of the period.
@@ -448,6 +452,21 @@ class ShopSimulator:
                 "terminated": churn if self.churn_mode == "terminate" else np.zeros(n, bool),
                 "uncertainty": uncertainty}
 
+
+    def effective_action(self, action: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The action whose predictions drive each user's outcome, and whether it was blocked.
+
+        A message on a channel the user unsubscribed from acts as ``none``.
+
+        Returns:
+            ``effective`` ``(n,)`` action indices and ``blocked`` ``(n,)`` bool.
+        """
+        ch = self.channel[action]
+        blocked = (ch >= 0) & self.unsub[np.arange(self.n), np.clip(ch, 0, 1)]
+        effective = action.copy()
+        if self.none_index is not None:
+            effective[blocked] = self.none_index
+        return effective, blocked
 
     def observe(self, action: np.ndarray, raw: np.ndarray) -> None:
         """Advance every user by one OBSERVED period instead of a sampled one.

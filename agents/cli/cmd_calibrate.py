@@ -24,22 +24,35 @@ def calibrate_predictor(
     predictor: Path = typer.Option(..., "--predictor", help="Run folder of train-predictor."),
     data: Path = typer.Option(..., "--data", help="Dataset folder it was fitted on."),
     out: Path = typer.Option(..., "--out", help="Run folder of the calibrated predictor."),
-    method: str = typer.Option("temperature", help="temperature or isotonic."),
+    method: str = typer.Option("temperature", help="temperature, isotonic or rollout."),
     weighted: bool = typer.Option(False, "--weighted/--no-weighted",
                                   help="Inverse-propensity weighted calibration."),
+    horizon: int = typer.Option(26, help="rollout: periods replayed."),
+    degree: int = typer.Option(1, help="rollout: degree of the offsets in the rollout step."),
+    replicates: int = typer.Option(8, help="rollout: simulated copies of each user."),
+    rounds: int = typer.Option(6, help="rollout: fit-then-roll-out iterations."),
+    seed: int = typer.Option(0, help="rollout: seed of the rollouts."),
+    threads: int = typer.Option(1, help="rollout: torch intra-op threads (0: torch's default)."),
 ) -> None:
     """Fit calibration on the validation users; check it on the held-out test users.
 
     Writes the calibrated predictor (same weights) and ``calibration.json`` (per head and
     action: mean predicted, observed and ECE on the test users, before and after).
+    ``--method rollout`` keeps the heads as they are and adds per-period offsets of the
+    rollout (visit, purchase, revenue, unsubscribe; a polynomial in the rollout step), fitted by
+    replaying the validation users' logged actions; check it with ``nudgegym fidelity``.
     """
     from agents.cli.cmd_predictor import _load_data
     from predictors.models import BehaviorPredictor
     from predictors.models.calibration import CALIBRATIONS, calibration_table
 
+    if method == "rollout":
+        _calibrate_rollout(predictor, data, out, horizon, degree, replicates, rounds, seed,
+                           threads)
+        return
     if method not in CALIBRATIONS[1:]:
-        raise typer.BadParameter(f"expected one of {CALIBRATIONS[1:]}; got {method!r}",
-                                 param_hint="--method")
+        raise typer.BadParameter(f"expected one of {CALIBRATIONS[1:] + ('rollout',)}; got "
+                                 f"{method!r}", param_hint="--method")
     with output_folder(out) as tmp:
         pred = BehaviorPredictor.load(predictor, device="cpu")
         panel, users, _ = _load_data(data)
@@ -60,4 +73,49 @@ def calibrate_predictor(
                                               "calibration": pred.calibration_.to_dict()})
     _print_table("test users before calibration:", before)
     _print_table(f"test users after {method} calibration (fitted on validation users):", after)
+    typer.echo(f"wrote {out}")
+
+
+def _calibrate_rollout(predictor: Path, data: Path, out: Path, horizon: int, degree: int,
+                       replicates: int, rounds: int, seed: int, threads: int) -> None:
+    from agents.cli.cmd_env import _set_threads
+    from envs.rollout_calibration import RolloutCalibrationConfig, fit_rollout_calibration
+    from predictors import build_panel, open_dataset
+    from predictors.fingerprint import check_pair
+    from predictors.models import BehaviorPredictor
+
+    try:
+        cfg = RolloutCalibrationConfig(horizon=horizon, degree=degree, replicates=replicates,
+                                       rounds=rounds, seed=seed)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+    _set_threads(threads)
+    check_pair(predictor, data)
+    with output_folder(out) as tmp:
+        pred = BehaviorPredictor.load(predictor, device="cpu")
+        cal, report = fit_rollout_calibration(pred, data, cfg,
+                                              panel=build_panel(open_dataset(data)))
+        pred.rollout_calibration_ = cal
+        pred.save(tmp)
+        write_run_config(tmp, "calibrate-predictor", {
+            "predictor": str(predictor), "data": str(data), "method": "rollout",
+            "horizon": horizon, "degree": degree, "replicates": replicates, "rounds": rounds,
+            "threads": threads}, seed)
+        write_json(tmp / "calibration.json", {"method": "rollout",
+                                              "fitted_on": "validation users",
+                                              "checked_on": "nudgegym fidelity (test users)",
+                                              **report})
+    first, last = report["rounds"][0]["replay"], report["rounds"][-1]["replay"]
+    typer.echo(f"replay of the validation users' logged actions ({report['fitted_on']['n_users']}"
+               f" users from period {report['fitted_on']['start_period']}, "
+               f"{report['horizon']} periods):")
+    typer.echo(f"  {'head':<12}{'logged':>10}{'before':>10}{'after':>10}")
+    for k in ("visit", "purchase", "revenue", "unsubscribe"):
+        b, a = first[k], last[k]
+        if b["rel_error"] is None:
+            continue
+        typer.echo(f"  {k:<12}{b['log']:>10.4f}{b['rel_error']:>+10.1%}{a['rel_error']:>+10.1%}")
+    ends = np.array([0, cal.horizon - 1])
+    typer.echo("  offsets (logit; revenue: log mean) at the first and last step: " + ", ".join(
+        "{} {:+.3f}..{:+.3f}".format(h, *cal.offsets(h, ends)) for h in cal.coef))
     typer.echo(f"wrote {out}")

@@ -99,6 +99,11 @@ def bench_env_cmd(
             write_json(tmp / "bench.json", {"unit": "user-steps per second", "rows": rows})
 
 
+def _pct(rel: float | None) -> str:
+    """A relative error as ``+1.2%``, or ``-`` where the log's rate is 0 (not informed)."""
+    return "-" if rel is None else f"{rel:+.1%}"
+
+
 @app.command("fidelity")
 def fidelity_cmd(
     predictor: Path = typer.Option(..., "--predictor", help="Run folder of train-predictor."),
@@ -131,10 +136,12 @@ def fidelity_cmd(
         result = {"replay": rep}
         typer.echo(f"replay of the logged actions: {rep['users']} {start_users} users from period "
                    f"{rep['start_period']}, {h} periods, {replicates} replicates")
-        typer.echo(f"  {'metric':<26}{'simulated':>12}{'logged':>12}{'rel. error':>12}")
+        typer.echo(f"  {'metric':<26}{'simulated':>12}{'logged':>12}{'rel. error':>12}"
+                   f"{'log rel. SE':>12}")
         for k, v in rep["summary"].items():
-            rel = "-" if v["rel_error"] is None else f"{v['rel_error']:+.1%}"
-            typer.echo(f"  {k:<26}{v['sim']:>12.4f}{v['log']:>12.4f}{rel:>12}")
+            se = "-" if v.get("log_rel_se") is None else f"{v['log_rel_se']:.1%}"
+            typer.echo(f"  {k:<26}{v['sim']:>12.4f}{v['log']:>12.4f}{_pct(v['rel_error']):>12}"
+                       f"{se:>12}")
         for line in rep["not_informed"]:
             typer.echo(f"  not informed by the data: {line}")
         pp = rep["purchases_per_user"]
@@ -148,9 +155,10 @@ def fidelity_cmd(
         for g in ("not_contacted", "contacted"):
             if g in rep["by_action"]:
                 sm = rep["by_action"][g]["summary"]
-                typer.echo(f"  {g:<14} visit {sm['visit_rate']['rel_error']:+.1%}  purchase "
-                           f"{sm['purchase_rate']['rel_error']:+.1%}  revenue "
-                           f"{sm['revenue_per_user']['rel_error']:+.1%}")
+                typer.echo(f"  {g:<14} " + "  ".join(
+                    f"{name} {_pct(sm[k]['rel_error'])}" for name, k in (
+                        ("visit", "visit_rate"), ("purchase", "purchase_rate"),
+                        ("revenue", "revenue_per_user"))))
         if ds.truth_folder is not None:
             pol = policy_fidelity(predictor, data, horizon=horizon, start_users=start_users,
                                   replicates=policy_replicates, seed=seed, panel=panel)

@@ -27,6 +27,7 @@ from predictors.models.calibration import HeadCalibration, fit_calibration
 from predictors.models.config import PredictorConfig, resolve_device
 from predictors.models.dad import dad_rounds
 from predictors.models.families import N_RAW, BehaviorNet, State, make_net
+from predictors.models.rollout_calibration import RolloutCalibration
 from predictors.models.sequence import PanelTensors, StaticEncoder, panel_to_tensors
 from predictors.models.train import (
     TrainResult,
@@ -157,6 +158,8 @@ class BehaviorPredictor:
         self.split_: pd.DataFrame | None = None
         self.train_result_: TrainResult | None = None
         self.calibration_: HeadCalibration | None = None
+        #: per-period offsets applied by the simulator (envs.rollout_calibration), or None
+        self.rollout_calibration_: RolloutCalibration | None = None
         self.device_ = torch.device("cpu")
 
     # ------------------------------------------------------------------ fitting
@@ -175,7 +178,7 @@ class BehaviorPredictor:
         if not action_names:
             raise ConfigError("`action_names` must hold at least one action")
         self.action_names_ = tuple(action_names)
-        self.calibration_ = None
+        self.calibration_ = self.rollout_calibration_ = None
         self.none_index_ = (self.action_names_.index(none_action)
                             if none_action in self.action_names_ else None)
         cfg = self.config
@@ -263,7 +266,8 @@ class BehaviorPredictor:
         self._require_fitted()
         if self.split_ is None:
             raise ConfigError("calibration needs the fit's user split (split.parquet)")
-        self.calibration_ = None
+        # a rollout calibration was fitted on top of the old heads: it no longer applies
+        self.calibration_ = self.rollout_calibration_ = None
         data = self.tensors(panel, users)
         split = self.split_.set_index("user_id")["split"].reindex(data.user_ids).to_numpy()
         val = data.subset(np.flatnonzero(split == "val"))
@@ -364,6 +368,8 @@ class BehaviorPredictor:
             "none_index": self.none_index_, "activity": self.activity_,
             "static_encoder": self.encoder_.to_dict(),
             "calibration": None if self.calibration_ is None else self.calibration_.to_dict(),
+            "rollout_calibration": (None if self.rollout_calibration_ is None
+                                    else self.rollout_calibration_.to_dict()),
         }
         sd = {k: v.detach().cpu() for k, v in net.state_dict().items()}
         with atomic_path(folder / WEIGHTS_FILE) as tmp:
@@ -392,6 +398,8 @@ class BehaviorPredictor:
             none_index = meta["none_index"]
             calibration = (HeadCalibration.from_dict(meta["calibration"])
                            if meta.get("calibration") else None)
+            rollout = meta.get("rollout_calibration")
+            rollout = None if rollout is None else RolloutCalibration.from_dict(rollout)
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
             raise CheckpointError(f"{mpath}: corrupted or incompatible ({e})") from None
         if meta.get("format_version") != FORMAT_VERSION:
@@ -412,7 +420,7 @@ class BehaviorPredictor:
         self = cls(cfg)
         self.action_names_, self.encoder_, self.none_index_ = names, encoder, none_index
         self.activity_ = str(meta.get("activity", "visit"))
-        self.calibration_ = calibration
+        self.calibration_, self.rollout_calibration_ = calibration, rollout
         net = make_net(cfg, len(names), encoder.n_features)
         try:
             net.load_state_dict(blob["state_dict"], strict=True)

@@ -162,6 +162,13 @@ CASES = [
          "--out {R}/o", "bgnb", out="o"),
     Case("bench forecast: unknown family", "bench forecast --data {R}/data --families gpt "
          "--out {R}/o", "gpt", out="o"),
+    Case("calibrate-predictor: unknown method", "calibrate-predictor --predictor {R}/pred "
+         "--data {R}/data --method platt --out {R}/o", "platt", out="o"),
+    Case("calibrate-predictor: rollout degree out of range", "calibrate-predictor --predictor "
+         "{R}/pred --data {R}/data --method rollout --degree 7 --out {R}/o", "degree", out="o"),
+    Case("calibrate-predictor: rollout with another dataset", "calibrate-predictor "
+         "--predictor {R}/pred --data {R}/sdata --method rollout --out {R}/o", "--predictor",
+         out="o"),
     Case("import: source missing", "import transactions {R}/nope.csv --user-col customer "
          "--time-col ordered_at --out {R}/o", "nope.csv", out="o"),
 ]

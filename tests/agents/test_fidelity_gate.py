@@ -54,6 +54,18 @@ def test_gate_verdict_follows_the_thresholds() -> None:
         FidelityThresholds(min_rules=1)
 
 
+def test_gate_leaves_out_outcomes_the_log_never_shows() -> None:
+    res = _result(0.01, 0.05)
+    res["replay"]["summary"]["visit_rate"] = {"sim": 0.0, "log": 0.0, "rel_error": None}
+    res["replay"]["max_period_rel_error"]["visit_rate"] = None
+    gate = fidelity_gate(res)
+    assert gate["not_checked"] == ["visit_rate"] and gate["replay_ok"]
+    assert not any("visit" in c["check"] for c in gate["checks"])
+    # a rate the log shows but the simulator cannot compute is still a failed check
+    res["replay"]["summary"]["purchase_rate"]["rel_error"] = None
+    assert not fidelity_gate(res)["replay_ok"]
+
+
 def test_fidelity_cli_writes_every_field(tiny_synthetic_run, tmp_path) -> None:
     data, pred = tiny_synthetic_run
     out = tmp_path / "fid"
@@ -66,6 +78,7 @@ def test_fidelity_cli_writes_every_field(tiny_synthetic_run, tmp_path) -> None:
                 "survival"):
         assert len(rep["per_period"][key]["sim"]) == len(rep["per_period"][key]["log"]) == 3
     assert {"contacted", "not_contacted"} <= set(rep["by_action"])
+    assert rep["summary"]["visit_rate"]["log_rel_se"] > 0
     assert set(rep["per_user_totals"]) == {"visits", "purchases", "revenue"}
     assert pol["n_rules"] == len(pol["rows"]) == 9
     for r in pol["rows"]:
