@@ -421,7 +421,7 @@ class ShopSimulator:
         unsubscribe = out["unsubscribe"] & (ch >= 0) & ~blocked
         discount = np.where(purchase & ~blocked, self.discount[action] * revenue, 0.0)
         cost = self.cost[action] + discount
-        uncertainty = (self.predictor.last_disagreement_[r, effective] if ensemble
+        uncertainty = (self.predictor.disagreement(effective) if ensemble
                        else np.zeros(n))
         reward = revenue - cost - self.penalty * uncertainty if self.penalty else revenue - cost
         # The same period's reward in expectation over the predicted outcome (revenue capped

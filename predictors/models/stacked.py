@@ -1,0 +1,247 @@
+"""K ensemble members of one family run as one network: stacked weights, one pass per period.
+
+Two kinds of members are stacked (the others are stepped member by member by
+:class:`~predictors.models.ensemble.PredictorEnsemble`):
+
+* the feature families (``logistic``, ``mlp``): their carried state (totals, recency, the window
+  of recent rows, static features) is a function of the observed history only, not of the
+  weights, so the K members share ONE state: a step advances it once, the feature vector is
+  assembled once, and the first layer of all K members is one matrix product on it;
+* ``gru``: each member keeps its own hidden state, stacked as ``(K, layers, n, hidden)`` next to
+  one shared copy of the static features. The row encoding is computed once per period and every
+  member's cell is updated (any member may be drawn in the next period, so every member's state
+  moves on with the observed outcome, as if each were stepped alone).
+
+The output heads (``heads`` conditioning: a shared linear map plus a per-action offset) are
+folded into one linear map per member, and all GRU biases but the candidate gate's hidden one
+into the input product. Rows go in chunks of :data:`ROW_CHUNK`, so that the intermediates stay
+in the core's cache (the step is memory-bound at simulator batch sizes, N = 4096). The outputs
+equal those of the members' own modules up to float rounding; the rounding does not depend on
+the thread count (no reduction is split between threads).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from predictors.models.families import (
+    N_OUT,
+    ActionHeads,
+    BehaviorNet,
+    FeatureNet,
+    RecurrentNet,
+    State,
+)
+
+#: Rows per chunk of the stacked passes (fits one core's L2 cache at hidden = 64, K = 5).
+ROW_CHUNK = 1024
+
+
+def _chunks(n: int) -> list[slice]:
+    return [slice(s, min(s + ROW_CHUNK, n)) for s in range(0, n, ROW_CHUNK)]
+
+
+def _folded_heads(heads: ActionHeads) -> tuple[torch.Tensor, torch.Tensor]:
+    """``shared(z)[..., None, :] + per_action(z)`` as one linear map: weight ``(A*6, D)``,
+    bias ``(A*6,)`` (output ``a * 6 + c`` is channel c of action a)."""
+    a = heads.n_actions
+    w = heads.per_action.weight.view(a, N_OUT, -1) + heads.shared.weight.unsqueeze(0)
+    b = heads.per_action.bias.view(a, N_OUT) + heads.shared.bias
+    return w.reshape(a * N_OUT, -1).detach().contiguous(), b.reshape(-1).detach()
+
+
+def _plain_heads(net: BehaviorNet) -> bool:
+    return getattr(net, "heads", None) is not None and net.heads.conditioning == "heads"
+
+
+class StackedMembers:
+    """Base class: K networks of the same shape behind the carried-state interface.
+
+    ``readouts`` gives every member's raw outputs ``(K, n, A, 6)`` for the coming period.
+    """
+
+    def __init__(self, nets: list[BehaviorNet]) -> None:
+        self.nets = nets
+        self.n_members = len(nets)
+        self.n_actions = nets[0].n_actions
+
+    def init_state(self, static: torch.Tensor) -> State:
+        raise NotImplementedError
+
+    def step(self, state: State, raw: torch.Tensor, action: torch.Tensor) -> State:
+        raise NotImplementedError
+
+    def readouts(self, state: State) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class FeatureMembers(StackedMembers):
+    """K ``logistic`` / ``mlp`` networks on one shared state and feature vector."""
+
+    def __init__(self, nets: list[BehaviorNet]) -> None:
+        super().__init__(nets)
+        self.stacked = all(_plain_heads(n) for n in nets)
+        if not self.stacked:  # embedding-conditioned heads: K calls on the shared features
+            return
+        linears = [[m for m in n.body.modules() if isinstance(m, nn.Linear)] for n in nets]
+        heads = [_folded_heads(n.heads) for n in nets]
+        self.width = nets[0].cfg.hidden
+        if linears[0]:  # mlp: every Linear of the body is followed by a ReLU
+            self.w0 = torch.cat([ls[0].weight for ls in linears]).detach()  # (K*hidden, F)
+            self.b0 = torch.cat([ls[0].bias for ls in linears]).detach()
+            self.deeper = [[(m.weight.detach(), m.bias.detach()) for m in ls[1:]]
+                           for ls in linears]
+            self.wh = [w for w, _ in heads]
+            self.bh = [b for _, b in heads]
+        else:  # logistic: the heads read the features directly
+            self.w0 = torch.cat([w for w, _ in heads])  # (K*A*6, F)
+            self.b0 = torch.cat([b for _, b in heads])
+            self.deeper = None
+
+    @staticmethod
+    def supports(nets: list[BehaviorNet]) -> bool:
+        """Whether the members can share their state: the same feature family and shapes."""
+        first = nets[0]
+        return isinstance(first, FeatureNet) and all(
+            type(n) is type(first) and n.cfg.family == first.cfg.family
+            and n.n_actions == first.n_actions and n.n_static == first.n_static
+            and n.cfg.history == first.cfg.history and n.cfg.hidden == first.cfg.hidden
+            and n.cfg.layers == first.cfg.layers for n in nets)
+
+    def init_state(self, static: torch.Tensor) -> State:
+        """The shared state before the first period."""
+        return self.nets[0].init_state(static)
+
+    def step(self, state: State, raw: torch.Tensor, action: torch.Tensor) -> State:
+        """Advance the shared state by one observed period."""
+        return self.nets[0].step(state, raw, action)
+
+    def readouts(self, state: State) -> torch.Tensor:
+        """Every member's outputs for the coming period, ``(K, n, A, 6)``."""
+        x = self.nets[0].inputs(*state)  # the features are the same for every member
+        k, n, a6 = self.n_members, x.shape[0], self.n_actions * N_OUT
+        if not self.stacked:
+            return torch.stack([net.from_inputs(x) for net in self.nets])
+        out = x.new_empty(k, n, a6)
+        for rows in _chunks(n):
+            y = torch.addmm(self.b0, x[rows], self.w0.T)
+            if self.deeper is None:
+                out[:, rows] = y.view(-1, k, a6).transpose(0, 1)
+                continue
+            y = y.relu_()
+            for m in range(k):
+                z = y[:, m * self.width:(m + 1) * self.width]
+                for w, b in self.deeper[m]:
+                    z = torch.addmm(b, z, w.T).relu_()
+                torch.addmm(self.bh[m], z, self.wh[m].T, out=out[m, rows])
+        return out.view(k, n, self.n_actions, N_OUT)
+
+
+class GRUMembers(StackedMembers):
+    """K ``gru`` networks: stacked hidden states ``(K, layers, n, hidden)``, one static copy.
+
+    Per member and layer (PyTorch's GRU): ``r, z = sigmoid(W_i{r,z} x + W_h{r,z} h + b)``,
+    ``c = tanh(W_in x + b_in + r * (W_hn h + b_hn))``, ``h' = c + z * (h - c)``.
+    """
+
+    def __init__(self, nets: list[BehaviorNet]) -> None:
+        super().__init__(nets)
+        first = nets[0]
+        self.hidden, self.layers = first.cfg.hidden, first.cfg.layers
+        hid = self.hidden
+        self.w_ih: list[list[torch.Tensor]] = []  # [layer][member] (3H, in (+1 on layer 0))
+        self.b_ih: list[list[torch.Tensor]] = []  # [layer][member] folded biases (layers > 0)
+        self.w_hh: list[list[torch.Tensor]] = []
+        self.b_hn: list[list[torch.Tensor]] = []
+        for layer in range(self.layers):
+            w_ih, b_ih, w_hh, b_hn = [], [], [], []
+            for net in nets:
+                rnn = net.rnn
+                w = getattr(rnn, f"weight_ih_l{layer}").detach()
+                b = getattr(rnn, f"bias_ih_l{layer}").detach().clone()
+                bh = getattr(rnn, f"bias_hh_l{layer}").detach()
+                b[:2 * hid] += bh[:2 * hid]
+                if layer == 0:  # the input gets a constant-1 column carrying the biases
+                    w = torch.cat([w, b.unsqueeze(1)], dim=1)
+                w_ih.append(w.contiguous())
+                b_ih.append(b)
+                w_hh.append(getattr(rnn, f"weight_hh_l{layer}").detach())
+                b_hn.append(bh[2 * hid:])
+            self.w_ih.append(w_ih)
+            self.b_ih.append(b_ih)
+            self.w_hh.append(w_hh)
+            self.b_hn.append(b_hn)
+        heads = [_folded_heads(n.heads) for n in nets]
+        self.wh = [w[:, :hid].contiguous() for w, _ in heads]  # (A*6, H) per member
+        self.ws = torch.cat([w[:, hid:] for w, _ in heads])  # (K*A*6, S)
+        self.bs = torch.cat([b for _, b in heads])
+
+    @staticmethod
+    def supports(nets: list[BehaviorNet]) -> bool:
+        """Whether the members are GRUs of one shape with plain (``heads``) output heads."""
+        first = nets[0]
+        return isinstance(first, RecurrentNet) and all(
+            isinstance(n, RecurrentNet) and not n.is_lstm and _plain_heads(n)
+            and n.n_actions == first.n_actions and n.n_static == first.n_static
+            and n.cfg.hidden == first.cfg.hidden and n.cfg.layers == first.cfg.layers
+            for n in nets)
+
+    def init_state(self, static: torch.Tensor) -> State:
+        """Zero hidden states ``(K, layers, n, hidden)`` and the static features ``(n, S)``."""
+        h = static.new_zeros(self.n_members, self.layers, static.shape[0], self.hidden)
+        return (h, static)
+
+    def step(self, state: State, raw: torch.Tensor, action: torch.Tensor) -> State:
+        """Every member's hidden state after one observed period."""
+        h, static = state
+        enc = self.nets[0].encode(raw, action)
+        x = torch.cat([enc, enc.new_ones(enc.shape[0], 1)], dim=1)
+        new = torch.empty_like(h)
+        g = self.hidden
+        for rows in _chunks(h.shape[2]):
+            for m in range(self.n_members):
+                inp = x[rows]
+                for layer in range(self.layers):
+                    prev = h[m, layer, rows]
+                    w = self.w_ih[layer][m]
+                    gi = (torch.mm(inp, w.T) if layer == 0
+                          else torch.addmm(self.b_ih[layer][m], inp, w.T))
+                    gh = torch.mm(prev, self.w_hh[layer][m].T)
+                    rz = gi[:, :2 * g].add_(gh[:, :2 * g]).sigmoid_()
+                    cand = gi[:, 2 * g:].addcmul_(
+                        rz[:, :g], gh[:, 2 * g:].add_(self.b_hn[layer][m])).tanh_()
+                    inp = torch.lerp(cand, prev, rz[:, g:], out=new[m, layer, rows])
+        return (new, static)
+
+    def readouts(self, state: State) -> torch.Tensor:
+        """Every member's outputs for the coming period, ``(K, n, A, 6)``."""
+        h, static = state
+        k, n, a6 = self.n_members, h.shape[2], self.n_actions * N_OUT
+        out = h.new_empty(k, n, a6)
+        for rows in _chunks(n):
+            s = torch.addmm(self.bs, static[rows], self.ws.T)  # the static part, all members
+            for m in range(k):
+                torch.addmm(s[:, m * a6:(m + 1) * a6], h[m, -1, rows], self.wh[m].T,
+                            out=out[m, rows])
+        return out.view(k, n, self.n_actions, N_OUT)
+
+
+_KINDS: tuple[type[FeatureMembers] | type[GRUMembers], ...] = (FeatureMembers, GRUMembers)
+
+
+def can_stack(nets: list[BehaviorNet]) -> bool:
+    """Whether :func:`stack_members` has a stacked form of ``nets``."""
+    return any(kind.supports(nets) for kind in _KINDS)
+
+
+def stack_members(nets: list[BehaviorNet]) -> StackedMembers:
+    """The stacked form of ``nets`` (see :func:`can_stack`).
+
+    Raises:
+        ValueError: The members have no stacked form.
+    """
+    for kind in _KINDS:
+        if kind.supports(nets):
+            return kind(nets)
+    raise ValueError(f"no stacked form of {len(nets)} {type(nets[0]).__name__} members")
