@@ -51,6 +51,15 @@ def _folded_heads(heads: ActionHeads) -> tuple[torch.Tensor, torch.Tensor]:
     return w.reshape(a * N_OUT, -1).detach().contiguous(), b.reshape(-1).detach()
 
 
+def _transposed(out: torch.Tensor, n_actions: int) -> torch.Tensor:
+    """``(K, A*6, n)`` -> a ``(K, n, A, 6)`` view.
+
+    The stacked passes compute ``W @ z.T`` (outputs x rows) rather than ``z @ W.T``: with few
+    outputs (A * 6 = 30) and many rows the former is about twice as fast on one thread.
+    """
+    return out.transpose(1, 2).unflatten(-1, (n_actions, N_OUT))
+
+
 def _plain_heads(net: BehaviorNet) -> bool:
     return getattr(net, "heads", None) is not None and net.heads.conditioning == "heads"
 
@@ -120,22 +129,22 @@ class FeatureMembers(StackedMembers):
     def readouts(self, state: State) -> torch.Tensor:
         """Every member's outputs for the coming period, ``(K, n, A, 6)``."""
         x = self.nets[0].inputs(*state)  # the features are the same for every member
-        k, n, a6 = self.n_members, x.shape[0], self.n_actions * N_OUT
         if not self.stacked:
             return torch.stack([net.from_inputs(x) for net in self.nets])
-        out = x.new_empty(k, n, a6)
+        k, n = self.n_members, x.shape[0]
+        out = x.new_empty(k, self.n_actions * N_OUT, n)  # transposed: see _transposed
         for rows in _chunks(n):
-            y = torch.addmm(self.b0, x[rows], self.w0.T)
+            y = torch.addmm(self.b0.unsqueeze(1), self.w0, x[rows].T)
             if self.deeper is None:
-                out[:, rows] = y.view(-1, k, a6).transpose(0, 1)
+                out[:, :, rows] = y.view(k, -1, y.shape[1])
                 continue
             y = y.relu_()
             for m in range(k):
-                z = y[:, m * self.width:(m + 1) * self.width]
+                z = y[m * self.width:(m + 1) * self.width]
                 for w, b in self.deeper[m]:
-                    z = torch.addmm(b, z, w.T).relu_()
-                torch.addmm(self.bh[m], z, self.wh[m].T, out=out[m, rows])
-        return out.view(k, n, self.n_actions, N_OUT)
+                    z = torch.addmm(b.unsqueeze(1), w, z).relu_()
+                torch.addmm(self.bh[m].unsqueeze(1), self.wh[m], z, out=out[m, :, rows])
+        return _transposed(out, self.n_actions)
 
 
 class GRUMembers(StackedMembers):
@@ -218,13 +227,14 @@ class GRUMembers(StackedMembers):
         """Every member's outputs for the coming period, ``(K, n, A, 6)``."""
         h, static = state
         k, n, a6 = self.n_members, h.shape[2], self.n_actions * N_OUT
-        out = h.new_empty(k, n, a6)
+        out = h.new_empty(k, a6, n)  # transposed: see _transposed
         for rows in _chunks(n):
-            s = torch.addmm(self.bs, static[rows], self.ws.T)  # the static part, all members
+            # the static part of every member's heads, (K*A*6, rows)
+            s = torch.addmm(self.bs.unsqueeze(1), self.ws, static[rows].T)
             for m in range(k):
-                torch.addmm(s[:, m * a6:(m + 1) * a6], h[m, -1, rows], self.wh[m].T,
-                            out=out[m, rows])
-        return out.view(k, n, self.n_actions, N_OUT)
+                torch.addmm(s[m * a6:(m + 1) * a6], self.wh[m], h[m, -1, rows].T,
+                            out=out[m, :, rows])
+        return _transposed(out, self.n_actions)
 
 
 _KINDS: tuple[type[FeatureMembers] | type[GRUMembers], ...] = (FeatureMembers, GRUMembers)
