@@ -25,8 +25,9 @@ import torch
 
 from predictors.errors import CheckpointError, ConfigError
 from predictors.io import write_json
+from predictors.models.families import N_OUT
 from predictors.models.predictor import BehaviorPredictor, Predictions
-from predictors.models.stacked import StackedMembers, can_stack, stack_members
+from predictors.models.stacked import StackedMembers, by_row, can_stack, stack_members
 
 ENSEMBLE_FILE = "ensemble.json"
 
@@ -114,15 +115,17 @@ class PredictorEnsemble:
                 torch.as_tensor(action, dtype=torch.int64).to(self.device_))
 
     def _raw_outputs(self, state: tuple) -> torch.Tensor:
-        """Every member's raw network outputs ``(K, n, A, 6)`` (float32, not calibrated)."""
+        """Every member's raw network outputs by output ``(K, A*6, n)`` (float32, not
+        calibrated; see :class:`~predictors.models.stacked.StackedMembers`)."""
         with torch.no_grad():
             if self.stacked:
-                return self._stacked().readouts(state)
+                return self._stacked().outputs(state)
             return torch.stack([m.net_.readout(s) for m, s in
-                                zip(self.members, self._split(state), strict=True)])
+                                zip(self.members, self._split(state), strict=True)]
+                               ).flatten(2).mT
 
     def _calibrated_all(self, out: torch.Tensor) -> np.ndarray:
-        o = out.cpu().numpy()
+        o = by_row(out, len(self.action_names_)).cpu().numpy()
         return np.stack([m._calibrated(x) for m, x in zip(self.members, o, strict=True)])
 
     def member_outputs(self, state: tuple) -> np.ndarray:
@@ -142,12 +145,12 @@ class PredictorEnsemble:
         The members' spread for the same state is :meth:`disagreement` (per row, for one
         action each) or :attr:`last_disagreement_` (for every action).
         """
-        out = self._raw_outputs(state)
-        n = out.shape[1]
+        out = self._raw_outputs(state)  # (K, A*6, n)
+        n_out, n = out.shape[1], out.shape[2]
         pick = (rng if rng is not None else self.rng_).integers(0, self.n_members, n)
-        rows = torch.arange(n, device=out.device)
-        sel = out[torch.as_tensor(pick, device=out.device), rows].cpu().numpy()
-        sel = sel.astype(np.float64)
+        idx = torch.as_tensor(pick, device=out.device).expand(1, n_out, n)
+        sel = torch.gather(out, 0, idx)[0].cpu().numpy()  # (A*6, n)
+        sel = np.ascontiguousarray(sel.T, dtype=np.float64).reshape(n, -1, N_OUT)
         for k, m in enumerate(self.members):  # each row in its member's calibration
             if m.calibration_ is not None and (pick == k).any():
                 sel[pick == k] = m.calibration_.apply(sel[pick == k])
@@ -171,13 +174,14 @@ class PredictorEnsemble:
         if self._last_outputs is None:
             raise AttributeError("no prediction yet: call predict_from_state first")
         out = self._last_outputs
-        n = out.shape[1]
+        k, n = out.shape[0], out.shape[2]
         if any(m.calibration_ is not None for m in self.members):
             return self.last_disagreement_[np.arange(n), action]
-        rows = torch.arange(n, device=out.device)
-        o = out[:, rows, torch.as_tensor(action, device=out.device)].cpu().numpy()
-        o = o.astype(np.float64)  # (K, n, 6)
-        return _revenue_spread(o[..., 1], o[..., 2], o[..., 3])
+        # channels 1..3 (purchase logit, log-revenue mean and log-std) of each row's action
+        a = torch.as_tensor(np.asarray(action, dtype=np.int64), device=out.device) * N_OUT
+        idx = (a + torch.arange(1, 4, device=out.device).unsqueeze(1)).expand(k, 3, n)
+        o = torch.gather(out, 1, idx).cpu().numpy().astype(np.float64)  # (K, 3, n)
+        return _revenue_spread(o[:, 0], o[:, 1], o[:, 2])
 
     def to_cpu(self) -> PredictorEnsemble:
         """Move every member to the CPU."""

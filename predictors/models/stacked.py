@@ -51,12 +51,8 @@ def _folded_heads(heads: ActionHeads) -> tuple[torch.Tensor, torch.Tensor]:
     return w.reshape(a * N_OUT, -1).detach().contiguous(), b.reshape(-1).detach()
 
 
-def _transposed(out: torch.Tensor, n_actions: int) -> torch.Tensor:
-    """``(K, A*6, n)`` -> a ``(K, n, A, 6)`` view.
-
-    The stacked passes compute ``W @ z.T`` (outputs x rows) rather than ``z @ W.T``: with few
-    outputs (A * 6 = 30) and many rows the former is about twice as fast on one thread.
-    """
+def by_row(out: torch.Tensor, n_actions: int) -> torch.Tensor:
+    """Outputs by output ``(K, A*6, n)`` -> a ``(K, n, A, 6)`` view."""
     return out.transpose(1, 2).unflatten(-1, (n_actions, N_OUT))
 
 
@@ -67,7 +63,11 @@ def _plain_heads(net: BehaviorNet) -> bool:
 class StackedMembers:
     """Base class: K networks of the same shape behind the carried-state interface.
 
-    ``readouts`` gives every member's raw outputs ``(K, n, A, 6)`` for the coming period.
+    :meth:`outputs` gives every member's raw outputs for the coming period laid out by output,
+    ``(K, A*6, n)`` (output ``a * 6 + c`` is channel c of action a): the stacked passes compute
+    ``W @ z.T`` rather than ``z @ W.T``, which with few outputs (A * 6 = 30) and many rows is
+    about twice as fast on one thread, and a draw of one member per row is then a gather along
+    contiguous rows. :meth:`readouts` is the same as ``(K, n, A, 6)``.
     """
 
     def __init__(self, nets: list[BehaviorNet]) -> None:
@@ -81,8 +81,12 @@ class StackedMembers:
     def step(self, state: State, raw: torch.Tensor, action: torch.Tensor) -> State:
         raise NotImplementedError
 
-    def readouts(self, state: State) -> torch.Tensor:
+    def outputs(self, state: State) -> torch.Tensor:
         raise NotImplementedError
+
+    def readouts(self, state: State) -> torch.Tensor:
+        """Every member's outputs for the coming period, ``(K, n, A, 6)``."""
+        return by_row(self.outputs(state), self.n_actions)
 
 
 class FeatureMembers(StackedMembers):
@@ -126,13 +130,13 @@ class FeatureMembers(StackedMembers):
         """Advance the shared state by one observed period."""
         return self.nets[0].step(state, raw, action)
 
-    def readouts(self, state: State) -> torch.Tensor:
-        """Every member's outputs for the coming period, ``(K, n, A, 6)``."""
+    def outputs(self, state: State) -> torch.Tensor:
+        """Every member's outputs for the coming period by output, ``(K, A*6, n)``."""
         x = self.nets[0].inputs(*state)  # the features are the same for every member
         if not self.stacked:
-            return torch.stack([net.from_inputs(x) for net in self.nets])
+            return torch.stack([net.from_inputs(x) for net in self.nets]).flatten(2).mT
         k, n = self.n_members, x.shape[0]
-        out = x.new_empty(k, self.n_actions * N_OUT, n)  # transposed: see _transposed
+        out = x.new_empty(k, self.n_actions * N_OUT, n)
         for rows in _chunks(n):
             y = torch.addmm(self.b0.unsqueeze(1), self.w0, x[rows].T)
             if self.deeper is None:
@@ -144,7 +148,7 @@ class FeatureMembers(StackedMembers):
                 for w, b in self.deeper[m]:
                     z = torch.addmm(b.unsqueeze(1), w, z).relu_()
                 torch.addmm(self.bh[m].unsqueeze(1), self.wh[m], z, out=out[m, :, rows])
-        return _transposed(out, self.n_actions)
+        return out
 
 
 class GRUMembers(StackedMembers):
@@ -223,18 +227,18 @@ class GRUMembers(StackedMembers):
                     inp = torch.lerp(cand, prev, rz[:, g:], out=new[m, layer, rows])
         return (new, static)
 
-    def readouts(self, state: State) -> torch.Tensor:
-        """Every member's outputs for the coming period, ``(K, n, A, 6)``."""
+    def outputs(self, state: State) -> torch.Tensor:
+        """Every member's outputs for the coming period by output, ``(K, A*6, n)``."""
         h, static = state
         k, n, a6 = self.n_members, h.shape[2], self.n_actions * N_OUT
-        out = h.new_empty(k, a6, n)  # transposed: see _transposed
+        out = h.new_empty(k, a6, n)
         for rows in _chunks(n):
             # the static part of every member's heads, (K*A*6, rows)
             s = torch.addmm(self.bs.unsqueeze(1), self.ws, static[rows].T)
             for m in range(k):
                 torch.addmm(s[m * a6:(m + 1) * a6], self.wh[m], h[m, -1, rows].T,
                             out=out[m, :, rows])
-        return _transposed(out, self.n_actions)
+        return out
 
 
 _KINDS: tuple[type[FeatureMembers] | type[GRUMembers], ...] = (FeatureMembers, GRUMembers)
