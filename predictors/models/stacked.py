@@ -155,7 +155,10 @@ class GRUMembers(StackedMembers):
     """K ``gru`` networks: stacked hidden states ``(K, layers, n, hidden)``, one static copy.
 
     Per member and layer (PyTorch's GRU): ``r, z = sigmoid(W_i{r,z} x + W_h{r,z} h + b)``,
-    ``c = tanh(W_in x + b_in + r * (W_hn h + b_hn))``, ``h' = c + z * (h - c)``.
+    ``c = tanh(W_in x + b_in + r * (W_hn h + b_hn))``, ``h' = c + z * (h - c)``. One buffer of
+    width 4H holds ``[W_in x + b_in, r and z before the sigmoid, W_hn h + b_hn]``: the input
+    product fills it (with every bias; on layer 0 through a constant-1 input column) and the
+    hidden product is accumulated onto its last 3H columns in place.
     """
 
     def __init__(self, nets: list[BehaviorNet]) -> None:
@@ -163,28 +166,26 @@ class GRUMembers(StackedMembers):
         first = nets[0]
         self.hidden, self.layers = first.cfg.hidden, first.cfg.layers
         hid = self.hidden
-        self.w_ih: list[list[torch.Tensor]] = []  # [layer][member] (3H, in (+1 on layer 0))
-        self.b_ih: list[list[torch.Tensor]] = []  # [layer][member] folded biases (layers > 0)
-        self.w_hh: list[list[torch.Tensor]] = []
-        self.b_hn: list[list[torch.Tensor]] = []
+        #: [layer][member] input weights (4H, inputs (+1 on layer 0)) and biases (layers > 0)
+        self.w_in: list[list[torch.Tensor]] = []
+        self.b_in: list[list[torch.Tensor]] = []
+        self.w_hh: list[list[torch.Tensor]] = []  # [layer][member] (3H, H), rows r, z, n
         for layer in range(self.layers):
-            w_ih, b_ih, w_hh, b_hn = [], [], [], []
+            w_in, b_in, w_hh = [], [], []
             for net in nets:
-                rnn = net.rnn
-                w = getattr(rnn, f"weight_ih_l{layer}").detach()
-                b = getattr(rnn, f"bias_ih_l{layer}").detach().clone()
-                bh = getattr(rnn, f"bias_hh_l{layer}").detach()
-                b[:2 * hid] += bh[:2 * hid]
+                w, bi, wh, bh = (getattr(net.rnn, f"{name}_l{layer}").detach() for name in
+                                 ("weight_ih", "bias_ih", "weight_hh", "bias_hh"))
+                full = w.new_zeros(4 * hid, w.shape[1])
+                full[:hid], full[hid:3 * hid] = w[2 * hid:], w[:2 * hid]
+                bias = torch.cat([bi[2 * hid:], bi[:2 * hid] + bh[:2 * hid], bh[2 * hid:]])
                 if layer == 0:  # the input gets a constant-1 column carrying the biases
-                    w = torch.cat([w, b.unsqueeze(1)], dim=1)
-                w_ih.append(w.contiguous())
-                b_ih.append(b)
-                w_hh.append(getattr(rnn, f"weight_hh_l{layer}").detach())
-                b_hn.append(bh[2 * hid:])
-            self.w_ih.append(w_ih)
-            self.b_ih.append(b_ih)
+                    full = torch.cat([full, bias.unsqueeze(1)], dim=1)
+                w_in.append(full.contiguous())
+                b_in.append(bias)
+                w_hh.append(wh)
+            self.w_in.append(w_in)
+            self.b_in.append(b_in)
             self.w_hh.append(w_hh)
-            self.b_hn.append(b_hn)
         heads = [_folded_heads(n.heads) for n in nets]
         self.wh = [w[:, :hid].contiguous() for w, _ in heads]  # (A*6, H) per member
         self.ws = torch.cat([w[:, hid:] for w, _ in heads])  # (K*A*6, S)
@@ -217,13 +218,12 @@ class GRUMembers(StackedMembers):
                 inp = x[rows]
                 for layer in range(self.layers):
                     prev = h[m, layer, rows]
-                    w = self.w_ih[layer][m]
-                    gi = (torch.mm(inp, w.T) if layer == 0
-                          else torch.addmm(self.b_ih[layer][m], inp, w.T))
-                    gh = torch.mm(prev, self.w_hh[layer][m].T)
-                    rz = gi[:, :2 * g].add_(gh[:, :2 * g]).sigmoid_()
-                    cand = gi[:, 2 * g:].addcmul_(
-                        rz[:, :g], gh[:, 2 * g:].add_(self.b_hn[layer][m])).tanh_()
+                    w = self.w_in[layer][m]
+                    buf = (torch.mm(inp, w.T) if layer == 0
+                           else torch.addmm(self.b_in[layer][m], inp, w.T))
+                    buf[:, g:].addmm_(prev, self.w_hh[layer][m].T)
+                    rz = buf[:, g:3 * g].sigmoid_()
+                    cand = buf[:, :g].addcmul_(rz[:, :g], buf[:, 3 * g:]).tanh_()
                     inp = torch.lerp(cand, prev, rz[:, g:], out=new[m, layer, rows])
         return (new, static)
 
