@@ -138,19 +138,27 @@ class PredictorEnsemble:
         return [Predictions.from_outputs(o, self.action_names_, act)
                 for o in self.member_outputs(state)]
 
-    def predict_from_state(self, state: tuple,
-                           rng: np.random.Generator | None = None) -> Predictions:
+    def predict_from_state(self, state: tuple, rng: np.random.Generator | None = None,
+                           with_spread: bool = True) -> Predictions:
         """Predictions of a member drawn uniformly per row (from ``rng``, else the own one).
 
-        The members' spread for the same state is :meth:`disagreement` (per row, for one
-        action each) or :attr:`last_disagreement_` (for every action).
+        Args:
+            state: The members' carried state.
+            rng: Generator of the draws (one ``integers(0, K, n)`` call).
+            with_spread: Also run every member on every row, for :meth:`disagreement` and
+                :attr:`last_disagreement_` (the members' spread for this state). False runs
+                only the drawn member's output layers on each row (stacked members; faster),
+                and the spread is then not available.
         """
-        out = self._raw_outputs(state)  # (K, A*6, n)
-        n_out, n = out.shape[1], out.shape[2]
+        fast = self.stacked and not with_spread
+        out = None if fast else self._raw_outputs(state)  # (K, A*6, n)
+        n = self._stacked().n_rows(state) if fast else out.shape[2]
         pick = (rng if rng is not None else self.rng_).integers(0, self.n_members, n)
-        idx = torch.as_tensor(pick, device=out.device).expand(1, n_out, n)
-        sel = torch.gather(out, 0, idx)[0].cpu().numpy()  # (A*6, n)
-        sel = np.ascontiguousarray(sel.T, dtype=np.float64).reshape(n, -1, N_OUT)
+        idx = torch.as_tensor(pick, device=self.device_)
+        with torch.no_grad():
+            sel = (self._stacked().picked_outputs(state, idx) if fast
+                   else torch.gather(out, 0, idx.expand(1, *out.shape[1:]))[0])
+        sel = np.ascontiguousarray(sel.cpu().numpy().T, dtype=np.float64).reshape(n, -1, N_OUT)
         for k, m in enumerate(self.members):  # each row in its member's calibration
             if m.calibration_ is not None and (pick == k).any():
                 sel[pick == k] = m.calibration_.apply(sel[pick == k])
@@ -163,7 +171,7 @@ class PredictorEnsemble:
         deviation over members of the expected revenue of each action."""
         if self._last_disagreement is None:
             if self._last_outputs is None:
-                raise AttributeError("no prediction yet: call predict_from_state first")
+                raise AttributeError("no spread: call predict_from_state(with_spread=True)")
             o = self._calibrated_all(self._last_outputs)
             self._last_disagreement = _revenue_spread(o[..., 1], o[..., 2], o[..., 3])
         return self._last_disagreement
@@ -172,7 +180,7 @@ class PredictorEnsemble:
         """``(n,)`` the members' spread of expected revenue of ``action[i]`` for row i, for the
         state of the last :meth:`predict_from_state` (= ``last_disagreement_[i, action[i]]``)."""
         if self._last_outputs is None:
-            raise AttributeError("no prediction yet: call predict_from_state first")
+            raise RuntimeError("no spread: call predict_from_state(with_spread=True) first")
         out = self._last_outputs
         k, n = out.shape[0], out.shape[2]
         if any(m.calibration_ is not None for m in self.members):

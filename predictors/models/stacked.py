@@ -67,7 +67,8 @@ class StackedMembers:
     ``(K, A*6, n)`` (output ``a * 6 + c`` is channel c of action a): the stacked passes compute
     ``W @ z.T`` rather than ``z @ W.T``, which with few outputs (A * 6 = 30) and many rows is
     about twice as fast on one thread, and a draw of one member per row is then a gather along
-    contiguous rows. :meth:`readouts` is the same as ``(K, n, A, 6)``.
+    contiguous rows. :meth:`readouts` is the same as ``(K, n, A, 6)``. :meth:`picked_outputs`
+    runs, for each row, only the member drawn for it (when the members' spread is not needed).
     """
 
     def __init__(self, nets: list[BehaviorNet]) -> None:
@@ -87,6 +88,26 @@ class StackedMembers:
     def readouts(self, state: State) -> torch.Tensor:
         """Every member's outputs for the coming period, ``(K, n, A, 6)``."""
         return by_row(self.outputs(state), self.n_actions)
+
+    def n_rows(self, state: State) -> int:
+        """The batch size of ``state``."""
+        raise NotImplementedError
+
+    def picked_outputs(self, state: State, pick: torch.Tensor) -> torch.Tensor:
+        """Outputs by output ``(A*6, n)`` of member ``pick[i]`` (int64 ``(n,)``) for row i."""
+        out = self.outputs(state)
+        return torch.gather(out, 0, pick.expand(1, *out.shape[1:]))[0]
+
+    def _groups(self, pick: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
+        """``(member, rows)`` for every drawn member, rows ascending, in chunks."""
+        order = torch.argsort(pick, stable=True)
+        counts = torch.bincount(pick, minlength=self.n_members).tolist()
+        out, start = [], 0
+        for m, c in enumerate(counts):
+            rows = order[start:start + c]
+            out += [(m, rows[part]) for part in _chunks(c)]
+            start += c
+        return out
 
 
 class FeatureMembers(StackedMembers):
@@ -129,6 +150,32 @@ class FeatureMembers(StackedMembers):
     def step(self, state: State, raw: torch.Tensor, action: torch.Tensor) -> State:
         """Advance the shared state by one observed period."""
         return self.nets[0].step(state, raw, action)
+
+    def n_rows(self, state: State) -> int:
+        """The batch size of ``state``."""
+        return state[0].shape[0]
+
+    def picked_outputs(self, state: State, pick: torch.Tensor) -> torch.Tensor:
+        """Outputs by output ``(A*6, n)`` of member ``pick[i]`` for row i: each member's
+        layers run on its own rows only."""
+        if not self.stacked:
+            return super().picked_outputs(state, pick)
+        x = self.nets[0].inputs(*state)
+        a6 = self.n_actions * N_OUT
+        out = x.new_empty(a6, x.shape[0])
+        for m, rows in self._groups(pick):
+            xm = x.index_select(0, rows).T
+            if self.deeper is None:
+                block = slice(m * a6, (m + 1) * a6)
+                out.index_copy_(1, rows, torch.addmm(self.b0[block].unsqueeze(1),
+                                                     self.w0[block], xm))
+                continue
+            block = slice(m * self.width, (m + 1) * self.width)
+            z = torch.addmm(self.b0[block].unsqueeze(1), self.w0[block], xm).relu_()
+            for w, b in self.deeper[m]:
+                z = torch.addmm(b.unsqueeze(1), w, z).relu_()
+            out.index_copy_(1, rows, torch.addmm(self.bh[m].unsqueeze(1), self.wh[m], z))
+        return out
 
     def outputs(self, state: State) -> torch.Tensor:
         """Every member's outputs for the coming period by output, ``(K, A*6, n)``."""
@@ -226,6 +273,24 @@ class GRUMembers(StackedMembers):
                     cand = buf[:, :g].addcmul_(rz[:, :g], buf[:, 3 * g:]).tanh_()
                     inp = torch.lerp(cand, prev, rz[:, g:], out=new[m, layer, rows])
         return (new, static)
+
+    def n_rows(self, state: State) -> int:
+        """The batch size of ``state``."""
+        return state[0].shape[2]
+
+    def picked_outputs(self, state: State, pick: torch.Tensor) -> torch.Tensor:
+        """Outputs by output ``(A*6, n)`` of member ``pick[i]`` for row i: each member's
+        heads run on its own rows only (every member's hidden state still moves on in
+        :meth:`step`)."""
+        h, static = state
+        a6 = self.n_actions * N_OUT
+        out = h.new_empty(a6, h.shape[2])
+        for m, rows in self._groups(pick):
+            block = slice(m * a6, (m + 1) * a6)
+            o = torch.addmm(self.bs[block].unsqueeze(1), self.ws[block],
+                            static.index_select(0, rows).T)
+            out.index_copy_(1, rows, o.addmm_(self.wh[m], h[m, -1].index_select(0, rows).T))
+        return out
 
     def outputs(self, state: State) -> torch.Tensor:
         """Every member's outputs for the coming period by output, ``(K, A*6, n)``."""

@@ -57,6 +57,13 @@ def _compare(members: list[BehaviorPredictor], n: int = 50, periods: int = 4) ->
         want = slow.last_disagreement_[np.arange(n), action]
         np.testing.assert_allclose(fast.disagreement(action), want, rtol=1e-4, atol=1e-6)
         np.testing.assert_array_equal(slow.disagreement(action), want)
+        # only the drawn member's output layers: the same predictions, no spread
+        pick = fast.predict_from_state(sf, np.random.default_rng(5), with_spread=False)
+        for name in ("p_visit", "p_purchase", "revenue_mu", "revenue_sigma", "p_unsubscribe"):
+            np.testing.assert_allclose(getattr(pick, name), getattr(ps, name), rtol=1e-5,
+                                       atol=1e-6)
+        with pytest.raises(RuntimeError, match="with_spread"):
+            fast.disagreement(action)
         raw, act = _period(rng, n)
         sf, ss = fast.step(sf, raw, act), slow.step(ss, raw, act)
     # the members really differ, so the comparison is not trivial
