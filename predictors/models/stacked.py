@@ -13,11 +13,13 @@ Two kinds of members are stacked (the others are stepped member by member by
   moves on with the observed outcome, as if each were stepped alone).
 
 The output heads (``heads`` conditioning: a shared linear map plus a per-action offset) are
-folded into one linear map per member, and all GRU biases but the candidate gate's hidden one
-into the input product. Rows go in chunks of :data:`ROW_CHUNK`, so that the intermediates stay
-in the core's cache (the step is memory-bound at simulator batch sizes, N = 4096). The outputs
-equal those of the members' own modules up to float rounding; the rounding does not depend on
-the thread count (no reduction is split between threads).
+folded into one linear map per member, and every GRU bias into the input product. Where the
+members' spread is not needed, each row runs only the output layers of the member drawn for it
+(:meth:`StackedMembers.picked_outputs`; for the feature families that is the whole network).
+Rows go in chunks of :data:`ROW_CHUNK`, so that the intermediates stay in the core's cache
+(measured faster than whole-batch passes at simulator batch sizes, N = 4096, one thread). The
+outputs equal those of the members' own modules up to float rounding, and do not depend on
+the thread count.
 """
 
 from __future__ import annotations
