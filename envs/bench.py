@@ -46,8 +46,13 @@ def bench_env(shop: LearnedShop, n_envs: int, *, naive: bool = True, min_seconds
     raw = np.zeros((n_envs, 7), np.float32)
     acts = np.zeros(n_envs, np.int64)
 
+    ensemble = getattr(pred, "n_members", 1) > 1
+
     def forward() -> None:
-        pred.predict_from_state(sim.state)
+        if ensemble:  # as the simulator calls it: the members' spread only for a penalty
+            pred.predict_from_state(sim.state, rng, with_spread=sim.penalty > 0)
+        else:
+            pred.predict_from_state(sim.state)
         sim.state = pred.step(sim.state, raw, acts)
 
     out["forward"] = _rate(forward, n_envs, min_seconds, max_steps)

@@ -397,15 +397,18 @@ class ShopSimulator:
             state and action), ``revenue``, ``cost``, ``visit``, ``purchase``,
             ``unsubscribe``, ``churn`` (the predictor's churn event), ``terminated`` (the
             episode ends: the churn event under ``churn="terminate"``, else never), all but
-            the first three bool; and ``uncertainty``: for an ensemble predictor the members'
-            spread of expected revenue of the effective action (MOPO-style penalty), else 0.
+            the first three bool; and ``uncertainty``: with a penalty (an ensemble predictor
+            and ``penalty > 0``) the members' spread of expected revenue of the effective
+            action, the penalty's unit (MOPO-style); else 0, and the spread is not computed
+            (each user-step then runs only its drawn member's output layers).
         """
         action = np.asarray(action, dtype=np.int64)
         n = self.n
         ensemble = getattr(self.predictor, "n_members", 1) > 1
+        spread = ensemble and self.penalty > 0
         # an ensemble draws its member per user-step from the simulator's own generator
-        pred = (self.predictor.predict_from_state(self.state, rng) if ensemble
-                else self.predictor.predict_from_state(self.state))
+        pred = (self.predictor.predict_from_state(self.state, rng, with_spread=spread)
+                if ensemble else self.predictor.predict_from_state(self.state))
         rollout_cal = getattr(self.predictor, "rollout_calibration_", None)
         if rollout_cal is not None:  # per-period offsets by each user's step in the episode
             pred = rollout_cal.apply(pred, self.t)
@@ -424,8 +427,7 @@ class ShopSimulator:
         unsubscribe = out["unsubscribe"] & (ch >= 0) & ~blocked
         discount = np.where(purchase & ~blocked, self.discount[action] * revenue, 0.0)
         cost = self.cost[action] + discount
-        uncertainty = (self.predictor.last_disagreement_[r, effective] if ensemble
-                       else np.zeros(n))
+        uncertainty = self.predictor.disagreement(effective) if spread else np.zeros(n)
         reward = revenue - cost - self.penalty * uncertainty if self.penalty else revenue - cost
         # The same period's reward in expectation over the predicted outcome (revenue capped
         # like the draw): a noise-free training signal for the action taken.

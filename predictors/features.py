@@ -155,19 +155,33 @@ def _assemble(config: FeatureConfig, *, tenure, since_purchase, n_purchases, n_v
         n_visit_periods / ten,
         np.log1p(mean_basket),
     ]
-    lags = np.stack([lag_visited, lag_purchased, lag_logrev, lag_contacted], axis=2)
-    obs = np.concatenate([
-        np.stack(cols, axis=1),
-        lags.reshape(len(tenure), -1),
-        np.stack([contacts_4 / 4.0, contacts_8 / 8.0, coupons_4 / 4.0, coupons_8 / 8.0,
-                  np.minimum(since_contact, cap) / cap, rate_c, rate_u, rate_c - rate_u,
-                  email_unsub, push_unsub, np.minimum(since_email, cap) / cap,
-                  np.minimum(since_push, cap) / cap, np.minimum(since_coupon, cap) / cap,
-                  shrunk(visits_email, n_email, visit_u) - visit_u,
-                  shrunk(visits_push, n_push, visit_u) - visit_u,
-                  shrunk(buys_coupon, n_coupon, rate_u) - rate_u], axis=1),
-    ], axis=1)
-    return obs.astype(np.float32)
+    tail = [contacts_4 / 4.0, contacts_8 / 8.0, coupons_4 / 4.0, coupons_8 / 8.0,
+            np.minimum(since_contact, cap) / cap, rate_c, rate_u, rate_c - rate_u,
+            email_unsub, push_unsub, np.minimum(since_email, cap) / cap,
+            np.minimum(since_push, cap) / cap, np.minimum(since_coupon, cap) / cap,
+            shrunk(visits_email, n_email, visit_u) - visit_u,
+            shrunk(visits_push, n_push, visit_u) - visit_u,
+            shrunk(buys_coupon, n_coupon, rate_u) - rate_u]
+    # written column by column into the float32 result (the same rounding as one astype at
+    # the end, without the float64 intermediates of stacking); lags interleaved per period
+    n_lag = 4 * lag_visited.shape[1]
+    obs = np.empty((len(tenure), len(cols) + n_lag + len(tail)), np.float32)
+    for j, col in enumerate(cols):
+        obs[:, j] = col
+    for j, lag in enumerate((lag_visited, lag_purchased, lag_logrev, lag_contacted)):
+        obs[:, len(cols) + j:len(cols) + n_lag:4] = lag
+    for j, col in enumerate(tail, len(cols) + n_lag):
+        obs[:, j] = col
+    return obs
+
+
+def _count(window: np.ndarray, k: int) -> np.ndarray:
+    """Sum of the first ``k`` columns of a 0/1 window ``(n, >= k)`` (exact in any order; column
+    adds are faster than a row reduction over so few columns)."""
+    out = window[:, 0].copy()
+    for j in range(1, k):
+        out += window[:, j]
+    return out
 
 
 class HistoryTracker:
@@ -295,10 +309,9 @@ class HistoryTracker:
             revenue_total=a["revenue_total"], lag_visited=a["lag_visited"],
             lag_purchased=a["lag_purchased"], lag_logrev=a["lag_logrev"],
             lag_contacted=a["lag_contacted"],
-            contacts_4=a["win_contact"][:, :4].sum(axis=1),
-            contacts_8=a["win_contact"].sum(axis=1),
-            coupons_4=a["win_coupon"][:, :4].sum(axis=1),
-            coupons_8=a["win_coupon"].sum(axis=1), since_contact=a["since_contact"],
+            contacts_4=_count(a["win_contact"], 4), contacts_8=_count(a["win_contact"], 8),
+            coupons_4=_count(a["win_coupon"], 4), coupons_8=_count(a["win_coupon"], 8),
+            since_contact=a["since_contact"],
             n_contacted=a["n_contacted"], buys_contacted=a["buys_contacted"],
             n_uncontacted=a["n_uncontacted"], buys_uncontacted=a["buys_uncontacted"],
             email_unsub=a["email_unsub"], push_unsub=a["push_unsub"],
