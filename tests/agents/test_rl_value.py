@@ -90,19 +90,25 @@ def test_warm_start_clones_the_rule(tiny_synthetic_run) -> None:
 
 def test_train_with_reference_and_warm_start(tiny_synthetic_run, tmp_path: Path) -> None:
     data, pred = tiny_synthetic_run
-    out = tmp_path / "w"
-    assert run_main(["train-policy", "--predictor", str(pred), "--data", str(data), "--env",
-                     "world", "--reward", "expected", "--reference", "rule:email_capped",
-                     "--warm-start", "rule:email_capped", "--out", str(out), *TINY]) == 0
-    m = json.loads((out / "metrics.json").read_text())
-    assert m["config"]["reward"] == "expected" and m["warm_start"]["accuracy"] > 0.5
     import yaml
 
     from agents.train import load_hyperparams
 
-    used = yaml.safe_load((out / "hyperparams.yaml").read_text())
+    out = tmp_path / "w"
     fine = load_hyperparams("ppo")["warm_start"]
-    assert fine and all(used[k] == v for k, v in fine.items())  # the fine-tuning keys
+    small = tmp_path / "small.yaml"  # the default warm start with a small rollout budget
+    small.write_text(yaml.safe_dump({"warm_start": {**fine, "rollout": {"n_states": 256,
+                                                                        "epochs": 2}}}))
+    assert run_main(["train-policy", "--predictor", str(pred), "--data", str(data), "--env",
+                     "world", "--reward", "expected", "--reference", "rule:email_capped",
+                     "--warm-start", "rule:email_capped", "--config", str(small),
+                     "--out", str(out), *TINY]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["config"]["reward"] == "expected" and m["warm_start"]["accuracy"] > 0.5
+    used = yaml.safe_load((out / "hyperparams.yaml").read_text())
+    assert fine and all(used[k] == v for k, v in fine.items()  # the fine-tuning keys
+                        if k not in ("method", "rollout"))
+    assert used["warm_start"]["method"] == "rollout"  # auto in the true world
     h = m["eval_history"][-1]
     assert h["vs_reference_low"] <= h["vs_reference"] <= h["vs_reference_high"]
     assert m["reference"]["mean_return"] == pytest.approx(h["mean_return"] - h["vs_reference"])
@@ -182,7 +188,9 @@ def test_dqn_warm_start_evaluates_the_rule(tiny_synthetic_run, tmp_path: Path) -
     from agents.train import load_hyperparams
 
     used = yaml.safe_load((out / "hyperparams.yaml").read_text())
-    assert all(used[k] == v for k, v in load_hyperparams("dqn")["warm_start"].items())
+    assert all(used[k] == v for k, v in load_hyperparams("dqn")["warm_start"].items()
+               if k not in ("method", "rollout"))
+    assert used["warm_start"]["method"] == "fqe"  # auto: the learned shop cannot branch
     assert "train/margin_loss" in pd.read_csv(out / "progress.csv").columns
     from agents.sb3_policy import load_sb3_policy
 
