@@ -74,16 +74,16 @@ class RolloutConfig:
         seed: Seed of the state sampling, the branches and the minibatch order.
     """
 
-    n_states: int = 16384
-    iterations: int = 2
+    n_states: int = 65536
+    iterations: int = 3
     repeats: int = 1
     reward: str = "expected"
     epochs: int = 60
     batch_size: int = 2048
     learning_rate: float = 1e-3
-    advantage_weight: float = 4.0
+    advantage_weight: float = 30.0
     holdout: float = 0.1
-    switch_margin: float = 0.0
+    switch_margin: float = 2.0
     seed: int = 0
 
     def __post_init__(self) -> None:
