@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from agents.policy import BasePolicy
+from agents.world_vec_env import _put
 from predictors import StartStates, World
 
 __all__ = ["BranchStates", "GreedyQPolicy", "RolloutConfig", "branch_returns",
@@ -146,15 +147,6 @@ def _observe(users: StartStates, static: np.ndarray | None, src: np.ndarray) -> 
     return obs
 
 
-def _put(dest: StartStates, rows: np.ndarray, src: StartStates) -> None:
-    from dataclasses import fields
-
-    for f in fields(dest.state):
-        getattr(dest.state, f.name)[rows] = getattr(src.state, f.name)
-    for k, v in src.history.arrays.items():
-        dest.history.arrays[k][rows] = v
-
-
 def sample_states(world: World, starts: StartStates, policy: BasePolicy, horizon: int,
                   n_states: int, rng: np.random.Generator,
                   static: np.ndarray | None = None) -> BranchStates:
@@ -206,6 +198,17 @@ def branch_returns(world: World, states: BranchStates, policy: BasePolicy, seed:
 
     Returns:
         Undiscounted returns, shape ``(n, len(actions))``.
+
+    Example:
+        >>> from agents.policy import FixedActionPolicy
+        >>> from predictors import sample_start_states
+        >>> world = World()
+        >>> starts = sample_start_states(world, 8, seed=0, observed_periods=2)
+        >>> never = FixedActionPolicy(0, world.n_actions)
+        >>> states = sample_states(world, starts, never, 4, 16, np.random.default_rng(0))
+        >>> g = branch_returns(world, states, never, seed=1, actions=[1, 1])
+        >>> g.shape, bool((g[:, 0] == g[:, 1]).all())  # same action, same random numbers
+        ((16, 2), True)
     """
     first = np.arange(world.n_actions) if actions is None else np.asarray(actions)
     n = states.users.n
@@ -273,7 +276,8 @@ def improve_by_rollouts(q_net: nn.Module, world: World, starts: StartStates,
 
     Returns:
         The improved (greedy) policy and metrics: per iteration ``agreement`` (held-out states
-        where the net's argmax is the targets' argmax), ``changed`` (states where the targets'
+        where the net's argmax is the fitted targets' argmax, switch margin included;
+        ``agreement_train`` on the fitted states), ``changed`` (states where the targets'
         argmax is not the follow-up policy's action), ``gain`` (mean measured advantage of the
         targets' argmax over the follow-up action, money), ``fit_loss``, ``seconds``.
     """
@@ -284,7 +288,7 @@ def improve_by_rollouts(q_net: nn.Module, world: World, starts: StartStates,
     gen = torch.Generator().manual_seed(cfg.seed)
     current: BasePolicy = policy
     history = []
-    greedy = None
+    greedy = GreedyQPolicy(q_net, world.n_actions)
     for it in range(cfg.iterations):
         t0 = time.perf_counter()
         states = sample_states(world, starts, current, horizon, cfg.n_states, rng, static)
@@ -299,12 +303,12 @@ def improve_by_rollouts(q_net: nn.Module, world: World, starts: StartStates,
         greedy = GreedyQPolicy(q_net, world.n_actions)
         q = greedy.q_values(obs)
         held = slice(n_fit, None) if n_fit < len(obs) else slice(None)
-        best = g.argmax(axis=1)
+        best, fitted = g.argmax(axis=1), target.argmax(axis=1)
         rows = np.arange(len(g))
         history.append({
             "iteration": it,
-            "agreement": float((q[held].argmax(axis=1) == best[held]).mean()),
-            "agreement_train": float((q[:n_fit].argmax(axis=1) == best[:n_fit]).mean()),
+            "agreement": float((q[held].argmax(axis=1) == fitted[held]).mean()),
+            "agreement_train": float((q[:n_fit].argmax(axis=1) == fitted[:n_fit]).mean()),
             "changed": float((best != base).mean()),
             "gain": float((g[rows, best] - g[rows, base]).mean()),
             "greedy_changed": float((q.argmax(axis=1) != base).mean()),
@@ -317,5 +321,4 @@ def improve_by_rollouts(q_net: nn.Module, world: World, starts: StartStates,
             "base_actions": np.bincount(base, minlength=world.n_actions).tolist(),
             "seconds": time.perf_counter() - t0})
         current = greedy
-    assert greedy is not None
     return greedy, {"iterations": history, "states": cfg.n_states * cfg.iterations}

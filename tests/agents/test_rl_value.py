@@ -177,20 +177,22 @@ def test_dqn_warm_start_evaluates_the_rule(tiny_synthetic_run, tmp_path: Path) -
     assert model._teacher is teacher  # the margin term stays on during DQN's training
     with pytest.raises(ValueError, match="explore"):
         QWarmStartConfig(explore=0.0)
-    out = tmp_path / "d"
-    assert run_main(["train-policy", "--predictor", str(pred), "--data", str(data), "--env",
-                     "world", "--algo", "dqn", "--warm-start", "rule:email_capped",
-                     "--out", str(out), *TINY]) == 0
-    m = json.loads((out / "metrics.json").read_text())
-    assert m["warm_start"]["transitions"] > 0
     import yaml
 
     from agents.train import load_hyperparams
 
+    out = tmp_path / "d"
+    fine = load_hyperparams("dqn")["warm_start"]
+    fqe = tmp_path / "fqe.yaml"  # the default fine-tuning keys, the fitted-Q warm start
+    fqe.write_text(yaml.safe_dump({"warm_start": {**fine, "method": "fqe"}}))
+    assert run_main(["train-policy", "--predictor", str(pred), "--data", str(data), "--env",
+                     "world", "--algo", "dqn", "--warm-start", "rule:email_capped",
+                     "--config", str(fqe), "--out", str(out), *TINY]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["warm_start"]["transitions"] > 0
     used = yaml.safe_load((out / "hyperparams.yaml").read_text())
-    assert all(used[k] == v for k, v in load_hyperparams("dqn")["warm_start"].items()
-               if k not in ("method", "rollout"))
-    assert used["warm_start"]["method"] == "fqe"  # auto: the learned shop cannot branch
+    assert all(used[k] == v for k, v in fine.items() if k not in ("method", "rollout"))
+    assert used["warm_start"]["method"] == "fqe"
     assert "train/margin_loss" in pd.read_csv(out / "progress.csv").columns
     from agents.sb3_policy import load_sb3_policy
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -85,7 +86,7 @@ def test_fitted_q_is_greedy_on_its_targets() -> None:
     net = torch.nn.Sequential(torch.nn.Linear(37, 32), torch.nn.ReLU(),
                               torch.nn.Linear(32, world.n_actions))
     cfg = RolloutConfig(n_states=256, iterations=2, epochs=40, batch_size=64,
-                        learning_rate=3e-3, seed=0)
+                        learning_rate=3e-3, advantage_weight=4.0, switch_margin=0.0, seed=0)
     improved, info = improve_by_rollouts(net, world, starts, rule, 4, cfg, reward_scale=0.1)
     first, second = info["iterations"]
     assert first["agreement_train"] > 0.8 and first["agreement"] > 0.8
@@ -97,6 +98,12 @@ def test_fitted_q_is_greedy_on_its_targets() -> None:
     obs = starts.history.observation()
     assert np.array_equal(improved.act(obs, np.random.default_rng(0)),
                           improved.q_values(obs).argmax(axis=1))
+    # a switch margin larger than any measured gap keeps the rule
+    kept, info = improve_by_rollouts(net, world, starts, rule, 4,
+                                     replace(cfg, iterations=1, switch_margin=100.0),
+                                     reward_scale=0.1)
+    assert info["iterations"][0]["agreement"] > 0.8
+    assert info["iterations"][0]["greedy_changed"] < 0.2  # 0.95 without the margin
 
 
 @pytest.mark.parametrize("kwargs, match", [
