@@ -208,9 +208,11 @@ def test_static_features_reach_training_evaluation_and_export(tiny_synthetic_run
 
     data, pred = tiny_synthetic_run
     out = tmp_path / "s"
+    small = tmp_path / "small.yaml"  # the rollout warm start on a small budget
+    small.write_text("warm_start:\n  rollout:\n    n_states: 256\n    epochs: 2\n")
     assert run_main(["train-policy", "--predictor", str(pred), "--data", str(data), "--env",
                      "world", "--static-features", "--warm-start", "rule:email_capped",
-                     "--out", str(out), *TINY]) == 0
+                     "--config", str(small), "--out", str(out), *TINY]) == 0
     names = json.loads((out / "policy.json").read_text())["observation_names"]
     statics = [n for n in names if n.startswith("static:")]
     assert statics and names[-len(statics):] == statics and reads_static(str(out))
