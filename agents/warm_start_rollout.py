@@ -9,7 +9,8 @@
   a large-margin term toward that improved policy (not toward the rule).
 * PPO (:func:`improved_teacher`, then :func:`agents.warm_start.warm_start_actor_critic`): the
   same fit in a separate Q-network of the same architecture, whose greedy policy the actor
-  clones (and whose value the critic learns) in place of the rule.
+  clones (and whose value the critic learns) in place of the rule, nearly exactly
+  (:func:`clone_config`).
 
 Both need the true world (``--env world``): the learned shop's batched state is not yet
 branched.
@@ -26,9 +27,10 @@ from torch import nn
 
 from agents.policy import BasePolicy
 from agents.rollout_improvement import GreedyQPolicy, RolloutConfig, improve_by_rollouts
+from agents.warm_start import WarmStartConfig
 from predictors import ConfigError
 
-__all__ = ["improved_teacher", "rollout_config", "warm_start_q_rollout"]
+__all__ = ["clone_config", "improved_teacher", "rollout_config", "warm_start_q_rollout"]
 
 #: ``warm_start.method`` values per algorithm family.
 METHODS = ("fqe", "clone", "rollout")
@@ -53,6 +55,33 @@ def rollout_config(mapping: dict[str, Any] | None, seed: int) -> RolloutConfig:
         return RolloutConfig(**mapping, seed=seed)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"`warm_start.rollout`: {e}") from None
+
+
+def clone_config(mapping: dict[str, Any] | None, seed: int) -> WarmStartConfig:
+    """The :class:`~agents.warm_start.WarmStartConfig` PPO clones the improved policy with
+    (``warm_start.rollout_clone``); default: no label smoothing, 100 epochs.
+
+    The improved policy differs from the rule in a few per cent of states, so the clone must
+    be nearly exact (measured, default world, seed 0, 20,000 users: label smoothing 0.1 and 40
+    epochs clone it at 96.5% agreement and +3.3% over the rule, the teacher being +4.8%; no
+    smoothing and 100 epochs at 97.9% and +5.2%).
+
+    Raises:
+        ConfigError: Not a mapping, an unknown key or a bad value (named).
+    """
+    mapping = {} if mapping is None else mapping
+    if not isinstance(mapping, dict):
+        raise ConfigError(f"`warm_start.rollout_clone` must be a mapping; got "
+                          f"{type(mapping).__name__}")
+    known = {f.name for f in fields(WarmStartConfig)} - {"seed"}
+    unknown = sorted(set(mapping) - known)
+    if unknown:
+        raise ConfigError(f"`warm_start.rollout_clone` keys {unknown} are unknown; allowed: "
+                          f"{sorted(known)}")
+    try:
+        return WarmStartConfig(**{"label_smoothing": 0.0, "epochs": 100, **mapping}, seed=seed)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"`warm_start.rollout_clone`: {e}") from None
 
 
 def _world_of(venv: Any) -> tuple[Any, Any, np.ndarray | None, int]:

@@ -136,6 +136,17 @@ def test_warm_start_method_is_checked(tmp_path: Path) -> None:
     f.write_text("warm_start:\n  method: fqe\n")
     with pytest.raises(ConfigError, match="warm_start.method"):
         load_hyperparams("ppo", f)
+    f.write_text("warm_start:\n  rollout_clone:\n    epochs: 5\n")
+    with pytest.raises(ConfigError, match="rollout_clone.*PPO"):
+        load_hyperparams("dqn", f)
+    for text, match in [("label_smooth: 0.0", "label_smooth"),
+                        ("label_smoothing: 1.5", "label_smoothing")]:
+        f.write_text(f"warm_start:\n  rollout_clone:\n    {text}\n")
+        with pytest.raises(ConfigError, match=match):
+            load_hyperparams("ppo", f)
+    from agents.warm_start_rollout import clone_config
+
+    assert clone_config(None, seed=3).label_smoothing == 0.0  # the improved policy, exactly
     assert load_hyperparams("dqn")["warm_start"]["method"] == "auto"
     assert load_hyperparams("ppo")["warm_start"]["method"] == "auto"
 
