@@ -107,7 +107,7 @@ def test_train_with_reference_and_warm_start(tiny_synthetic_run, tmp_path: Path)
     assert m["config"]["reward"] == "expected" and m["warm_start"]["accuracy"] > 0.5
     used = yaml.safe_load((out / "hyperparams.yaml").read_text())
     assert fine and all(used[k] == v for k, v in fine.items()  # the fine-tuning keys
-                        if k not in ("method", "rollout"))
+                        if k not in ("method", "rollout", "rollout_clone"))
     assert used["warm_start"]["method"] == "rollout"  # auto in the true world
     h = m["eval_history"][-1]
     assert h["vs_reference_low"] <= h["vs_reference"] <= h["vs_reference_high"]
@@ -191,7 +191,8 @@ def test_dqn_warm_start_evaluates_the_rule(tiny_synthetic_run, tmp_path: Path) -
     m = json.loads((out / "metrics.json").read_text())
     assert m["warm_start"]["transitions"] > 0
     used = yaml.safe_load((out / "hyperparams.yaml").read_text())
-    assert all(used[k] == v for k, v in fine.items() if k not in ("method", "rollout"))
+    assert all(used[k] == v for k, v in fine.items()
+               if k not in ("method", "rollout", "rollout_clone"))
     assert used["warm_start"]["method"] == "fqe"
     assert "train/margin_loss" in pd.read_csv(out / "progress.csv").columns
     from agents.sb3_policy import load_sb3_policy
