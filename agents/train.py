@@ -41,6 +41,8 @@ __all__ = ["TrainConfig", "load_hyperparams", "train_policy"]
 
 #: Keys of the YAML files that are not SB3 constructor arguments.
 _ENV_KEYS = ("n_envs", "reward_scale", "warm_start")
+#: Keys of ``warm_start:`` that choose the warm start itself (the others override SB3's).
+_WARM_KEYS = ("method", "rollout", "rollout_clone")
 
 
 @dataclass(frozen=True)
@@ -162,7 +164,22 @@ def load_hyperparams(algo: str, path: str | Path | None = None) -> dict[str, Any
     if not isinstance(warm, dict):
         raise ConfigError(f"`warm_start` ({source}) must be a mapping of "
                           f"hyperparameters; got {type(warm).__name__}")
-    unknown += [f"warm_start.{k}" for k in sorted(set(warm) - (allowed - {"warm_start"}))]
+    unknown += [f"warm_start.{k}" for k in sorted(set(warm) - (allowed - {"warm_start"})
+                                                   - set(_WARM_KEYS))]
+    method = warm.get("method", "auto")
+    plain = "fqe" if algo == "dqn" else "clone"
+    if method not in ("auto", "rollout", plain):
+        raise ConfigError(f"`warm_start.method` ({source}) must be 'auto', 'rollout' or "
+                          f"{plain!r} for {algo}; got {method!r}")
+    from agents.warm_start_rollout import clone_config, rollout_config
+
+    if "rollout" in warm:
+        rollout_config(warm["rollout"], seed=0)  # named errors now, not after env set-up
+    if "rollout_clone" in warm:
+        if algo == "dqn":
+            raise ConfigError(f"`warm_start.rollout_clone` ({source}) is for PPO (how it clones "
+                              "the improved policy); DQN's Q-network is the rollout fit itself")
+        clone_config(warm["rollout_clone"], seed=0)
     if unknown:
         raise ConfigError(f"{source}: hyperparameters {unknown} are not arguments of {algo}; "
                           f"allowed: {sorted(a for a in allowed if not a.startswith('_'))}")
@@ -347,11 +364,21 @@ def train_policy(predictor: str | Path, data: str | Path, out: str | Path,
     params = load_hyperparams(cfg.algo, hyperparams)
     if resume and (run / "hyperparams.yaml").is_file():
         params = yaml.safe_load((run / "hyperparams.yaml").read_text())
-    overrides = params.pop("warm_start", None) or {}
+    overrides = dict(params.pop("warm_start", None) or {})
+    warm_method = overrides.pop("method", "auto")
+    warm_rollout = overrides.pop("rollout", None)
+    warm_clone = overrides.pop("rollout_clone", None)
+    if warm_method == "auto":  # branch the users where the env can (the true world)
+        warm_method = ("rollout" if cfg.env == "world"
+                       else "fqe" if cfg.algo == "dqn" else "clone")
     if cfg.warm_start is not None:  # fine-tuning a cloned rule, not learning from scratch
         params.update(overrides)
     n_envs = cfg.n_envs or int(params.get("n_envs", 1024))
     params["n_envs"] = n_envs
+    if cfg.warm_start is not None:  # the warm start used, for the record (and a resume)
+        params["warm_start"] = {"method": warm_method,
+                                **({"rollout": warm_rollout} if warm_rollout else {}),
+                                **({"rollout_clone": warm_clone} if warm_clone else {})}
     write_text(run / "hyperparams.yaml", yaml.safe_dump(params, sort_keys=False))
     sb3_kwargs = _sb3_kwargs(params)
     device = resolve_device(cfg.device)
@@ -391,7 +418,22 @@ def train_policy(predictor: str | Path, data: str | Path, out: str | Path,
         t_warm = time.perf_counter()
         teacher = load_policy(cfg.warm_start, spec, names, data)
         scale = float(params.get("reward_scale", 1.0))
-        if cfg.algo == "dqn":
+        if warm_method == "rollout":
+            from agents.warm_start_rollout import (clone_config, improved_teacher,
+                                                   rollout_config, warm_start_q_rollout)
+
+            rcfg = rollout_config(warm_rollout, seed=cfg.seed)
+            if cfg.algo == "dqn":
+                warm = warm_start_q_rollout(model, venv, teacher, rcfg, reward_scale=scale)
+            else:
+                arch = tuple((params.get("policy_kwargs") or {}).get("net_arch") or (64, 64))
+                arch = arch if all(isinstance(h, int) for h in arch) else (64, 64)
+                teacher, info = improved_teacher(venv, teacher, rcfg, arch, reward_scale=scale)
+                warm = warm_start_actor_critic(model, venv, teacher,
+                                               clone_config(warm_clone, seed=cfg.seed),
+                                               reward_scale=scale)
+                warm.update(method="rollout", rollout=info)
+        elif cfg.algo == "dqn":
             warm = warm_start_q(model, venv, teacher, QWarmStartConfig(seed=cfg.seed),
                                 reward_scale=scale)
         else:

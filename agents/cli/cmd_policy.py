@@ -43,7 +43,10 @@ def train_policy_cmd(
     reference: str | None = typer.Option(None, help="A rule or tune-rule run each evaluation "
                                                     "is compared with (paired, same users)."),
     warm_start: str | None = typer.Option(None, help="A rule or tune-rule run the policy starts "
-                                                     "from (ppo: cloned; dqn: its Q-values)."),
+                                                     "from (--env world: the rule improved by "
+                                                     "rollouts, PPO clones it, DQN's Q-net is "
+                                                     "its fit; learned shop: ppo: cloned; dqn: "
+                                                     "its Q-values; YAML warm_start.method)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint.zip."),
     threads: int = typer.Option(1, help="Torch intra-op threads (0: torch's default)."),
     penalty: float = typer.Option(0.0, "--penalty", help="Reward penalty per unit of an "
@@ -150,8 +153,9 @@ def bench_train_cmd(
                                                 "--seed)."),
     reward: str = typer.Option("sampled", help="Training reward: sampled or expected."),
     warm_start: bool = typer.Option(False, "--warm-start",
-                                    help="Start every policy from the reference (PPO: "
-                                         "cloned; DQN: its fitted Q-values)."),
+                                    help="Start every policy from the reference (--env "
+                                         "world: improved by rollouts first; PPO: cloned; "
+                                         "DQN: its fitted Q-values)."),
     config: Path | None = typer.Option(None, "--config", help="YAML overriding hyperparameters."),
     eval_data: Path | None = typer.Option(None, help="Generated dataset (same world) whose "
                                                      "users start the final TRUE evaluation."),

@@ -90,19 +90,25 @@ def test_warm_start_clones_the_rule(tiny_synthetic_run) -> None:
 
 def test_train_with_reference_and_warm_start(tiny_synthetic_run, tmp_path: Path) -> None:
     data, pred = tiny_synthetic_run
-    out = tmp_path / "w"
-    assert run_main(["train-policy", "--predictor", str(pred), "--data", str(data), "--env",
-                     "world", "--reward", "expected", "--reference", "rule:email_capped",
-                     "--warm-start", "rule:email_capped", "--out", str(out), *TINY]) == 0
-    m = json.loads((out / "metrics.json").read_text())
-    assert m["config"]["reward"] == "expected" and m["warm_start"]["accuracy"] > 0.5
     import yaml
 
     from agents.train import load_hyperparams
 
-    used = yaml.safe_load((out / "hyperparams.yaml").read_text())
+    out = tmp_path / "w"
     fine = load_hyperparams("ppo")["warm_start"]
-    assert fine and all(used[k] == v for k, v in fine.items())  # the fine-tuning keys
+    small = tmp_path / "small.yaml"  # the default warm start with a small rollout budget
+    small.write_text(yaml.safe_dump({"warm_start": {**fine, "rollout": {"n_states": 256,
+                                                                        "epochs": 2}}}))
+    assert run_main(["train-policy", "--predictor", str(pred), "--data", str(data), "--env",
+                     "world", "--reward", "expected", "--reference", "rule:email_capped",
+                     "--warm-start", "rule:email_capped", "--config", str(small),
+                     "--out", str(out), *TINY]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["config"]["reward"] == "expected" and m["warm_start"]["accuracy"] > 0.5
+    used = yaml.safe_load((out / "hyperparams.yaml").read_text())
+    assert fine and all(used[k] == v for k, v in fine.items()  # the fine-tuning keys
+                        if k not in ("method", "rollout", "rollout_clone"))
+    assert used["warm_start"]["method"] == "rollout"  # auto in the true world
     h = m["eval_history"][-1]
     assert h["vs_reference_low"] <= h["vs_reference"] <= h["vs_reference_high"]
     assert m["reference"]["mean_return"] == pytest.approx(h["mean_return"] - h["vs_reference"])
@@ -171,18 +177,23 @@ def test_dqn_warm_start_evaluates_the_rule(tiny_synthetic_run, tmp_path: Path) -
     assert model._teacher is teacher  # the margin term stays on during DQN's training
     with pytest.raises(ValueError, match="explore"):
         QWarmStartConfig(explore=0.0)
-    out = tmp_path / "d"
-    assert run_main(["train-policy", "--predictor", str(pred), "--data", str(data), "--env",
-                     "world", "--algo", "dqn", "--warm-start", "rule:email_capped",
-                     "--out", str(out), *TINY]) == 0
-    m = json.loads((out / "metrics.json").read_text())
-    assert m["warm_start"]["transitions"] > 0
     import yaml
 
     from agents.train import load_hyperparams
 
+    out = tmp_path / "d"
+    fine = load_hyperparams("dqn")["warm_start"]
+    fqe = tmp_path / "fqe.yaml"  # the default fine-tuning keys, the fitted-Q warm start
+    fqe.write_text(yaml.safe_dump({"warm_start": {**fine, "method": "fqe"}}))
+    assert run_main(["train-policy", "--predictor", str(pred), "--data", str(data), "--env",
+                     "world", "--algo", "dqn", "--warm-start", "rule:email_capped",
+                     "--config", str(fqe), "--out", str(out), *TINY]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["warm_start"]["transitions"] > 0
     used = yaml.safe_load((out / "hyperparams.yaml").read_text())
-    assert all(used[k] == v for k, v in load_hyperparams("dqn")["warm_start"].items())
+    assert all(used[k] == v for k, v in fine.items()
+               if k not in ("method", "rollout", "rollout_clone"))
+    assert used["warm_start"]["method"] == "fqe"
     assert "train/margin_loss" in pd.read_csv(out / "progress.csv").columns
     from agents.sb3_policy import load_sb3_policy
 
@@ -198,9 +209,11 @@ def test_static_features_reach_training_evaluation_and_export(tiny_synthetic_run
 
     data, pred = tiny_synthetic_run
     out = tmp_path / "s"
+    small = tmp_path / "small.yaml"  # the rollout warm start on a small budget
+    small.write_text("warm_start:\n  rollout:\n    n_states: 256\n    epochs: 2\n")
     assert run_main(["train-policy", "--predictor", str(pred), "--data", str(data), "--env",
                      "world", "--static-features", "--warm-start", "rule:email_capped",
-                     "--out", str(out), *TINY]) == 0
+                     "--config", str(small), "--out", str(out), *TINY]) == 0
     names = json.loads((out / "policy.json").read_text())["observation_names"]
     statics = [n for n in names if n.startswith("static:")]
     assert statics and names[-len(statics):] == statics and reads_static(str(out))

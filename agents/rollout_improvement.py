@@ -1,0 +1,324 @@
+r"""Policy improvement from common-random-number branch rollouts of the true world.
+
+The world is a simulator, so the value of every action at a state can be MEASURED instead of
+learned from noisy returns: copy the users, and for every action ``a`` run "``a`` now, then the
+current policy" to the end of the episode with the same random numbers in every branch
+(:meth:`predictors.synthetic.World.step` draws one fixed-size block of uniforms per period,
+whatever the actions, so a fresh generator with one seed per branch gives common random
+numbers). Differences between branches are then differences the action made, not luck:
+
+.. math::
+
+    A(s, a) = G(s, a) - G(s, \pi(s)),\qquad
+    G(s, a) = \sum_{k=0}^{T - t - 1} r_{t+k},\ a_t = a,\ a_{t+k} = \pi(o_{t+k})\ (k \ge 1)
+
+This is the rollout algorithm of Bertsekas and Tsitsiklis (Neuro-Dynamic Programming, 1996) /
+rollout classification policy iteration (Lagoudakis and Parr, ICML 2003), with TRPO's "vine"
+common-random-number trick. One iteration:
+
+1. **States.** Start users (the env's, at the end of their log) follow the current policy for a
+   uniform random number of periods ``t`` in ``[0, T)``, so every period of the episode is
+   covered with the weight evaluation gives it; churned users stay (the shop does not see
+   churn, and sends to them still cost), exactly as :func:`predictors.true_policy_value`
+   counts.
+2. **Branches.** For every state and action the return to the end of the episode
+   (``T - t`` periods, undiscounted: evaluation counts TRUE value over ``T`` periods), with the
+   expected one-period reward (:meth:`~predictors.synthetic.World.expected_outcomes`) as the
+   per-step reward by default (same expectation, less noise), averaged over ``repeats``
+   independent seeds.
+3. **Fit.** A Q-network regresses all actions' returns at once (scaled by the learner's
+   ``reward_scale``): squared error of the state's mean plus ``advantage_weight`` times that of
+   the deviations from it (for weight 1 this is the plain per-action squared error; more weight
+   spends the net's capacity on the small, low-variance action gaps).
+4. The greedy policy of the fitted net is the improved policy, the follow-up policy of the next
+   iteration's branches.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from agents.policy import BasePolicy
+from agents.world_vec_env import _put
+from predictors import StartStates, World
+
+__all__ = ["BranchStates", "GreedyQPolicy", "RolloutConfig", "branch_returns",
+           "improve_by_rollouts", "sample_states"]
+
+
+@dataclass(frozen=True)
+class RolloutConfig:
+    """Options of :func:`improve_by_rollouts`.
+
+    Attributes:
+        n_states: States sampled per iteration.
+        iterations: Policy-improvement iterations (each: new states under the current policy,
+            branches, a fit; the fitted greedy policy follows in the next).
+        repeats: Independent common-random-number seeds per state (branch returns averaged).
+        reward: Per-step branch reward: ``expected`` (the world's exact one-period
+            expectation) or ``sampled``.
+        epochs: Passes over the targets per fit.
+        batch_size: Minibatch size of the fit.
+        learning_rate: Adam's step size.
+        advantage_weight: Weight of the action-gap part of the squared error (1: plain MSE).
+        holdout: Share of the states held out to report the fit's error and agreement.
+        switch_margin: Money added to the follow-up policy's own action in the targets, so
+            the improved policy leaves it only where another action measures better by more
+            than this (a conservative step: 0 is the plain rollout policy).
+        seed: Seed of the state sampling, the branches and the minibatch order.
+    """
+
+    n_states: int = 65536
+    iterations: int = 3
+    repeats: int = 1
+    reward: str = "expected"
+    epochs: int = 60
+    batch_size: int = 2048
+    learning_rate: float = 1e-3
+    advantage_weight: float = 30.0
+    holdout: float = 0.1
+    switch_margin: float = 2.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("n_states", "iterations", "repeats", "epochs", "batch_size"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"`{name}` must be an integer >= 1; got {v!r}")
+        if self.reward not in ("expected", "sampled"):
+            raise ValueError(f"`reward` must be 'expected' or 'sampled'; got {self.reward!r}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"`learning_rate` must be > 0; got {self.learning_rate!r}")
+        if not self.advantage_weight > 0:
+            raise ValueError(f"`advantage_weight` must be > 0; got {self.advantage_weight!r}")
+        if not self.switch_margin >= 0:
+            raise ValueError(f"`switch_margin` must be >= 0; got {self.switch_margin!r}")
+        if not 0 <= self.holdout < 1:
+            raise ValueError(f"`holdout` must be in [0, 1); got {self.holdout!r}")
+
+
+class GreedyQPolicy(BasePolicy):
+    """The greedy (argmax) policy of a Q-network ``obs (n, d) -> (n, n_actions)``.
+
+    Args:
+        q_net: The network; it is deep-copied, so later training does not change the policy.
+        n_actions: Number of actions.
+    """
+
+    def __init__(self, q_net: nn.Module, n_actions: int) -> None:
+        super().__init__(n_actions)
+        self.q_net = copy.deepcopy(q_net).cpu().eval()
+
+    def q_values(self, obs: np.ndarray) -> np.ndarray:
+        """Q-values, shape ``(n, n_actions)``."""
+        with torch.no_grad():
+            return self.q_net(torch.as_tensor(np.asarray(obs, np.float32))).numpy()
+
+    def _action_probabilities(self, obs: np.ndarray) -> np.ndarray:
+        return np.eye(self.n_actions)[self.q_values(obs).argmax(axis=1)]
+
+
+@dataclass
+class BranchStates:
+    """Sampled states: the users (latent state + history), where they came from, time left.
+
+    Attributes:
+        users: The users at their sampled period.
+        src: Row of each user in the start users (for static features), shape (n,).
+        remaining: Periods left in the episode (``T - t``, >= 1), shape (n,).
+    """
+
+    users: StartStates
+    src: np.ndarray
+    remaining: np.ndarray
+
+
+def _observe(users: StartStates, static: np.ndarray | None, src: np.ndarray) -> np.ndarray:
+    obs = users.history.observation().astype(np.float32)
+    if static is not None:
+        obs = np.concatenate([obs, static[src].astype(np.float32)], axis=1)
+    return obs
+
+
+def sample_states(world: World, starts: StartStates, policy: BasePolicy, horizon: int,
+                  n_states: int, rng: np.random.Generator,
+                  static: np.ndarray | None = None) -> BranchStates:
+    """Run ``policy`` from random start users for a uniform number of periods in [0, horizon).
+
+    Args:
+        world: The world.
+        starts: Start users.
+        policy: The policy followed (``act(obs, rng)``).
+        horizon: Episode length ``T``.
+        n_states: States to sample.
+        rng: Generator of the draws (start users, periods, the world's and policy's randoms).
+        static: Optional ``(starts.n, k)`` static features appended to the observation.
+
+    Returns:
+        The sampled states; ``remaining = T - t``.
+    """
+    src = rng.integers(starts.n, size=n_states)
+    t_stop = rng.integers(horizon, size=n_states)
+    users = starts.subset(src)
+    snap = starts.subset(src)
+    for t in range(int(t_stop.max(initial=0)) + 1):
+        rows = np.flatnonzero(t_stop == t)
+        if len(rows):
+            _put(snap, rows, users.subset(rows))
+        if t == t_stop.max():
+            break
+        users.advance(world, np.asarray(policy.act(_observe(users, static, src), rng),
+                                        np.int64), rng)
+    return BranchStates(snap, src, horizon - t_stop)
+
+
+def branch_returns(world: World, states: BranchStates, policy: BasePolicy, seed: int,
+                   reward: str = "expected", static: np.ndarray | None = None,
+                   actions: np.ndarray | None = None) -> np.ndarray:
+    """Return of "action ``a`` now, then ``policy``" to the end of the episode, every ``a``.
+
+    Every branch starts from a copy of the same users with a fresh generator of the same
+    ``seed`` (the world's and the policy's draws), so the branches share their random numbers.
+
+    Args:
+        world: The world.
+        states: Sampled states (:func:`sample_states`).
+        policy: The follow-up policy.
+        seed: Seed of every branch.
+        reward: ``expected`` (exact one-period expectation per step) or ``sampled``.
+        static: Static features of the start users (as in :func:`sample_states`).
+        actions: First actions to branch on (default: all).
+
+    Returns:
+        Undiscounted returns, shape ``(n, len(actions))``.
+
+    Example:
+        >>> from agents.policy import FixedActionPolicy
+        >>> from predictors import sample_start_states
+        >>> world = World()
+        >>> starts = sample_start_states(world, 8, seed=0, observed_periods=2)
+        >>> never = FixedActionPolicy(0, world.n_actions)
+        >>> states = sample_states(world, starts, never, 4, 16, np.random.default_rng(0))
+        >>> g = branch_returns(world, states, never, seed=1, actions=[1, 1])
+        >>> g.shape, bool((g[:, 0] == g[:, 1]).all())  # same action, same random numbers
+        ((16, 2), True)
+    """
+    first = np.arange(world.n_actions) if actions is None else np.asarray(actions)
+    n = states.users.n
+    out = np.zeros((n, len(first)))
+    steps = int(states.remaining.max(initial=0))
+    for j, a in enumerate(first):
+        users = states.users.copy()
+        world_rng = np.random.default_rng([seed, 0])
+        policy_rng = np.random.default_rng([seed, 1])
+        for k in range(steps):
+            if k == 0:
+                action = np.full(n, int(a), np.int64)
+            else:
+                action = np.asarray(policy.act(_observe(users, static, states.src),
+                                               policy_rng), np.int64)
+            expected = (world.expected_outcomes(users.state, action).expected_reward
+                        if reward == "expected" else None)
+            step = users.advance(world, action, world_rng)
+            r = step["reward"] if expected is None else expected
+            out[:, j] += np.where(k < states.remaining, r, 0.0)
+    return out
+
+
+def _fit(q_net: nn.Module, obs: np.ndarray, target: np.ndarray, cfg: RolloutConfig,
+         gen: torch.Generator) -> float:
+    """Regress ``q_net(obs)`` on ``target`` (n, n_actions); return the last epoch's loss."""
+    dev = next(q_net.parameters()).device
+    x = torch.as_tensor(obs, device=dev)
+    y = torch.as_tensor(target, dtype=torch.float32, device=dev)
+    opt = torch.optim.Adam(q_net.parameters(), lr=cfg.learning_rate)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
+    loss_value = float("nan")
+    for _ in range(cfg.epochs):
+        total, count = 0.0, 0
+        for idx in torch.randperm(len(x), generator=gen).split(cfg.batch_size):
+            q, g = q_net(x[idx]), y[idx]
+            qm, gm = q.mean(dim=1), g.mean(dim=1)
+            loss = (F.mse_loss(qm, gm)
+                    + cfg.advantage_weight * F.mse_loss(q - qm[:, None], g - gm[:, None]))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total, count = total + float(loss.detach()) * len(idx), count + len(idx)
+        sched.step()
+        loss_value = total / count
+    return loss_value
+
+
+def improve_by_rollouts(q_net: nn.Module, world: World, starts: StartStates,
+                        policy: BasePolicy, horizon: int = 26,
+                        config: RolloutConfig | None = None,
+                        static: np.ndarray | None = None,
+                        reward_scale: float = 1.0) -> tuple[GreedyQPolicy, dict[str, Any]]:
+    """Rollout policy iteration from ``policy``: fit ``q_net`` to measured action values.
+
+    Args:
+        q_net: Q-network ``obs -> (n, n_actions)`` (e.g. SB3 DQN's ``q_net``), fitted in place.
+        world: The world.
+        starts: Start users.
+        policy: The base policy (e.g. the tuned rule).
+        horizon: Episode length.
+        config: Options.
+        static: Static features of the start users appended to the observation.
+        reward_scale: Targets are returns times this (the learner's reward scale).
+
+    Returns:
+        The improved (greedy) policy and metrics: per iteration ``agreement`` (held-out states
+        where the net's argmax is the fitted targets' argmax, switch margin included;
+        ``agreement_train`` on the fitted states), ``changed`` (states where the targets'
+        argmax is not the follow-up policy's action), ``gain`` (mean measured advantage of the
+        targets' argmax over the follow-up action, money), ``fit_loss``, ``seconds``.
+    """
+    import time
+
+    cfg = config or RolloutConfig()
+    rng = np.random.default_rng([cfg.seed, 11])
+    gen = torch.Generator().manual_seed(cfg.seed)
+    current: BasePolicy = policy
+    history = []
+    greedy = GreedyQPolicy(q_net, world.n_actions)
+    for it in range(cfg.iterations):
+        t0 = time.perf_counter()
+        states = sample_states(world, starts, current, horizon, cfg.n_states, rng, static)
+        obs = _observe(states.users, static, states.src)
+        g = np.mean([branch_returns(world, states, current, int(rng.integers(2**31)),
+                                    cfg.reward, static) for _ in range(cfg.repeats)], axis=0)
+        base = np.asarray(current.act(obs, np.random.default_rng(0)), np.int64)
+        n_fit = int(round(len(obs) * (1 - cfg.holdout)))
+        target = g.copy()
+        target[np.arange(len(g)), base] += cfg.switch_margin
+        _fit(q_net, obs[:n_fit], target[:n_fit] * reward_scale, cfg, gen)
+        greedy = GreedyQPolicy(q_net, world.n_actions)
+        q = greedy.q_values(obs)
+        held = slice(n_fit, None) if n_fit < len(obs) else slice(None)
+        best, fitted = g.argmax(axis=1), target.argmax(axis=1)
+        rows = np.arange(len(g))
+        history.append({
+            "iteration": it,
+            "agreement": float((q[held].argmax(axis=1) == fitted[held]).mean()),
+            "agreement_train": float((q[:n_fit].argmax(axis=1) == fitted[:n_fit]).mean()),
+            "changed": float((best != base).mean()),
+            "gain": float((g[rows, best] - g[rows, base]).mean()),
+            "greedy_changed": float((q.argmax(axis=1) != base).mean()),
+            "greedy_gain": float((g[rows, q.argmax(axis=1)] - g[rows, base]).mean()),
+            "fit_loss": float(np.mean((q[held] - g[held] * reward_scale) ** 2)),
+            "advantage_loss": float(np.mean((q[held] - q[held].mean(axis=1, keepdims=True)
+                                             - (g[held] - g[held].mean(axis=1, keepdims=True))
+                                             * reward_scale) ** 2)),
+            "actions": np.bincount(q.argmax(axis=1), minlength=world.n_actions).tolist(),
+            "base_actions": np.bincount(base, minlength=world.n_actions).tolist(),
+            "seconds": time.perf_counter() - t0})
+        current = greedy
+    return greedy, {"iterations": history, "states": cfg.n_states * cfg.iterations}
