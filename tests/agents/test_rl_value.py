@@ -157,6 +157,25 @@ def test_bench_train_world_reports_time_to_value(tiny_synthetic_run, tmp_path: P
         assert r["seconds_to_pass"] is None or r["seconds_to_pass"] >= 0
 
 
+def test_bench_table_shows_the_warm_start_time() -> None:
+    """A warm-started run shows its warm start's wall time; a rule row and a cold run show -."""
+    from agents.bench_rl import bench_table
+
+    ci = {"mean": 1.0, "low": 0.5, "high": 1.5}
+    row = {"return": ci, "vs_reference": ci, "vs_reference_pct": ci}
+    run = {"timesteps": 1024, "train_seconds": 3.0, "cpu_seconds": 2.0, "seconds_to_pass": None,
+           "seconds_to_ci_above": 7.0}
+    result = {"reference": "rule:x", "runs": [{**run, "run": "warm", "warm_start": {"seconds": 42.4}},
+                                              {**run, "run": "cold", "warm_start": None}],
+              "comparison": {"n_users": 10, "horizon": 26,
+                             "policies": {"reference": row, "warm": row, "cold": row}}}
+    lines = {ln.split(" | ")[0].strip("| "): ln.split(" | ") for ln in
+             bench_table(result).splitlines() if ln.startswith("| ")}
+    col = lines["policy"].index("warm-start s")
+    assert lines["warm"][col] == "42" and lines["cold"][col] == "-"
+    assert lines["reference"][col] == "-"
+
+
 def test_dqn_warm_start_evaluates_the_rule(tiny_synthetic_run, tmp_path: Path) -> None:
     """Fitted Q evaluation of a rule: the greedy Q action is mostly the rule's, the replay
     buffer holds the transitions, and DQN training starts from there."""
