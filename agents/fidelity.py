@@ -35,10 +35,13 @@ def _policy_fn(rule, rng: np.random.Generator):
 def policy_fidelity(predictor: str | Path, data: str | Path, *, horizon: int = 26,
                     start_users: str = "test", rules: tuple[str, ...] = FIDELITY_RULES,
                     replicates: int = 2, seed: int = 0,
-                    panel: pd.DataFrame | None = None) -> dict:
+                    panel: pd.DataFrame | None = None, extra: tuple[str, ...] = ()) -> dict:
     """Simulated vs true value of rule policies from the same start users.
 
     ``panel``: the dataset's panel when the caller already built it (else it is built here).
+    ``extra``: more policies ranked with the rules, as :func:`agents.loading.load_policy`
+    takes them (e.g. the ``tune-rule`` run of the tuned rule, or ``rule:tuned:...``); a run
+    folder is labelled ``tuned:FOLDER``.
 
     Returns:
         JSON-ready dict with ``rows`` (policy, sim, true, rel_error, ranks, standard errors),
@@ -54,14 +57,16 @@ def policy_fidelity(predictor: str | Path, data: str | Path, *, horizon: int = 2
     world_start = world_start_states(data, np.tile(shop.starts.user_ids, replicates))
     world_names = observation_names(world_start.history.config)
     rows = []
-    for k, name in enumerate(rules):
-        sim_rule = load_policy(f"rule:{name}", shop.spec, shop.observation_names, data)
-        true_rule = load_policy(f"rule:{name}", shop.spec, world_names, data)
+    specs = [f"rule:{name}" for name in rules] + list(extra)
+    for k, spec in enumerate(specs):
+        sim_rule = load_policy(spec, shop.spec, shop.observation_names, data)
+        true_rule = load_policy(spec, shop.spec, world_names, data)
         sim = rollout(shop, _policy_fn(sim_rule, np.random.default_rng(seed)), horizon,
                       seed=seed + 1000 * k, replicates=replicates).returns
         true = true_policy_value(world, _policy_fn(true_rule, np.random.default_rng(seed + 1)),
                                  world_start, horizon, seed + 1000 * k)
-        rows.append({"policy": f"rule:{name}", "sim": float(sim.mean()),
+        label = spec if spec.startswith("rule:") else f"tuned:{Path(spec).name}"
+        rows.append({"policy": label, "sim": float(sim.mean()),
                      "sim_se": float(sim.std(ddof=1) / np.sqrt(len(sim))),
                      "true": float(true.mean()),
                      "true_se": float(true.std(ddof=1) / np.sqrt(len(true)))})

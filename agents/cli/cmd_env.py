@@ -115,6 +115,8 @@ def fidelity_cmd(
     start_users: str = typer.Option("test", help="test, val, train or all."),
     threads: int = typer.Option(1, help="Torch intra-op threads (0: torch's default)."),
     seed: int = typer.Option(0, help="Seed."),
+    policy: list[str] = typer.Option([], "--policy", help="Also rank this policy with the rules "
+                                     "(a tune-rule run folder or rule:NAME; repeatable)."),
 ) -> None:
     """How far the learned shop is from the logs (and, on a synthetic shop, from the world)."""
     _set_threads(threads)
@@ -161,7 +163,8 @@ def fidelity_cmd(
                         ("revenue", "revenue_per_user"))))
         if ds.truth_folder is not None:
             pol = policy_fidelity(predictor, data, horizon=horizon, start_users=start_users,
-                                  replicates=policy_replicates, seed=seed, panel=panel)
+                                  replicates=policy_replicates, seed=seed, panel=panel,
+                                  extra=tuple(str(p) for p in policy))
             result["policies"] = pol
             typer.echo(f"rule policies, simulated vs TRUE value per user ({horizon} periods, "
                        f"{pol['users']} users from the end of the log):")
@@ -183,7 +186,8 @@ def fidelity_cmd(
         write_run_config(tmp, "fidelity", {"predictor": str(predictor), "data": str(data),
                                            "horizon": horizon, "replicates": replicates,
                                            "policy_replicates": policy_replicates,
-                                           "start_users": start_users, "threads": threads}, seed)
+                                           "start_users": start_users, "threads": threads,
+                                           "policies": [str(p) for p in policy]}, seed)
         write_json(tmp / "fidelity.json", result)
         plots = {"replay": plot_replay(rep, tmp / "fidelity_replay.png").name}
         if "policies" in result:

@@ -91,3 +91,26 @@ def test_fidelity_cli_writes_every_field(tiny_synthetic_run, tmp_path) -> None:
     report = (out / "report.md").read_text()
     assert gate["verdict"] in report and "fidelity_rules.png" in report
     assert (out / "fidelity_replay.png").is_file() and (out / "fidelity_rules.png").is_file()
+
+
+def test_fidelity_ranks_the_tuned_rule(tiny_synthetic_run, tmp_path, capsys) -> None:
+    """``--policy`` adds a tune-rule run (labelled tuned:FOLDER) and a rule to the ranking."""
+    data, pred = tiny_synthetic_run
+    tuned = tmp_path / "tuned"
+    assert run_main(["tune-rule", "--data", str(data), "--predictor", str(pred), "--env", "world",
+                     "--budget", "4000", "--users", "50", "--horizon", "3", "--no-progress",
+                     "--out", str(tuned)]) == 0
+    out = tmp_path / "fid"
+    assert run_main(["fidelity", "--predictor", str(pred), "--data", str(data), "--out",
+                     str(out), "--horizon", "3", "--replicates", "1", "--policy-replicates", "1",
+                     "--policy", str(tuned), "--policy", "rule:always:push"]) == 0
+    pol = json.loads((out / "fidelity.json").read_text())["policies"]
+    names = [r["policy"] for r in pol["rows"]]
+    assert pol["n_rules"] == 11 and names[-2:] == ["tuned:tuned", "rule:always:push"]
+    assert "tuned:tuned" in capsys.readouterr().out
+    bad = tmp_path / "bad"
+    assert run_main(["fidelity", "--predictor", str(pred), "--data", str(data), "--out",
+                     str(bad), "--horizon", "3", "--policy", "rule:no_such_rule"]) != 0
+    err = capsys.readouterr().err
+    assert "no_such_rule" in err and "Traceback" not in err, err
+    assert not bad.exists()
