@@ -30,19 +30,10 @@ from typing import Any
 import numpy as np
 
 from predictors.errors import ConfigError
+from predictors.models.calibration import _logit, _sigmoid
 
 #: Heads a rollout calibration can correct (``revenue`` shifts the log mean; the others the logit).
 ROLLOUT_HEADS = ("visit", "purchase", "revenue", "unsubscribe")
-_EPS = 1e-6
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, _EPS, 1 - _EPS)
-    return np.log(p / (1 - p))
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-z))
 
 
 def step_basis(step: np.ndarray, horizon: int, degree: int) -> np.ndarray:
