@@ -49,8 +49,8 @@ from agents.policy import BasePolicy
 from agents.world_vec_env import _put
 from predictors import StartStates, World
 
-__all__ = ["BranchStates", "GreedyQPolicy", "RolloutConfig", "branch_returns",
-           "improve_by_rollouts", "sample_states"]
+__all__ = ["BranchStates", "GreedyQPolicy", "RolloutConfig", "WorldBranches", "branch_returns",
+           "improve_by_branches", "improve_by_rollouts", "sample_states"]
 
 
 @dataclass(frozen=True)
@@ -257,21 +257,55 @@ def _fit(q_net: nn.Module, obs: np.ndarray, target: np.ndarray, cfg: RolloutConf
     return loss_value
 
 
+class WorldBranches:
+    """Branch source of :func:`improve_by_branches` in the true world (:func:`sample_states`,
+    :func:`branch_returns`); :class:`agents.shop_branches.ShopBranches` is the learned shop's.
+
+    A branch source has ``n_actions``, ``sample_states(policy, horizon, n, rng)``,
+    ``observe(states)`` and ``branch_returns(states, policy, seed, reward)``.
+    """
+
+    def __init__(self, world: World, starts: StartStates,
+                 static: np.ndarray | None = None) -> None:
+        self.world, self.starts, self.static = world, starts, static
+        self.n_actions = world.n_actions
+
+    def sample_states(self, policy: BasePolicy, horizon: int, n_states: int,
+                      rng: np.random.Generator) -> BranchStates:
+        return sample_states(self.world, self.starts, policy, horizon, n_states, rng,
+                             self.static)
+
+    def observe(self, states: BranchStates) -> np.ndarray:
+        return _observe(states.users, self.static, states.src)
+
+    def branch_returns(self, states: BranchStates, policy: BasePolicy, seed: int,
+                       reward: str = "expected") -> np.ndarray:
+        return branch_returns(self.world, states, policy, seed, reward, self.static)
+
+
 def improve_by_rollouts(q_net: nn.Module, world: World, starts: StartStates,
                         policy: BasePolicy, horizon: int = 26,
                         config: RolloutConfig | None = None,
                         static: np.ndarray | None = None,
                         reward_scale: float = 1.0) -> tuple[GreedyQPolicy, dict[str, Any]]:
+    """Rollout policy iteration in the true world (:func:`improve_by_branches` of
+    :class:`WorldBranches`)."""
+    return improve_by_branches(q_net, WorldBranches(world, starts, static), policy, horizon,
+                               config, reward_scale)
+
+
+def improve_by_branches(q_net: nn.Module, source: Any, policy: BasePolicy, horizon: int = 26,
+                        config: RolloutConfig | None = None,
+                        reward_scale: float = 1.0) -> tuple[GreedyQPolicy, dict[str, Any]]:
     """Rollout policy iteration from ``policy``: fit ``q_net`` to measured action values.
 
     Args:
         q_net: Q-network ``obs -> (n, n_actions)`` (e.g. SB3 DQN's ``q_net``), fitted in place.
-        world: The world.
-        starts: Start users.
+        source: Where the branches run (:class:`WorldBranches`,
+            :class:`agents.shop_branches.ShopBranches`).
         policy: The base policy (e.g. the tuned rule).
         horizon: Episode length.
         config: Options.
-        static: Static features of the start users appended to the observation.
         reward_scale: Targets are returns times this (the learner's reward scale).
 
     Returns:
@@ -284,23 +318,24 @@ def improve_by_rollouts(q_net: nn.Module, world: World, starts: StartStates,
     import time
 
     cfg = config or RolloutConfig()
+    n_actions = source.n_actions
     rng = np.random.default_rng([cfg.seed, 11])
     gen = torch.Generator().manual_seed(cfg.seed)
     current: BasePolicy = policy
     history = []
-    greedy = GreedyQPolicy(q_net, world.n_actions)
+    greedy = GreedyQPolicy(q_net, n_actions)
     for it in range(cfg.iterations):
         t0 = time.perf_counter()
-        states = sample_states(world, starts, current, horizon, cfg.n_states, rng, static)
-        obs = _observe(states.users, static, states.src)
-        g = np.mean([branch_returns(world, states, current, int(rng.integers(2**31)),
-                                    cfg.reward, static) for _ in range(cfg.repeats)], axis=0)
+        states = source.sample_states(current, horizon, cfg.n_states, rng)
+        obs = source.observe(states)
+        g = np.mean([source.branch_returns(states, current, int(rng.integers(2**31)),
+                                           cfg.reward) for _ in range(cfg.repeats)], axis=0)
         base = np.asarray(current.act(obs, np.random.default_rng(0)), np.int64)
         n_fit = int(round(len(obs) * (1 - cfg.holdout)))
         target = g.copy()
         target[np.arange(len(g)), base] += cfg.switch_margin
         _fit(q_net, obs[:n_fit], target[:n_fit] * reward_scale, cfg, gen)
-        greedy = GreedyQPolicy(q_net, world.n_actions)
+        greedy = GreedyQPolicy(q_net, n_actions)
         q = greedy.q_values(obs)
         held = slice(n_fit, None) if n_fit < len(obs) else slice(None)
         best, fitted = g.argmax(axis=1), target.argmax(axis=1)
@@ -317,8 +352,8 @@ def improve_by_rollouts(q_net: nn.Module, world: World, starts: StartStates,
             "advantage_loss": float(np.mean((q[held] - q[held].mean(axis=1, keepdims=True)
                                              - (g[held] - g[held].mean(axis=1, keepdims=True))
                                              * reward_scale) ** 2)),
-            "actions": np.bincount(q.argmax(axis=1), minlength=world.n_actions).tolist(),
-            "base_actions": np.bincount(base, minlength=world.n_actions).tolist(),
+            "actions": np.bincount(q.argmax(axis=1), minlength=n_actions).tolist(),
+            "base_actions": np.bincount(base, minlength=n_actions).tolist(),
             "seconds": time.perf_counter() - t0})
         current = greedy
     return greedy, {"iterations": history, "states": cfg.n_states * cfg.iterations}

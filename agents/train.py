@@ -368,7 +368,10 @@ def train_policy(predictor: str | Path, data: str | Path, out: str | Path,
     warm_method = overrides.pop("method", "auto")
     warm_rollout = overrides.pop("rollout", None)
     warm_clone = overrides.pop("rollout_clone", None)
-    if warm_method == "auto":  # branch the users where the env can (the true world)
+    # auto: branch the users in the true world only. The learned shop can be branched too
+    # (agents.shop_branches), but measured in TRUE value it loses to the rule there (the exact
+    # rollout improvement exploits the predictor's errors), so auto keeps fqe / clone in it.
+    if warm_method == "auto":
         warm_method = ("rollout" if cfg.env == "world"
                        else "fqe" if cfg.algo == "dqn" else "clone")
     if cfg.warm_start is not None:  # fine-tuning a cloned rule, not learning from scratch

@@ -12,8 +12,9 @@
   clones (and whose value the critic learns) in place of the rule, nearly exactly
   (:func:`clone_config`).
 
-Both need the true world (``--env world``): the learned shop's batched state is not yet
-branched.
+Both branch the users where the training env steps them: the true world (``--env world``,
+:class:`~agents.rollout_improvement.WorldBranches`) or the learned shop
+(:class:`~agents.shop_branches.ShopBranches`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ import torch
 from torch import nn
 
 from agents.policy import BasePolicy
-from agents.rollout_improvement import GreedyQPolicy, RolloutConfig, improve_by_rollouts
+from agents.rollout_improvement import (GreedyQPolicy, RolloutConfig, WorldBranches,
+                                        improve_by_branches)
 from agents.warm_start import WarmStartConfig
 from predictors import ConfigError
 
@@ -84,12 +86,19 @@ def clone_config(mapping: dict[str, Any] | None, seed: int) -> WarmStartConfig:
         raise ConfigError(f"`warm_start.rollout_clone`: {e}") from None
 
 
-def _world_of(venv: Any) -> tuple[Any, Any, np.ndarray | None, int]:
-    if not all(hasattr(venv, k) for k in ("world", "starts", "horizon")):
-        raise ConfigError("the rollout warm start (`warm_start.method: rollout`) branches the "
-                          "true world's users; train with --env world, or use "
-                          "`method: fqe` (DQN) / `method: clone` (PPO) in the learned shop")
-    return venv.world, venv.starts, venv.static, int(venv.horizon)
+def branch_source(venv: Any) -> tuple[Any, int]:
+    """The branch source of a raw training env and its horizon: the world's users
+    (:class:`~agents.world_vec_env.WorldVecEnv`) or the learned shop's
+    (:class:`~envs.shop_env.ShopVecEnv`)."""
+    if all(hasattr(venv, k) for k in ("world", "starts", "horizon")):
+        return WorldBranches(venv.world, venv.starts, venv.static), int(venv.horizon)
+    if all(hasattr(venv, k) for k in ("shop", "sim", "horizon")):
+        from agents.shop_branches import ShopBranches
+
+        return ShopBranches(venv.shop.simulator, venv.shop.starts), int(venv.horizon)
+    raise ConfigError("the rollout warm start (`warm_start.method: rollout`) branches the "
+                      "env's users; train with --env world or the learned shop, or use "
+                      "`method: fqe` (DQN) / `method: clone` (PPO)")
 
 
 def warm_start_q_rollout(model: Any, venv: Any, teacher: BasePolicy, config: RolloutConfig,
@@ -101,7 +110,7 @@ def warm_start_q_rollout(model: Any, venv: Any, teacher: BasePolicy, config: Rol
     Args:
         model: An SB3 DQN (``q_net``, ``q_net_target``); ``VectorisedDQN`` also keeps the
             large-margin term toward the improved policy during training.
-        venv: The raw training :class:`agents.world_vec_env.WorldVecEnv`.
+        venv: The raw training env (:func:`branch_source`).
         teacher: The base policy (the tuned rule).
         config: Rollout options.
         reward_scale: The learner's reward scale (targets are scaled returns).
@@ -111,10 +120,10 @@ def warm_start_q_rollout(model: Any, venv: Any, teacher: BasePolicy, config: Rol
     Returns:
         Metrics of :func:`~agents.rollout_improvement.improve_by_rollouts`, ``method``.
     """
-    world, starts, static, horizon = _world_of(venv)
+    source, horizon = branch_source(venv)
     model.q_net.set_training_mode(True)
-    improved, info = improve_by_rollouts(model.q_net, world, starts, teacher, horizon, config,
-                                         static=static, reward_scale=reward_scale)
+    improved, info = improve_by_branches(model.q_net, source, teacher, horizon, config,
+                                         reward_scale=reward_scale)
     model.q_net.set_training_mode(False)
     model.q_net_target.load_state_dict(model.q_net.state_dict())
     if keep_margin and hasattr(model, "keep_teacher_margin"):
@@ -130,7 +139,7 @@ def improved_teacher(venv: Any, teacher: BasePolicy, config: RolloutConfig,
     Returns:
         The improved policy and the rollout metrics.
     """
-    world, starts, static, horizon = _world_of(venv)
+    source, horizon = branch_source(venv)
     d = int(venv.observation_space.shape[0])
     torch_gen = torch.Generator().manual_seed(config.seed)
     layers: list[nn.Module] = []
@@ -138,7 +147,7 @@ def improved_teacher(venv: Any, teacher: BasePolicy, config: RolloutConfig,
     for h in net_arch:
         layers += [nn.Linear(width, h), nn.ReLU()]
         width = h
-    net = nn.Sequential(*layers, nn.Linear(width, world.n_actions))
+    net = nn.Sequential(*layers, nn.Linear(width, source.n_actions))
     with torch.no_grad():  # seeded init (no global RNG)
         for p in net.parameters():
             if p.dim() == 2:
@@ -146,5 +155,5 @@ def improved_teacher(venv: Any, teacher: BasePolicy, config: RolloutConfig,
                 p.uniform_(-bound, bound, generator=torch_gen)
             else:
                 p.zero_()
-    return improve_by_rollouts(net, world, starts, teacher, horizon, config, static=static,
+    return improve_by_branches(net, source, teacher, horizon, config,
                                reward_scale=reward_scale)

@@ -152,8 +152,8 @@ def test_warm_start_method_is_checked(tmp_path: Path) -> None:
 
 
 def test_train_policy_rollout_warm_starts(tiny_synthetic_run, tmp_path: Path) -> None:
-    """DQN and PPO warm-start from the rollout-improved rule in the true world; the learned
-    shop refuses the rollout method with a message naming the way out."""
+    """DQN and PPO warm-start from the rollout-improved rule in the true world; in the learned
+    shop auto is fqe and an explicit rollout branches the shop's users."""
     data, pred = tiny_synthetic_run
     cfg = tmp_path / "small.yaml"
     cfg.write_text("warm_start:\n  method: auto\n"
@@ -168,13 +168,16 @@ def test_train_policy_rollout_warm_starts(tiny_synthetic_run, tmp_path: Path) ->
         assert ws["method"] == "rollout"
         its = ws["iterations"] if algo == "dqn" else ws["rollout"]["iterations"]
         assert len(its) == 1 and 0 <= its[0]["changed"] <= 1
-    # auto = fqe in the learned shop; an explicit rollout there is refused
+    # auto = fqe in the learned shop; an explicit rollout branches the learned shop
     out = tmp_path / "learned"
     assert run_main(["train-policy", "--predictor", str(pred), "--data", str(data),
                      "--env", "learned", "--algo", "dqn", "--warm-start", "rule:email_capped",
                      "--config", str(cfg), "--out", str(out), *TINY]) == 0
     assert "transitions" in json.loads((out / "metrics.json").read_text())["warm_start"]
     cfg.write_text(cfg.read_text().replace("method: auto", "method: rollout"))
+    out = tmp_path / "x"
     assert run_main(["train-policy", "--predictor", str(pred), "--data", str(data),
                      "--env", "learned", "--algo", "dqn", "--warm-start", "rule:email_capped",
-                     "--config", str(cfg), "--out", str(tmp_path / "x"), *TINY]) != 0
+                     "--config", str(cfg), "--out", str(out), *TINY]) == 0
+    ws = json.loads((out / "metrics.json").read_text())["warm_start"]
+    assert ws["method"] == "rollout" and len(ws["iterations"]) == 1
