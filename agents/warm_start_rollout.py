@@ -38,25 +38,34 @@ __all__ = ["clone_config", "improved_teacher", "rollout_config", "warm_start_q_r
 METHODS = ("fqe", "clone", "rollout")
 
 
-def rollout_config(mapping: dict[str, Any] | None, seed: int) -> RolloutConfig:
-    """A :class:`RolloutConfig` from a YAML mapping (``warm_start.rollout``), with ``seed``.
+def _from_mapping(cls: type, key: str, mapping: dict[str, Any] | None, seed: int,
+                  defaults: dict[str, Any]) -> Any:
+    """``cls(**defaults, **mapping, seed=seed)`` from the YAML mapping ``warm_start.KEY``.
 
     Raises:
         ConfigError: Not a mapping, an unknown key or a bad value (named).
     """
     mapping = {} if mapping is None else mapping
     if not isinstance(mapping, dict):
-        raise ConfigError(f"`warm_start.rollout` must be a mapping; got "
-                          f"{type(mapping).__name__}")
-    known = {f.name for f in fields(RolloutConfig)} - {"seed"}
+        raise ConfigError(f"`warm_start.{key}` must be a mapping; got {type(mapping).__name__}")
+    known = {f.name for f in fields(cls)} - {"seed"}
     unknown = sorted(set(mapping) - known)
     if unknown:
-        raise ConfigError(f"`warm_start.rollout` keys {unknown} are unknown; allowed: "
+        raise ConfigError(f"`warm_start.{key}` keys {unknown} are unknown; allowed: "
                           f"{sorted(known)}")
     try:
-        return RolloutConfig(**mapping, seed=seed)
+        return cls(**{**defaults, **mapping}, seed=seed)
     except (TypeError, ValueError) as e:
-        raise ConfigError(f"`warm_start.rollout`: {e}") from None
+        raise ConfigError(f"`warm_start.{key}`: {e}") from None
+
+
+def rollout_config(mapping: dict[str, Any] | None, seed: int) -> RolloutConfig:
+    """A :class:`RolloutConfig` from a YAML mapping (``warm_start.rollout``), with ``seed``.
+
+    Raises:
+        ConfigError: Not a mapping, an unknown key or a bad value (named).
+    """
+    return _from_mapping(RolloutConfig, "rollout", mapping, seed, {})
 
 
 def clone_config(mapping: dict[str, Any] | None, seed: int) -> WarmStartConfig:
@@ -71,19 +80,8 @@ def clone_config(mapping: dict[str, Any] | None, seed: int) -> WarmStartConfig:
     Raises:
         ConfigError: Not a mapping, an unknown key or a bad value (named).
     """
-    mapping = {} if mapping is None else mapping
-    if not isinstance(mapping, dict):
-        raise ConfigError(f"`warm_start.rollout_clone` must be a mapping; got "
-                          f"{type(mapping).__name__}")
-    known = {f.name for f in fields(WarmStartConfig)} - {"seed"}
-    unknown = sorted(set(mapping) - known)
-    if unknown:
-        raise ConfigError(f"`warm_start.rollout_clone` keys {unknown} are unknown; allowed: "
-                          f"{sorted(known)}")
-    try:
-        return WarmStartConfig(**{"label_smoothing": 0.0, "epochs": 100, **mapping}, seed=seed)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"`warm_start.rollout_clone`: {e}") from None
+    return _from_mapping(WarmStartConfig, "rollout_clone", mapping, seed,
+                         {"label_smoothing": 0.0, "epochs": 100})
 
 
 def branch_source(venv: Any) -> tuple[Any, int]:
