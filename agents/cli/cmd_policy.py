@@ -163,6 +163,8 @@ def bench_train_cmd(
     static_features: bool = typer.Option(False, "--static-features/--no-static-features",
                                          help="Policies also read the users table's static "
                                               "columns."),
+    penalty: float = typer.Option(0.0, "--penalty", help="Reward penalty per unit of an "
+                                  "ensemble predictor's spread (learned shop; 0: none)."),
     out: Path | None = typer.Option(None, "--out", help="Write bench.json here."),
 ) -> None:
     """SB3 training throughput (env steps per second) on the batched learned shop; with
@@ -186,7 +188,7 @@ def bench_train_cmd(
             predictor, data = _bench_shop(Path(tmp), seed)
         if env == "world" or reference is not None:
             args = (algo_list, timesteps, n_envs, device, env, reference, seeds, seed, reward,
-                    warm_start, config, eval_data, eval_users, static_features)
+                    warm_start, config, eval_data, eval_users, static_features, penalty)
             if out is None:
                 _bench_value(predictor, data, Path(tmp) / "runs", *args, None)
             else:
@@ -219,7 +221,7 @@ def _bench_value(predictor: Path, data: Path, runs: Path, algos: list[str], time
                  n_envs: int | None, device: str, env: str, reference: str | None,
                  seeds: str | None, seed: int, reward: str, warm_start: bool,
                  config: Path | None, eval_data: Path | None, eval_users: int,
-                 static_features: bool, out: Path | None) -> None:
+                 static_features: bool, penalty: float, out: Path | None) -> None:
     """The time-to-value / TRUE-value bench (:func:`agents.bench_rl.bench_rl`)."""
     import time
 
@@ -238,7 +240,8 @@ def _bench_value(predictor: Path, data: Path, runs: Path, algos: list[str], time
         reference, tune_seconds = str(runs / "tune"), time.perf_counter() - t0
         typer.echo(f"tuned the reference rule in {tune_seconds:.0f} s -> {reference}")
     cfg = TrainConfig(timesteps=timesteps, env=env, n_envs=n_envs, device=device,
-                      progress=False, reward=reward, static_features=static_features)
+                      progress=False, reward=reward, static_features=static_features,
+                      penalty=penalty)
     result = bench_rl(predictor, data, runs, reference, cfg, seed_list, algos,
                       hyperparams=config, eval_data=eval_data, eval_users=eval_users,
                       warm_start=warm_start)
@@ -250,7 +253,7 @@ def _bench_value(predictor: Path, data: Path, runs: Path, algos: list[str], time
             "predictor": str(predictor), "data": str(data), "algos": algos,
             "timesteps": timesteps, "env": env, "reference": reference, "seeds": seed_list,
             "reward": reward, "warm_start": warm_start, "static_features": static_features,
-            "config": str(config) if config else None,
+            "penalty": penalty, "config": str(config) if config else None,
             "eval_data": str(eval_data) if eval_data else None, "eval_users": eval_users},
             seed)
         write_json(out / "bench.json", result)

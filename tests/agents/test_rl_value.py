@@ -157,6 +157,14 @@ def test_bench_train_world_reports_time_to_value(tiny_synthetic_run, tmp_path: P
         assert r["seconds_to_pass"] is None or r["seconds_to_pass"] >= 0
 
 
+def test_bench_train_passes_the_penalty_to_training(tmp_path: Path, capsys) -> None:
+    """``bench train --penalty`` reaches the training config (a negative one is refused there)."""
+    assert run_main(["bench", "train", "--predictor", str(tmp_path / "p"), "--data",
+                     str(tmp_path / "d"), "--reference", "rule:email_capped",
+                     "--penalty", "-1"]) != 0
+    assert "penalty" in capsys.readouterr().err
+
+
 def test_bench_table_shows_the_warm_start_time() -> None:
     """A warm-started run shows its warm start's wall time; a rule row and a cold run show -."""
     from agents.bench_rl import bench_table
