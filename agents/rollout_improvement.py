@@ -46,7 +46,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from agents.policy import BasePolicy
-from agents.world_vec_env import _put
 from predictors import StartStates, World
 
 __all__ = ["BranchStates", "GreedyQPolicy", "RolloutConfig", "WorldBranches", "branch_returns",
@@ -171,7 +170,7 @@ def sample_states(world: World, starts: StartStates, policy: BasePolicy, horizon
     for t in range(int(t_stop.max(initial=0)) + 1):
         rows = np.flatnonzero(t_stop == t)
         if len(rows):
-            _put(snap, rows, users.subset(rows))
+            snap.put(rows, users.subset(rows))
         if t == t_stop.max():
             break
         users.advance(world, np.asarray(policy.act(_observe(users, static, src), rng),

@@ -13,7 +13,6 @@ policy sees the same columns in both worlds.
 
 from __future__ import annotations
 
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -35,14 +34,6 @@ def world_from_dataset(data: str | Path) -> World:
         FileNotFoundError: The folder has no ``truth/world.json`` (not a generated dataset).
     """
     return read_world(data)
-
-
-def _put(start: StartStates, rows: np.ndarray, src: StartStates) -> None:
-    """Overwrite users ``rows`` of ``start`` with ``src`` (same length), in place."""
-    for f in fields(start.state):
-        getattr(start.state, f.name)[rows] = getattr(src.state, f.name)
-    for k, v in src.history.arrays.items():
-        start.history.arrays[k][rows] = v
 
 
 class WorldVecEnv(BatchedVecEnv):
@@ -116,7 +107,7 @@ class WorldVecEnv(BatchedVecEnv):
                 infos[i]["terminal_observation"] = obs[i].copy()
                 infos[i]["TimeLimit.truncated"] = bool(truncated[i])
             new = self._rng.integers(self.starts.n, size=len(rows))
-            _put(self.users, rows, self.starts.subset(new))
+            self.users.put(rows, self.starts.subset(new))
             self.src[rows] = new
             self.t[rows] = 0
             obs[rows] = self._obs()[rows]

@@ -9,7 +9,7 @@ one action index per user. Oracle policies (``oracle=True``) are also given the 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -39,6 +39,13 @@ class StartStates:
     def subset(self, index: np.ndarray) -> StartStates:
         """The users ``index`` (positions or boolean mask), copied."""
         return StartStates(self.state.subset(index), self.history.subset(index))
+
+    def put(self, rows: np.ndarray, src: StartStates) -> None:
+        """Overwrite users ``rows`` with the users of ``src`` (same length), in place."""
+        for f in fields(self.state):
+            getattr(self.state, f.name)[rows] = getattr(src.state, f.name)
+        for k, v in src.history.arrays.items():
+            self.history.arrays[k][rows] = v
 
     def advance(self, world: World, action: np.ndarray,
                 rng: np.random.Generator) -> dict[str, np.ndarray]:
