@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from agents.policy import BasePolicy
-from predictors import StartStates, World
+from predictors import StartStates, World, check_choice, check_int, check_number
 
 __all__ = ["BranchStates", "GreedyQPolicy", "RolloutConfig", "WorldBranches", "branch_returns",
            "improve_by_branches", "improve_by_rollouts", "sample_states"]
@@ -87,20 +87,11 @@ class RolloutConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("n_states", "iterations", "repeats", "epochs", "batch_size"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"`{name}` must be an integer >= 1; got {v!r}")
-        if self.reward not in ("expected", "sampled"):
-            raise ValueError(f"`reward` must be 'expected' or 'sampled'; got {self.reward!r}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"`learning_rate` must be > 0; got {self.learning_rate!r}")
-        if not self.advantage_weight > 0:
-            raise ValueError(f"`advantage_weight` must be > 0; got {self.advantage_weight!r}")
-        if not self.switch_margin >= 0:
-            raise ValueError(f"`switch_margin` must be >= 0; got {self.switch_margin!r}")
-        if not 0 <= self.holdout < 1:
-            raise ValueError(f"`holdout` must be in [0, 1); got {self.holdout!r}")
+        check_int(self, "n_states", "iterations", "repeats", "epochs", "batch_size", ge=1)
+        check_choice(self, "reward", ("expected", "sampled"))
+        check_number(self, "learning_rate", "advantage_weight", gt=0)
+        check_number(self, "switch_margin", ge=0)
+        check_number(self, "holdout", ge=0, lt=1)
 
 
 class GreedyQPolicy(BasePolicy):

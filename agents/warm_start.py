@@ -37,6 +37,7 @@ import torch.nn.functional as F
 
 from agents.batched_sb3 import large_margin_loss
 from agents.policy import BasePolicy
+from predictors import check_int, check_number
 
 __all__ = ["QWarmStartConfig", "WarmStartConfig", "warm_start_actor_critic", "warm_start_q"]
 
@@ -65,12 +66,9 @@ class WarmStartConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("n_steps", "epochs", "rounds", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"`{name}` must be >= 1; got {getattr(self, name)!r}")
-        if not (self.learning_rate > 0 and 0 <= self.label_smoothing < 1):
-            raise ValueError("`learning_rate` must be > 0 and `label_smoothing` in [0, 1); got "
-                             f"{self.learning_rate!r}, {self.label_smoothing!r}")
+        check_int(self, "n_steps", "epochs", "rounds", "batch_size", ge=1)
+        check_number(self, "learning_rate", gt=0)
+        check_number(self, "label_smoothing", ge=0, lt=1)
 
 
 def _rollout(venv: Any, teacher: BasePolicy, n_steps: int, rng: np.random.Generator,
@@ -194,14 +192,10 @@ class QWarmStartConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("n_steps", "rounds", "epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"`{name}` must be >= 1; got {getattr(self, name)!r}")
-        if not (0 < self.explore <= 1 and self.learning_rate > 0 and self.margin >= 0
-                and self.margin_weight >= 0):
-            raise ValueError("`explore` must be in (0, 1], `learning_rate` > 0, `margin` and "
-                             f"`margin_weight` >= 0; got {self.explore!r}, "
-                             f"{self.learning_rate!r}, {self.margin!r}, {self.margin_weight!r}")
+        check_int(self, "n_steps", "rounds", "epochs", "batch_size", ge=1)
+        check_number(self, "explore", gt=0, le=1)
+        check_number(self, "learning_rate", gt=0)
+        check_number(self, "margin", "margin_weight", ge=0)
 
 
 class _EpsTeacher(BasePolicy):
