@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
 from envs.fidelity import logged_window
 from envs.shop_env import LearnedShop, load_learned_shop
@@ -196,7 +197,7 @@ def _errors(rec: _Record, tg: dict) -> dict[str, dict[str, float | None]]:
 
 def fit_rollout_calibration(predictor: BehaviorPredictor, data: str | Path,
                             config: RolloutCalibrationConfig | None = None, *,
-                            panel: pd.DataFrame | None = None
+                            panel: pd.DataFrame | None = None, progress: bool = False
                             ) -> tuple[RolloutCalibration, dict]:
     """Fit the rollout offsets of ``predictor`` (left unchanged) on its validation users.
 
@@ -208,6 +209,7 @@ def fit_rollout_calibration(predictor: BehaviorPredictor, data: str | Path,
         data: The dataset folder it was fitted on.
         config: Options.
         panel: The dataset's panel when the caller already built it.
+        progress: A progress bar over the rollouts (one per round, and the last check).
 
     Returns:
         The fitted :class:`RolloutCalibration` and a JSON-ready report: the validation users'
@@ -240,11 +242,14 @@ def fit_rollout_calibration(predictor: BehaviorPredictor, data: str | Path,
                      "logged_events": tg["events"]}
         cal = RolloutCalibration(horizon, cfg.degree, {}, fitted_on)
         rounds = []
+        bar = tqdm(total=cfg.rounds + 1, desc="rollout calibration", unit="rollout",
+                   disable=not progress)
         for k in range(cfg.rounds + 1):
             predictor.rollout_calibration_ = cal
             rec = _record_rollout(shop, tg["action"], horizon, cfg.replicates, cfg.seed)
             rounds.append({"round": k, "coef": {h: list(c) for h, c in cal.coef.items()},
                            "replay": _errors(rec, tg)})
+            bar.update()
             if k == cfg.rounds:
                 break
             new = _solve(rec, tg, cfg, horizon, heads, activity)
@@ -252,6 +257,7 @@ def fit_rollout_calibration(predictor: BehaviorPredictor, data: str | Path,
             cal = RolloutCalibration(horizon, cfg.degree, {
                 h: tuple(float(x) for x in old[h] + cfg.step_size * (np.asarray(c) - old[h]))
                 for h, c in new.items()}, fitted_on)
+        bar.close()
     finally:
         predictor.rollout_calibration_ = saved
     report = {"fitted_on": fitted_on, "horizon": horizon, "degree": cfg.degree,

@@ -33,6 +33,8 @@ def calibrate_predictor(
     rounds: int = typer.Option(6, help="rollout: fit-then-roll-out iterations."),
     seed: int = typer.Option(0, help="rollout: seed of the rollouts."),
     threads: int = typer.Option(1, help="rollout: torch intra-op threads (0: torch's default)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress",
+                                  help="rollout: progress bar over the rollouts."),
 ) -> None:
     """Fit calibration on the validation users; check it on the held-out test users.
 
@@ -48,7 +50,7 @@ def calibrate_predictor(
 
     if method == "rollout":
         _calibrate_rollout(predictor, data, out, horizon, degree, replicates, rounds, seed,
-                           threads)
+                           threads, progress)
         return
     if method not in CALIBRATIONS[1:]:
         raise typer.BadParameter(f"expected one of {CALIBRATIONS[1:] + ('rollout',)}; got "
@@ -77,7 +79,8 @@ def calibrate_predictor(
 
 
 def _calibrate_rollout(predictor: Path, data: Path, out: Path, horizon: int, degree: int,
-                       replicates: int, rounds: int, seed: int, threads: int) -> None:
+                       replicates: int, rounds: int, seed: int, threads: int,
+                       progress: bool = True) -> None:
     from agents.cli.cmd_env import _set_threads
     from envs.rollout_calibration import RolloutCalibrationConfig, fit_rollout_calibration
     from predictors import build_panel, open_dataset
@@ -94,7 +97,8 @@ def _calibrate_rollout(predictor: Path, data: Path, out: Path, horizon: int, deg
     with output_folder(out) as tmp:
         pred = BehaviorPredictor.load(predictor, device="cpu")
         cal, report = fit_rollout_calibration(pred, data, cfg,
-                                              panel=build_panel(open_dataset(data)))
+                                              panel=build_panel(open_dataset(data)),
+                                              progress=progress)
         pred.rollout_calibration_ = cal
         pred.save(tmp)
         write_run_config(tmp, "calibrate-predictor", {

@@ -121,7 +121,7 @@ def test_config_invalid(kwargs: dict, match: str) -> None:
 
 
 @pytest.mark.filterwarnings("ignore:rollout calibration. only")
-def test_cli_writes_the_calibrated_predictor(tiny_synthetic_run, tmp_path) -> None:
+def test_cli_writes_the_calibrated_predictor(tiny_synthetic_run, tmp_path, capsys) -> None:
     data, folder = tiny_synthetic_run
     out = tmp_path / "rol"
     assert run_main(["calibrate-predictor", "--predictor", str(folder), "--data", str(data),
@@ -129,10 +129,11 @@ def test_cli_writes_the_calibrated_predictor(tiny_synthetic_run, tmp_path) -> No
                      "--out", str(out)]) == 0
     rep = json.loads((out / "calibration.json").read_text())
     assert rep["method"] == "rollout" and len(rep["rounds"]) == 2
+    assert "rollout calibration" in capsys.readouterr().err  # the progress bar
     assert rep["fitted_on"]["users"] == "val"
     loaded = BehaviorPredictor.load(out).rollout_calibration_
     assert loaded is not None and set(loaded.coef) == set(rep["heads"])
     assert run_main(["calibrate-predictor", "--predictor", str(folder), "--data", str(data),
-                     "--method", "rollout", "--degree", "5", "--out",
+                     "--method", "rollout", "--degree", "5", "--no-progress", "--out",
                      str(tmp_path / "bad")]) == 1
     assert not (tmp_path / "bad").exists()
