@@ -33,7 +33,7 @@ _EXPORTS: dict[str, str] = {
     "EvaluateConfig": "agents.evaluate",
     "evaluate_policies": "agents.evaluate",
     "load_policy": "agents.evaluate",
-    "WorldVecEnv": "agents.world_vec_env",
+    "WorldVecEnv": "envs.world_vec_env",
     # the policy interface
     "BasePolicy": "agents.policy",
     "FixedActionPolicy": "agents.policy",

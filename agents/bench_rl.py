@@ -45,7 +45,7 @@ def true_comparison(data: str | Path, policies: dict[str, Any], reference: str,
         ``n_users``, ``horizon``, ``seed`` and per policy ``return`` and ``vs_reference``
         (mean and 95% CI; also relative to the reference's mean in ``vs_reference_pct``).
     """
-    from agents.world_vec_env import world_from_dataset
+    from envs.world_vec_env import world_from_dataset
     from predictors import read_start_states, true_policy_value
 
     if reference not in policies:

@@ -175,7 +175,7 @@ def evaluate_policies(predictor: str | Path, data: str | Path, policies: list[st
     coupon = np.array([a.kind == "discount" for a in shop.spec.actions])
     truth = cfg.true_value and (Path(data) / "truth" / "world.json").is_file()
     if truth:
-        from agents.world_vec_env import world_from_dataset, world_start_states
+        from envs.world_vec_env import world_from_dataset, world_start_states
         from predictors import true_policy_value
 
         world = world_from_dataset(data)

@@ -48,7 +48,7 @@ def policy_fidelity(predictor: str | Path, data: str | Path, *, horizon: int = 2
         ``max_abs_rel_error``, ``ranking_identical`` and ``spearman``.
     """
     from agents.loading import load_policy
-    from agents.world_vec_env import world_start_states
+    from envs.world_vec_env import world_start_states
     from predictors.synthetic import read_world, true_policy_value
 
     shop = load_learned_shop(predictor, data, horizon=horizon, start_users=start_users,

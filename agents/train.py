@@ -252,7 +252,7 @@ def _make_envs(cfg: TrainConfig, predictor: str | Path, data: str | Path, n_envs
             return rollout(eval_shop, lambda o, m, r: policy.act(o, r, m), cfg.horizon,
                            seed=cfg.seed + 1, start_index=index).returns
     else:
-        from agents.world_vec_env import WorldVecEnv, world_from_dataset, world_start_states
+        from envs.world_vec_env import WorldVecEnv, world_from_dataset, world_start_states
         from predictors import true_policy_value
 
         world = world_from_dataset(data)

@@ -233,7 +233,7 @@ def make_evaluator(data: str | Path, predictor: str | Path | None, config: TuneC
 
         if not (Path(data) / "truth" / "world.json").is_file():
             raise ConfigError(f"{data}: --env world needs a generated dataset (truth/world.json)")
-        from agents.world_vec_env import world_from_dataset
+        from envs.world_vec_env import world_from_dataset
 
         starts = read_start_states(data, "end")
         starts = starts.subset(np.arange(min(starts.n, config.n_users)))
@@ -251,7 +251,7 @@ def make_evaluator(data: str | Path, predictor: str | Path | None, config: TuneC
                            seed=config.seed, start_index=index).returns
 
         return evaluate, names, shop.spec
-    from agents.world_vec_env import world_from_dataset, world_start_states
+    from envs.world_vec_env import world_from_dataset, world_start_states
 
     if not (Path(data) / "truth" / "world.json").is_file():
         raise ConfigError(f"{data}: --env world needs a generated dataset (truth/world.json)")

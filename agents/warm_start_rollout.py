@@ -86,7 +86,7 @@ def clone_config(mapping: dict[str, Any] | None, seed: int) -> WarmStartConfig:
 
 def branch_source(venv: Any) -> tuple[Any, int]:
     """The branch source of a raw training env and its horizon: the world's users
-    (:class:`~agents.world_vec_env.WorldVecEnv`) or the learned shop's
+    (:class:`~envs.world_vec_env.WorldVecEnv`) or the learned shop's
     (:class:`~envs.shop_env.ShopVecEnv`)."""
     if all(hasattr(venv, k) for k in ("world", "starts", "horizon")):
         return WorldBranches(venv.world, venv.starts, venv.static), int(venv.horizon)

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _world_env(data: Path, reward: str, seed: int = 0, n: int = 200):
-    from agents.world_vec_env import WorldVecEnv, world_from_dataset, world_start_states
+    from envs.world_vec_env import WorldVecEnv, world_from_dataset, world_start_states
 
     ids = pd.read_parquet(Path(data) / "truth" / "users.parquet")["user_id"].to_numpy()[:n]
     return WorldVecEnv(world_from_dataset(data), world_start_states(data, ids), n_envs=n,

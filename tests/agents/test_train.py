@@ -176,7 +176,7 @@ def test_train_in_the_true_world(tiny_synthetic_run, tmp_path: Path) -> None:
 def test_world_vec_env_restarts_finished_users(tiny_synthetic_run) -> None:
     import pandas as pd
 
-    from agents.world_vec_env import WorldVecEnv, world_from_dataset, world_start_states
+    from envs.world_vec_env import WorldVecEnv, world_from_dataset, world_start_states
     from predictors import read_start_states
 
     data, _ = tiny_synthetic_run

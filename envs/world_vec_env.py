@@ -20,7 +20,7 @@ import numpy as np
 from gymnasium import spaces
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
 
-from envs import BatchedVecEnv
+from envs.batched import BatchedVecEnv
 from predictors import StartStates, World
 from predictors.synthetic import read_world
 
