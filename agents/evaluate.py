@@ -161,7 +161,7 @@ def evaluate_policies(predictor: str | Path, data: str | Path, policies: list[st
     policies = [_resolve_tuned(t) for t in policies]
     if not policies:
         raise ConfigError("give at least one policy (rule:NAME or a train-policy run folder)")
-    from agents.loading import reads_static
+    from agents.loading import reads_static, trained_env
 
     shop = load_learned_shop(predictor, data, start_users=cfg.start_users,
                              static_in_obs=any(reads_static(t) for t in policies))
@@ -190,6 +190,7 @@ def evaluate_policies(predictor: str | Path, data: str | Path, policies: list[st
                       seed=cfg.seed, replicates=cfg.replicates, start_index=index)
         sim_returns[text] = res.returns
         rows[text] = {"policy": text, "is_rule": text.startswith("rule:"),
+                      "trained_in": trained_env(text),
                       "sim": _summary(res.returns, _sim_stats(res, none, coupon))}
         if truth:
             prng = np.random.default_rng([cfg.seed, 1])
@@ -249,7 +250,9 @@ def markdown_table(result: dict[str, Any]) -> str:
 
     for row in result["policies"]:
         s = row["sim"]
-        cells = [row["policy"], ci(s["return"]), ci(s.get("vs_best_rule")), f"{s['revenue']:.2f}",
+        name = row["policy"] + (" (trained in the TRUE world)"
+                                if row.get("trained_in") == "world" else "")
+        cells = [name, ci(s["return"]), ci(s.get("vs_best_rule")), f"{s['revenue']:.2f}",
                  f"{s['cost']:.2f}", f"{s['contacts']:.2f}", f"{s['coupons']:.2f}",
                  f"{s['churn_rate']:.3f}", f"{s['unsubscribe_rate']:.3f}"]
         if truth:

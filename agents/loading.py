@@ -10,6 +10,7 @@ misread columns.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,24 @@ def policy_features(text: str) -> list[str] | None:
 def reads_static(text: str) -> bool:
     """Whether the policy ``text`` names observes static user features (``static:...``)."""
     return any(n.startswith("static:") for n in policy_features(text) or [])
+
+
+def trained_env(text: str) -> str | None:
+    """Where the ``train-policy`` run ``text`` was trained (``learned`` or ``world``, from its
+    ``config.json``); ``None`` for a rule or a folder without that record."""
+    if text.startswith("rule:"):
+        return None
+    path = Path(text) / "config.json"
+    if not path.is_file():
+        return None
+    try:
+        cfg = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(cfg, dict) or cfg.get("command") != "train-policy":
+        return None
+    env = (cfg.get("options") or {}).get("env")
+    return env if env in ("learned", "world") else None
 
 
 class HistoryColumns(BasePolicy):

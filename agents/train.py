@@ -154,7 +154,10 @@ def load_hyperparams(algo: str, path: str | Path | None = None) -> dict[str, Any
         if not isinstance(extra, dict):
             raise ConfigError(f"--config {path}: expected a mapping of hyperparameters; got "
                               f"a {type(extra).__name__}")
+        warm_extra = extra.pop("warm_start", None)
         params.update(extra)
+        if warm_extra is not None:  # the warm-start section merges key by key
+            params["warm_start"] = _merge_section(params.get("warm_start"), warm_extra)
     signature = inspect.signature(ALGORITHMS[algo].__init__).parameters
     allowed = set(signature) | set(_ENV_KEYS)
     allowed -= {"self", "policy", "env", "seed", "device", "tensorboard_log", "verbose"}
@@ -188,6 +191,17 @@ def load_hyperparams(algo: str, path: str | Path | None = None) -> dict[str, Any
     for key, value in params.items():
         _check_number(key, value, defaults.get(key), source)
     return params
+
+
+def _merge_section(base: Any, extra: Any) -> Any:
+    """``extra`` over ``base`` where both are mappings, recursively (``warm_start: {rollout:
+    {n_states: 4096}}`` changes one option and keeps the others); else ``extra``."""
+    if not (isinstance(base, dict) and isinstance(extra, dict)):
+        return extra
+    merged = dict(base)
+    for key, value in extra.items():
+        merged[key] = _merge_section(base.get(key), value)
+    return merged
 
 
 def _check_number(key: str, value: Any, default: Any, source: Any) -> None:

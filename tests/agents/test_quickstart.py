@@ -16,19 +16,23 @@ def test_quickstart_fast_writes_the_report(tmp_path) -> None:
         assert section in report, section
     timings = json.loads((out / "quickstart.json").read_text())["timings_seconds"]
     assert set(timings) >= {"generate", "train-predictor", "fidelity", "tune-rule", "room",
-                            "train-ppo", "train-dqn", "evaluate", "ope", "select", "export",
+                            "tune-rule-world", "train-world-dqn", "train-ppo", "train-dqn", "evaluate", "ope", "select", "export",
                             "total"}
     manifest = json.loads((out / "export" / "manifest.json").read_text())
     assert manifest["format"] == "onnx" and (out / "export" / manifest["model_file"]).is_file()
     ev = json.loads((out / "evaluation" / "evaluation.json").read_text())
-    assert ev["has_truth"] and len(ev["policies"]) == 10
+    assert ev["has_truth"] and len(ev["policies"]) == 11
+    trained_in = {r["policy"]: r["trained_in"] for r in ev["policies"]}
+    assert trained_in[str(out / "world_dqn")] == "world"
+    assert trained_in[str(out / "ppo")] == "learned" and trained_in["rule:never"] is None
     # the report opens with the verdict and ends with the commands to run next
     assert report.splitlines()[2] == "## Verdict"
     verdict = report.split("## Verdict")[1].split("\n## ")[0]
     rule = ev["best_rule_sim"]
     assert (f"**Keep the best rule, `{rule}`.**" in verdict) or ("**Use `" in verdict)
     for source in ("simulator:", "off-policy (SNIPS", "selection gate (`nudgegym select`",
-                   "in TRUTH", "the room (TRUE", "How much to trust"):
+                   "in TRUTH", "trained in the TRUE world (`world_dqn`", "the room (TRUE",
+                   "How much to trust"):
         assert source in verdict, source
     nxt = report.split("## Next commands")[1]
     assert f"nudgegym score --model {out}/export --input users.parquet" in nxt
@@ -41,7 +45,30 @@ def test_quickstart_fast_writes_the_report(tmp_path) -> None:
     room = json.loads((out / "room" / "room.json").read_text())
     assert ev["room"]["room_pct"] == room["room"]
     assert "observable ceiling" in (out / "evaluation" / "evaluation.md").read_text()
+    _check_the_world_reference_is_never_the_candidate(out)
     _check_the_verdict_needs_the_selection_gate(out)
+
+
+def _check_the_world_reference_is_never_the_candidate(out) -> None:
+    """The policy trained in the TRUE world is a reference: never recommended or exported,
+    even when it has the highest simulated return."""
+    from agents.cli.cmd_quickstart import _best_trained
+    from agents.report import verdict
+
+    assert not str(_best_trained(out)).endswith("world_dqn")
+    path = out / "evaluation" / "evaluation.json"
+    text = path.read_text()
+    ev = json.loads(text)
+    for r in ev["policies"]:
+        if r["trained_in"] == "world":
+            r["sim"]["return"]["mean"] = 1e9
+    path.write_text(json.dumps(ev))
+    try:
+        v = verdict(out)
+        assert v["candidate"] != "world_dqn" and v["world_reference"]["policy"] == "world_dqn"
+        assert not str(_best_trained(out)).endswith("world_dqn")
+    finally:
+        path.write_text(text)
 
 
 def _verdict_with(out, sim_low: float, passes: bool) -> str:

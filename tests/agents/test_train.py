@@ -193,3 +193,40 @@ def test_world_vec_env_restarts_finished_users(tiny_synthetic_run) -> None:
         assert all("terminal_observation" in infos[i] for i in np.flatnonzero(dones))
         assert (env.t[dones] == 0).all()  # restarted at once
     assert ended.all()  # every user ends at the horizon or churned before
+
+
+def test_a_warm_start_override_keeps_the_other_warm_start_keys(tmp_path) -> None:
+    """`warm_start: {rollout: {n_states: N}}` in --config changes that one option; the rest of
+    the warm-start section (and of its rollout options) stays at the defaults."""
+    import yaml
+
+    from agents.train import load_hyperparams
+
+    base = load_hyperparams("dqn")["warm_start"]
+    f = tmp_path / "small.yaml"
+    f.write_text(yaml.safe_dump({"warm_start": {"rollout": {"n_states": 512}},
+                                 "learning_rate": 0.001}))
+    params = load_hyperparams("dqn", f)
+    warm = params["warm_start"]
+    assert warm["rollout"]["n_states"] == 512 and params["learning_rate"] == 0.001
+    assert {k: v for k, v in warm.items() if k != "rollout"} == \
+        {k: v for k, v in base.items() if k != "rollout"}
+    assert {k: v for k, v in warm["rollout"].items() if k != "n_states"} == \
+        {k: v for k, v in base["rollout"].items() if k != "n_states"}
+
+
+def test_trained_env_reads_the_run_config(tmp_path) -> None:
+    import json
+
+    from agents.loading import trained_env
+
+    run = tmp_path / "run"
+    run.mkdir()
+    assert trained_env("rule:never") is None and trained_env(str(run)) is None
+    (run / "config.json").write_text(json.dumps({"command": "train-policy",
+                                                 "options": {"env": "world"}}))
+    assert trained_env(str(run)) == "world"
+    (run / "config.json").write_text(json.dumps({"command": "room", "options": {"env": "world"}}))
+    assert trained_env(str(run)) is None
+    (run / "config.json").write_text("{not json")
+    assert trained_env(str(run)) is None
