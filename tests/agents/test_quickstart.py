@@ -16,8 +16,8 @@ def test_quickstart_fast_writes_the_report(tmp_path) -> None:
         assert section in report, section
     timings = json.loads((out / "quickstart.json").read_text())["timings_seconds"]
     assert set(timings) >= {"generate", "train-predictor", "fidelity", "tune-rule", "room",
-                            "tune-rule-world", "train-world-dqn", "train-ppo", "train-dqn", "evaluate", "ope", "select", "export",
-                            "total"}
+                            "tune-rule-world", "train-world-dqn", "train-ppo", "train-dqn",
+                            "evaluate", "ope", "select", "export", "total"}
     manifest = json.loads((out / "export" / "manifest.json").read_text())
     assert manifest["format"] == "onnx" and (out / "export" / manifest["model_file"]).is_file()
     ev = json.loads((out / "evaluation" / "evaluation.json").read_text())
