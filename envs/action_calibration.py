@@ -34,6 +34,7 @@ from predictors.models import BehaviorPredictor
 from predictors.models.action_calibration import (
     ACTION_HEADS,
     ActionCalibration,
+    logit_offset_se,
     solve_logit_offset,
     solve_mean_offset,
 )
@@ -90,14 +91,16 @@ def record_one_step(shop, panel: pd.DataFrame, horizon: int) -> dict[str, np.nda
     """Along the start users' true histories, the shop's predictions for the logged action.
 
     Returns:
-        Flat arrays over the eligible rows: ``action``, ``weight`` (``1 / pscore``), the
+        Flat arrays over the eligible rows: ``user`` (id), ``period``, ``action``,
+        ``weight`` (``1 / pscore``), the
         model's ``z_visit``, ``z_purchase`` (logits), ``mu`` (log-revenue mean), and the
         logged ``visit``, ``purchase``, ``log_revenue`` (0 where no purchase).
     """
     steps = logged_steps(panel, shop, horizon)
     rollout = getattr(shop.simulator.predictor, "rollout_calibration_", None)
     rows: dict[str, list[np.ndarray]] = {k: [] for k in (
-        "action", "weight", "z_visit", "z_purchase", "mu", "visit", "purchase", "log_revenue")}
+        "user", "period", "action", "weight", "z_visit", "z_purchase", "mu", "visit",
+        "purchase", "log_revenue")}
     for t, sim in along_log(shop, steps):
         ok = np.flatnonzero(steps.eligible[:, t])
         if not len(ok):
@@ -111,6 +114,8 @@ def record_one_step(shop, panel: pd.DataFrame, horizon: int) -> dict[str, np.nda
         raw = steps.raw[ok, t]
         bought = raw[:, RAW_COLUMNS.index("purchases")] > 0
         revenue = raw[:, RAW_COLUMNS.index("revenue")]
+        rows["user"].append(shop.starts.user_ids[ok])
+        rows["period"].append(np.full(len(ok), shop.starts.period + t))
         rows["action"].append(a)
         rows["weight"].append(1.0 / steps.pscore[ok, t])
         rows["z_visit"].append(_logit(pred.p_visit[ok, eff]))
@@ -155,7 +160,9 @@ def fit_action_calibration(predictor: BehaviorPredictor, data: str | Path,
 
     Returns:
         The fitted :class:`ActionCalibration` and a JSON-ready report: per action the rows,
-        weighted simulated vs logged rates before and after, and the offsets.
+        weighted simulated vs logged rates before and after, the offsets and the standard
+        errors of the (absolute) logit offsets, clustered by user: an offset within about two
+        of them of 0 is not distinguishable from the log's sampling noise.
 
     Raises:
         ConfigError: The log has no propensities below 1 (nothing to weight by).
@@ -183,20 +190,26 @@ def fit_action_calibration(predictor: BehaviorPredictor, data: str | Path,
     heads = [h for h in cfg.heads if not (h == "visit" and activity != "visit")
              and not (h == "revenue" and not (rec["log_revenue"] != 0).any())]
     off = {h: np.zeros(len(names)) for h in ACTION_HEADS}
+    se: dict[str, dict[str, float]] = {}
     few = []
     for j, name in enumerate(names):
         m = rec["action"] == j
         if m.sum() < cfg.min_rows:
             few.append(name)
             continue
-        w = rec["weight"][m]
+        w, user = rec["weight"][m], rec["user"][m]
+        se[name] = {}
         if "visit" in heads:
             off["visit"][j] = solve_logit_offset(rec["z_visit"][m], rec["visit"][m], w)
+            se[name]["visit"] = logit_offset_se(rec["z_visit"][m], rec["visit"][m], w,
+                                                off["visit"][j], user)
         if "purchase" in heads:
             cap = (_sigmoid(rec["z_visit"][m] + off["visit"][j]) if activity == "visit"
                    else None)
             off["purchase"][j] = solve_logit_offset(rec["z_purchase"][m], rec["purchase"][m],
                                                     w, cap=cap)
+            se[name]["purchase"] = logit_offset_se(rec["z_purchase"][m], rec["purchase"][m],
+                                                   w, off["purchase"][j], user, cap=cap)
         if "revenue" in heads:
             pp = _sigmoid(rec["z_purchase"][m] + off["purchase"][j])
             if activity == "visit":
@@ -221,6 +234,7 @@ def fit_action_calibration(predictor: BehaviorPredictor, data: str | Path,
         if (rec["action"] == j).any():
             per_action[name] = {"before": _rates(rec, zero, activity, j),
                                 "after": _rates(rec, off, activity, j),
-                                "offsets": {h: float(off[h][j]) for h in heads}}
+                                "offsets": {h: float(off[h][j]) for h in heads},
+                                "offset_se": se.get(name, {})}
     return cal, {"fitted_on": fitted_on, "heads": heads, "relative": cfg.relative,
                  "per_action": per_action, "calibration": cal.to_dict()}

@@ -103,5 +103,7 @@ def calibrate_action(predictor: Path, data: Path, out: Path, relative: bool,
         typer.echo(f"  {name:<11} visit {b['visit_sim']:.4f}->{a['visit_sim']:.4f} "
                    f"(log {b['visit_log']:.4f})  purchase {b['purchase_sim']:.4f}->"
                    f"{a['purchase_sim']:.4f} (log {b['purchase_log']:.4f})  offsets "
-                   + ", ".join(f"{h} {x:+.3f}" for h, x in v["offsets"].items()))
+                   + ", ".join(f"{h} {x:+.3f}" + (f" (SE {v['offset_se'][h]:.3f})"
+                                                  if h in v["offset_se"] else "")
+                               for h, x in v["offsets"].items()))
     typer.echo(f"wrote {out}")

@@ -157,6 +157,24 @@ def solve_logit_offset(z: np.ndarray, y: np.ndarray, w: np.ndarray, *,
     return d
 
 
+def logit_offset_se(z: np.ndarray, y: np.ndarray, w: np.ndarray, d: float,
+                    groups: np.ndarray, *, cap: np.ndarray | None = None) -> float:
+    """Standard error of the offset ``d`` of :func:`solve_logit_offset`, clustered by
+    ``groups`` (e.g. the user of each row: one user's rows are not independent).
+
+    Sandwich estimate: ``sqrt(sum_g (sum_{i in g} w_i (p_i - y_i))^2) / sum_i w_i p_i (1 - p_i)``.
+    """
+    p = _sigmoid(z + d)
+    slope = p * (1 - p)
+    if cap is not None:
+        free = p < cap
+        p, slope = np.where(free, p, cap), np.where(free, slope, 0.0)
+    _, g = np.unique(groups, return_inverse=True)
+    score = np.bincount(g, weights=w * (p - y))
+    h = float(np.sum(w * slope))
+    return float(np.sqrt(np.sum(score ** 2)) / h) if h > 0 else float("inf")
+
+
 def solve_mean_offset(mu: np.ndarray, p: np.ndarray, log_revenue: np.ndarray,
                       bought: np.ndarray, w: np.ndarray) -> float:
     """Shift of the log mean: the weighted logged mean log revenue of a purchase minus the

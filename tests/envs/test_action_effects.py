@@ -196,3 +196,18 @@ def test_cli_calibrates_and_fidelity_reports(tiny_synthetic_run, tmp_path, capsy
     assert run_main(["fidelity", "--predictor", str(out), "--data", str(data), "--out",
                      str(tmp_path / "bad"), "--action-horizons", "1,x"]) != 0
     assert not (tmp_path / "bad").exists()
+
+
+def test_offset_se_shrinks_with_rows() -> None:
+    from predictors.models.action_calibration import logit_offset_se
+
+    rng = np.random.default_rng(1)
+    ses = []
+    for n in (2000, 8000):
+        z = rng.normal(-1, 1, n)
+        y = (rng.random(n) < 1 / (1 + np.exp(-z))).astype(float)
+        w = np.ones(n)
+        d = solve_logit_offset(z, y, w)
+        ses.append(logit_offset_se(z, y, w, d, np.arange(n)))
+        assert abs(d) < 4 * ses[-1]  # no bias planted: within noise
+    assert ses[1] == pytest.approx(ses[0] / 2, rel=0.2)  # 1/sqrt(n)
