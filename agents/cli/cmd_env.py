@@ -122,6 +122,9 @@ def fidelity_cmd(
         help="Per-action K-step effect check from logged propensities (skipped, with a "
              "note, on a log without propensities)."),
     action_horizons: str = typer.Option("1,4,8", help="Horizons K of the per-action check."),
+    action_users: str | None = typer.Option(
+        None, help="Start users of the per-action check (default: --start-users; 'all' "
+                   "trades held-out users for a less noisy log side)."),
 ) -> None:
     """How far the learned shop is from the logs (and, on a synthetic shop, from the world)."""
     from agents.cli.cmd_action_effects import action_effects_section, parse_horizons
@@ -190,7 +193,8 @@ def fidelity_cmd(
                        f"{pol['best_true']})")
         if action_effects:
             result["action_effects"] = action_effects_section(
-                predictor, data, ds, panel, start_users, horizons, replicates, seed)
+                predictor, data, ds, panel, action_users or start_users, horizons, replicates,
+                seed)
         gate = fidelity_gate(result)
         result["gate"] = gate
         typer.echo(gate["verdict"])
@@ -199,7 +203,8 @@ def fidelity_cmd(
                                            "policy_replicates": policy_replicates,
                                            "start_users": start_users, "threads": threads,
                                            "policies": [str(p) for p in policy],
-                                           "action_horizons": list(horizons)}, seed)
+                                           "action_horizons": list(horizons),
+                                           "action_users": action_users or start_users}, seed)
         write_json(tmp / "fidelity.json", result)
         plots = {"replay": plot_replay(rep, tmp / "fidelity_replay.png").name}
         if "policies" in result:
