@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import typer
 
 from agents.cli._app import output_folder
-from predictors.errors import ConfigError
 from predictors.io import write_json, write_run_config
 
 
@@ -34,18 +34,23 @@ def action_effects_section(predictor: Path, data: Path, ds, panel, start_users: 
     from envs.shop_env import load_learned_shop
 
     last = int(panel["period"].max())
-    shop = load_learned_shop(predictor, data, start_period=1, start_users=start_users,
-                             panel=panel)
+    p = panel["propensity"].to_numpy(dtype=float) if "propensity" in panel else np.array([])
+    if not ((p > 0) & (p < 1)).any():  # before building anything
+        reason = "the log holds no propensities below 1 (interventions.parquet `propensity`)"
+        typer.echo(f"per-action effects: skipped ({reason})")
+        return {"skipped": reason}
     truth = None
     if ds.truth_folder is not None and (ds.truth_folder / "outcomes.parquet").is_file():
         truth = pd.read_parquet(ds.truth_folder / "outcomes.parquet",
                                 columns=["user_id", "period", "action", "expected_reward"])
     try:
+        shop = load_learned_shop(predictor, data, start_period=1, start_users=start_users,
+                                 panel=panel)
         res = action_effect_fidelity(shop, panel, last,
                                      ActionEffectConfig(horizons=horizons,
                                                         replicates=replicates, seed=seed),
                                      truth=truth)
-    except ConfigError as e:
+    except ValueError as e:  # ConfigError included
         typer.echo(f"per-action effects: skipped ({e})")
         return {"skipped": str(e)}
     typer.echo(f"per-action K-step value from logged propensities ({res['users']} "
