@@ -31,6 +31,7 @@ estimate's own noise, ``shop - true`` the shop's bias without it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -108,7 +109,7 @@ def logged_steps(panel: pd.DataFrame, shop: LearnedShop, horizon: int) -> Logged
     pscore = np.full((n, horizon), np.nan)
     if "propensity" in sub:
         pscore[r, c] = sub["propensity"].to_numpy(dtype=float)
-    pscore[(action < 0)] = np.nan
+    pscore[r[a < 0], c[a < 0]] = np.nan  # no intervention logged: not a first action
     if (action < 0).any():
         raise ConfigError("the log has periods without a logged action and the catalog has no "
                           "'none' action to replay them with")
@@ -129,7 +130,7 @@ def _as_starts(sim: ShopSimulator) -> StartStates:
                        sim.since_coupon, sim.contacts)
 
 
-def along_log(shop: LearnedShop, steps: LoggedSteps):
+def along_log(shop: LearnedShop, steps: LoggedSteps) -> Iterator[tuple[int, ShopSimulator]]:
     """Yield ``(t, sim)``: a simulator holding the start users at their TRUE history before
     window period ``t`` (it moves on by the logged period after each yield; do not step it)."""
     sim = shop.simulator.clone()
