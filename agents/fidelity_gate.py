@@ -166,8 +166,43 @@ def fidelity_markdown(result: dict, plots: dict[str, str]) -> str:
                   f"simulator's best rule is {pol['best_sim']}, the TRUE best is "
                   f"{pol['best_true']}; regret@1 {pol['regret_at_1']:.1%} of the best TRUE "
                   "value."]
+    lines += action_effects_markdown(result.get("action_effects"))
     lines += [""] + [f"![{k}]({v})" for k, v in plots.items()] + [""]
     return "\n".join(lines)
+
+
+def action_effects_markdown(ae: dict | None) -> list[str]:
+    """The report's per-action effect section (``nudgegym fidelity``'s ``action_effects``)."""
+    if ae is None:
+        return []
+    lines = ["", "## Per-action effects from logged propensities", ""]
+    if "skipped" in ae:
+        return lines + [f"Skipped: {ae['skipped']}."]
+    lines += [f"{ae['users']} users, periods {ae['start_period']} .. "
+              f"{ae['start_period'] + ae['window'] - 1}. Per logged action ``a`` at period t: "
+              "the logged reward summed over t .. t+K-1, each row weighted by 1/pscore "
+              "(self-normalised per action), against the learned shop started from the same "
+              "row's true history and replaying the same logged actions. `bias` = sim - log; "
+              "`adv. bias` = bias(a) - bias(none), the shop's error in the action's advantage. "
+              f"{1 - ae['alpha']:.0%} bootstrap intervals over users."]
+    for k, block in ae["horizons"].items():
+        truth = any("true" in r for r in block["actions"].values())
+        lines += ["", f"K = {k}:", "", "| action | rows | log (IPW) | CI | sim | bias | "
+                  "adv. bias | CI |" + (" true | sim - true | adv. sim - true |" if truth else ""),
+                  "|---|---|---|---|---|---|---|---|" + ("---|---|---|" if truth else "")]
+        for name, r in block["actions"].items():
+            adv = r.get("advantage_bias")
+            ci = (f"{r['advantage_bias_low']:+.3f} .. {r['advantage_bias_high']:+.3f}"
+                  if adv is not None else "-")
+            line = (f"| {name} | {r['n_rows']} | {r['log']:.3f} | {r['log_low']:.3f} .. "
+                    f"{r['log_high']:.3f} | {r['sim']:.3f} | {r['bias']:+.3f} | "
+                    f"{'-' if adv is None else f'{adv:+.3f}'} | {ci} |")
+            if truth:
+                at = r.get("advantage_true")
+                err = "-" if at is None else f"{r['advantage_sim'] - at:+.3f}"
+                line += f" {r['true']:.3f} | {r['sim_minus_true']:+.3f} | {err} |"
+            lines.append(line)
+    return lines
 
 
 def plot_rules(policies: dict, path: str | Path) -> Path:

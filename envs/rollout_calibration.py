@@ -116,6 +116,9 @@ def _record_rollout(shop: LearnedShop, action: np.ndarray, horizon: int, replica
     for t in range(horizon):
         a = action[src, t]
         pred = sim.predictor.predict_from_state(sim.state)
+        action_cal = getattr(sim.predictor, "action_calibration_", None)
+        if action_cal is not None:  # part of the model the rollout offsets go on top of
+            pred = action_cal.apply(pred)
         eff, blocked = sim.effective_action(a)
         rec.zv.append(_logit(pred.p_visit[r, eff]))
         rec.zp.append(_logit(pred.p_purchase[r, eff]))

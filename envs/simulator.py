@@ -412,6 +412,9 @@ class ShopSimulator:
         rollout_cal = getattr(self.predictor, "rollout_calibration_", None)
         if rollout_cal is not None:  # per-period offsets by each user's step in the episode
             pred = rollout_cal.apply(pred, self.t)
+        action_cal = getattr(self.predictor, "action_calibration_", None)
+        if action_cal is not None:  # per-action offsets fitted with logged propensities
+            pred = action_cal.apply(pred)
         ch = self.channel[action]
         effective, blocked = self.effective_action(action)
         out = pred.sample(effective, rng)

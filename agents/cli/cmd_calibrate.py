@@ -24,7 +24,7 @@ def calibrate_predictor(
     predictor: Path = typer.Option(..., "--predictor", help="Run folder of train-predictor."),
     data: Path = typer.Option(..., "--data", help="Dataset folder it was fitted on."),
     out: Path = typer.Option(..., "--out", help="Run folder of the calibrated predictor."),
-    method: str = typer.Option("temperature", help="temperature, isotonic or rollout."),
+    method: str = typer.Option("temperature", help="temperature, isotonic, rollout or action."),
     weighted: bool = typer.Option(False, "--weighted/--no-weighted",
                                   help="Inverse-propensity weighted calibration."),
     horizon: int = typer.Option(26, help="rollout: periods replayed."),
@@ -35,6 +35,9 @@ def calibrate_predictor(
     threads: int = typer.Option(1, help="rollout: torch intra-op threads (0: torch's default)."),
     progress: bool = typer.Option(True, "--progress/--no-progress",
                                   help="rollout: progress bar over the rollouts."),
+    relative: bool = typer.Option(True, "--relative/--absolute",
+                                  help="action: offsets relative to none (none keeps 0)."),
+    max_weight: float | None = typer.Option(None, help="action: largest 1/pscore weight."),
 ) -> None:
     """Fit calibration on the validation users; check it on the held-out test users.
 
@@ -43,6 +46,9 @@ def calibrate_predictor(
     ``--method rollout`` keeps the heads as they are and adds per-period offsets of the
     rollout (visit, purchase, revenue, unsubscribe; a polynomial in the rollout step), fitted by
     replaying the validation users' logged actions; check it with ``nudgegym fidelity``.
+    ``--method action`` adds one offset per action (visit and purchase logits, revenue log
+    mean), fitted on the validation users' true histories with 1/pscore weights so that each
+    action's one-step rates match the log's importance-weighted ones.
     """
     from agents.cli.cmd_predictor import _load_data
     from predictors.models import BehaviorPredictor
@@ -52,8 +58,13 @@ def calibrate_predictor(
         _calibrate_rollout(predictor, data, out, horizon, degree, replicates, rounds, seed,
                            threads, progress)
         return
+    if method == "action":
+        from agents.cli.cmd_action_effects import calibrate_action
+
+        calibrate_action(predictor, data, out, relative, max_weight, threads)
+        return
     if method not in CALIBRATIONS[1:]:
-        raise typer.BadParameter(f"expected one of {CALIBRATIONS[1:] + ('rollout',)}; got "
+        raise typer.BadParameter(f"expected one of {CALIBRATIONS[1:] + ('rollout', 'action')}; got "
                                  f"{method!r}", param_hint="--method")
     with output_folder(out) as tmp:
         pred = BehaviorPredictor.load(predictor, device="cpu")

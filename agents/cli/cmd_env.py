@@ -117,8 +117,19 @@ def fidelity_cmd(
     seed: int = typer.Option(0, help="Seed."),
     policy: list[str] = typer.Option([], "--policy", help="Also rank this policy with the rules "
                                      "(a tune-rule run folder or rule:NAME; repeatable)."),
+    action_effects: bool = typer.Option(
+        True, "--action-effects/--no-action-effects",
+        help="Per-action K-step effect check from logged propensities (skipped, with a "
+             "note, on a log without propensities)."),
+    action_horizons: str = typer.Option("1,4,8", help="Horizons K of the per-action check."),
+    action_users: str | None = typer.Option(
+        None, help="Start users of the per-action check (default: --start-users; 'all' "
+                   "trades held-out users for a less noisy log side)."),
 ) -> None:
     """How far the learned shop is from the logs (and, on a synthetic shop, from the world)."""
+    from agents.cli.cmd_action_effects import action_effects_section, parse_horizons
+
+    horizons = parse_horizons(action_horizons) if action_effects else ()
     _set_threads(threads)
     from agents.fidelity import plot_replay, policy_fidelity
     from agents.fidelity_gate import fidelity_gate, fidelity_markdown, plot_rules
@@ -180,6 +191,10 @@ def fidelity_cmd(
                        f"(Spearman {pol['spearman']:.3f} over {pol['n_rules']} rules); regret@1 "
                        f"{pol['regret_at_1']:.1%} (sim picks {pol['best_sim']}, best is "
                        f"{pol['best_true']})")
+        if action_effects:
+            result["action_effects"] = action_effects_section(
+                predictor, data, ds, panel, action_users or start_users, horizons, replicates,
+                seed)
         gate = fidelity_gate(result)
         result["gate"] = gate
         typer.echo(gate["verdict"])
@@ -187,7 +202,9 @@ def fidelity_cmd(
                                            "horizon": horizon, "replicates": replicates,
                                            "policy_replicates": policy_replicates,
                                            "start_users": start_users, "threads": threads,
-                                           "policies": [str(p) for p in policy]}, seed)
+                                           "policies": [str(p) for p in policy],
+                                           "action_horizons": list(horizons),
+                                           "action_users": action_users or start_users}, seed)
         write_json(tmp / "fidelity.json", result)
         plots = {"replay": plot_replay(rep, tmp / "fidelity_replay.png").name}
         if "policies" in result:

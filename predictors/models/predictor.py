@@ -23,6 +23,7 @@ import torch
 
 from predictors.errors import CheckpointError, ConfigError
 from predictors.io import atomic_path, write_json, write_parquet
+from predictors.models.action_calibration import ActionCalibration
 from predictors.models.calibration import HeadCalibration, fit_calibration
 from predictors.models.config import PredictorConfig, resolve_device
 from predictors.models.dad import dad_rounds
@@ -160,6 +161,8 @@ class BehaviorPredictor:
         self.calibration_: HeadCalibration | None = None
         #: per-period offsets applied by the simulator (envs.rollout_calibration), or None
         self.rollout_calibration_: RolloutCalibration | None = None
+        #: per-action offsets from logged propensities (envs.action_calibration), or None
+        self.action_calibration_: ActionCalibration | None = None
         self.device_ = torch.device("cpu")
 
     # ------------------------------------------------------------------ fitting
@@ -178,7 +181,7 @@ class BehaviorPredictor:
         if not action_names:
             raise ConfigError("`action_names` must hold at least one action")
         self.action_names_ = tuple(action_names)
-        self.calibration_ = self.rollout_calibration_ = None
+        self.calibration_ = self.rollout_calibration_ = self.action_calibration_ = None
         self.none_index_ = (self.action_names_.index(none_action)
                             if none_action in self.action_names_ else None)
         cfg = self.config
@@ -267,7 +270,7 @@ class BehaviorPredictor:
         if self.split_ is None:
             raise ConfigError("calibration needs the fit's user split (split.parquet)")
         # a rollout calibration was fitted on top of the old heads: it no longer applies
-        self.calibration_ = self.rollout_calibration_ = None
+        self.calibration_ = self.rollout_calibration_ = self.action_calibration_ = None
         data = self.tensors(panel, users)
         split = self.split_.set_index("user_id")["split"].reindex(data.user_ids).to_numpy()
         val = data.subset(np.flatnonzero(split == "val"))
@@ -370,6 +373,8 @@ class BehaviorPredictor:
             "calibration": None if self.calibration_ is None else self.calibration_.to_dict(),
             "rollout_calibration": (None if self.rollout_calibration_ is None
                                     else self.rollout_calibration_.to_dict()),
+            "action_calibration": (None if self.action_calibration_ is None
+                                   else self.action_calibration_.to_dict()),
         }
         sd = {k: v.detach().cpu() for k, v in net.state_dict().items()}
         with atomic_path(folder / WEIGHTS_FILE) as tmp:
@@ -400,6 +405,8 @@ class BehaviorPredictor:
                            if meta.get("calibration") else None)
             rollout = meta.get("rollout_calibration")
             rollout = None if rollout is None else RolloutCalibration.from_dict(rollout)
+            per_action = meta.get("action_calibration")
+            per_action = None if per_action is None else ActionCalibration.from_dict(per_action)
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
             raise CheckpointError(f"{mpath}: corrupted or incompatible ({e})") from None
         if meta.get("format_version") != FORMAT_VERSION:
@@ -421,6 +428,7 @@ class BehaviorPredictor:
         self.action_names_, self.encoder_, self.none_index_ = names, encoder, none_index
         self.activity_ = str(meta.get("activity", "visit"))
         self.calibration_, self.rollout_calibration_ = calibration, rollout
+        self.action_calibration_ = per_action
         net = make_net(cfg, len(names), encoder.n_features)
         try:
             net.load_state_dict(blob["state_dict"], strict=True)

@@ -169,6 +169,11 @@ CASES = [
     Case("calibrate-predictor: rollout with another dataset", "calibrate-predictor "
          "--predictor {R}/pred --data {R}/sdata --method rollout --out {R}/o", "--predictor",
          out="o"),
+    Case("calibrate-predictor: action max weight below 1", "calibrate-predictor --predictor "
+         "{R}/pred --data {R}/data --method action --max-weight 0.5 --out {R}/o", "max_weight",
+         out="o"),
+    Case("fidelity: bad action horizons", "fidelity --predictor {R}/pred --data {R}/data "
+         "--action-horizons 0,4 --out {R}/o", "--action-horizons", out="o"),
     Case("import: source missing", "import transactions {R}/nope.csv --user-col customer "
          "--time-col ordered_at --out {R}/o", "nope.csv", out="o"),
 ]
