@@ -59,7 +59,7 @@ def calibrate_predictor(
                            threads, progress)
         return
     if method == "action":
-        from agents.cli.cmd_action_effects import calibrate_action
+        from agents.cli._action_effects import calibrate_action
 
         calibrate_action(predictor, data, out, relative, max_weight, threads)
         return

@@ -127,7 +127,7 @@ def fidelity_cmd(
                    "trades held-out users for a less noisy log side)."),
 ) -> None:
     """How far the learned shop is from the logs (and, on a synthetic shop, from the world)."""
-    from agents.cli.cmd_action_effects import action_effects_section, parse_horizons
+    from agents.cli._action_effects import action_effects_section, parse_horizons
 
     horizons = parse_horizons(action_horizons) if action_effects else ()
     _set_threads(threads)

@@ -1,4 +1,4 @@
-"""Per-action effects from logged propensities: the ``fidelity`` section and
+"""CLI side of the per-action effects from logged propensities (used by the ``fidelity`` and
 ``calibrate-predictor --method action``."""
 
 from __future__ import annotations
