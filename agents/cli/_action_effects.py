@@ -1,5 +1,5 @@
 """CLI side of the per-action effects from logged propensities (used by the ``fidelity`` and
-``calibrate-predictor --method action``."""
+``calibrate-predictor --method action`` commands)."""
 
 from __future__ import annotations
 
