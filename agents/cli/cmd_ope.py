@@ -302,7 +302,8 @@ def bench_ope_accuracy_cmd(
                                         help="Sequential estimators (repeatable): pdis, wpdis, "
                                              "fqe-lin, mis, mdr, dr-lin, sim, sim-dr, sim-tdr, "
                                              "and the "
-                                             "MLP-based seq-dr, fqe."),
+                                             "MLP-based seq-dr, fqe, and the boosted-tree "
+                                             "fqe-hgb."),
     with_sim: bool = typer.Option(False, "--with-sim", help="Add sim, sim-dr and sim-tdr: a "
                                   "learned simulator fitted on each dataset (the simulator's "
                                   "value, its doubly robust correction, and that correction "

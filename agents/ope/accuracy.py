@@ -50,6 +50,7 @@ from agents.ope.fqe import FQEConfig
 from agents.ope.marginal import MARGINAL_ESTIMATORS, joint_replicates
 from agents.ope.model_based import SIM_ESTIMATORS
 from agents.ope.sequential import FQE, PDIS, WPDIS, SequentialDR, SequentialEstimator
+from agents.ope.tree_fqe import TreeFQE, TreeQConfig
 from agents.policy import Policy
 from predictors import (
     ConfigError,
@@ -86,10 +87,11 @@ DEFAULT_POLICIES = (
     "rule:greedy",
 )
 #: Estimators the benchmark knows, by name.
-ACCURACY_ESTIMATORS = (("pdis", "wpdis", "seq-dr", "fqe") + MARGINAL_ESTIMATORS + SIM_ESTIMATORS
-                       + ("sim-tdr",))
+ACCURACY_ESTIMATORS = (("pdis", "wpdis", "seq-dr", "fqe", "fqe-hgb") + MARGINAL_ESTIMATORS
+                       + SIM_ESTIMATORS + ("sim-tdr",))
 #: The benchmark's default estimators: the MLP-based ``seq-dr`` and ``fqe`` (intervals
-#: conditional on their Q model, minutes per policy at long horizons) are opt-in.
+#: conditional on their Q model, minutes per policy at long horizons) and the boosted-tree
+#: ``fqe-hgb`` (five Q fits per policy) are opt-in.
 DEFAULT_ESTIMATORS = ("pdis", "wpdis") + MARGINAL_ESTIMATORS
 
 
@@ -189,7 +191,8 @@ def make_accuracy_estimators(names: Sequence[str], fqe_steps: int,
     q = FQEConfig(n_steps=fqe_steps, seed=seed)
     make = {"pdis": PDIS, "wpdis": WPDIS,
             "seq-dr": lambda: SequentialDR(q_model=q, fold_seed=seed),
-            "fqe": lambda: FQE(q_model=q)}
+            "fqe": lambda: FQE(q_model=q),
+            "fqe-hgb": lambda: TreeFQE(tree=TreeQConfig(seed=seed))}
     return [make[n]() for n in names if n in make]
 
 

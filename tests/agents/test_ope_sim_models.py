@@ -191,3 +191,23 @@ def test_fit_sim_models_members_learn_from_halves(tiny_synthetic_run) -> None:
     first = data.trajectories().index[:, 0]
     np.testing.assert_array_equal(both[0].v[first], both[1].v[first])
     assert not both[1].q.any() and both[1].user_steps < both[0].user_steps
+
+
+def test_tree_fqe_on_the_toy_mdp_is_close_and_its_members_interval_covers() -> None:
+    from agents.ope.tree_fqe import TreeFQE, TreeQConfig
+
+    mdp = ToyMDP()
+    horizon = 4
+    truth = mdp.value(TARGET, horizon)
+    data = mdp.log(BEHAVIOUR, 1000, horizon, seed=3)
+    pi = mdp.action_dist(TARGET, data)
+    small = TreeQConfig(max_iter=40, learning_rate=0.2)
+    iv = TreeFQE(tree=small, members=3).interval(data, pi, n_boot=100, seed=0)
+    fixed = TreeFQE(tree=small, members=0).interval(data, pi, n_boot=100, seed=0)
+    assert iv.kind == "members" and fixed.kind == "conditional"
+    assert abs(iv.mean - truth) / truth < 0.05 and truth in iv
+    assert iv.mean == fixed.mean and iv.high - iv.low > fixed.high - fixed.low
+    with pytest.raises(ConfigError, match="`members` must be 0 or at least 2"):
+        TreeFQE(members=1)
+    with pytest.raises(ConfigError, match="max_leaf_nodes"):
+        TreeQConfig(max_leaf_nodes=1)
