@@ -282,7 +282,7 @@ def _add_sim_estimates(folder: Path, config: AccuracyConfig, data: LoggedData,
 
     model = SimModelConfig(family=config.sim_family, calibration=config.sim_calibration,
                            members=config.sim_members, seed=seed)
-    ivs, seconds = sim_estimates(folder, data, users, start.history.subset(users), policies,
+    ivs, seconds, steps = sim_estimates(folder, data, users, start.history.subset(users), policies,
                                  config.horizon, names, model,
                                  replicates=config.sim_replicates, alpha=config.alpha,
                                  n_boot=config.n_boot, seed=seed)
@@ -290,6 +290,8 @@ def _add_sim_estimates(folder: Path, config: AccuracyConfig, data: LoggedData,
         for e in names:
             row["estimates"][e] = _estimate_cell(ivs[row["policy"]][e], row["true_value"],
                                                  seconds["rollouts_and_intervals"] / len(rows))
+        if TRUNCATED in names:
+            row["estimates"][TRUNCATED]["steps"] = steps[row["policy"]]
     return seconds
 
 

@@ -203,7 +203,7 @@ def sim_estimates(folder: str | Path, data: LoggedData, users: np.ndarray, histo
                   policies: Mapping[str, Policy], horizon: int, estimators: Sequence[str],
                   config: SimModelConfig | None = None, *, replicates: int = 1,
                   alpha: float = 0.05, n_boot: int = 200, seed: int = 0,
-                  ) -> tuple[dict[str, dict[str, Interval]], dict[str, float]]:
+                  ) -> tuple[dict[str, dict[str, Interval]], dict[str, float], dict[str, int]]:
     """``sim`` / ``sim-dr`` of every policy from simulators fitted on a dataset's whole panel.
 
     Args:
@@ -223,8 +223,9 @@ def sim_estimates(folder: str | Path, data: LoggedData, users: np.ndarray, histo
         seed: Seed of the rollouts and the bootstrap.
 
     Returns:
-        Policy -> estimator -> interval, and seconds spent (``fit``, ``calibration``,
-        ``rollouts_and_intervals``).
+        Policy -> estimator -> interval; seconds spent (``fit``, ``calibration``,
+        ``rollouts_and_intervals``); policy -> the corrections ``L`` of ``sim-tdr`` (empty
+        when it was not asked for).
     """
     from agents.ope.model_based import encoded_static, sim_replicates, simulator_values
     from predictors import build_panel, load_users, open_dataset
@@ -268,7 +269,7 @@ def sim_estimates(folder: str | Path, data: LoggedData, users: np.ndarray, histo
     seconds = {"fit": models.seconds["predictor"],
                "calibration": models.seconds["calibration"],
                "rollouts_and_intervals": time.perf_counter() - t0}
-    return out, {**seconds, **{f"{TRUNCATED} steps {k}": float(v) for k, v in chosen.items()}}
+    return out, seconds, chosen
 
 
 def truncation_steps(data: LoggedData, values: SimulatorValues,

@@ -131,6 +131,7 @@ def test_bench_cli(tmp_path, capsys) -> None:
     cells = bench["datasets"][0]["policies"][0]["estimates"]
     assert {cells[e]["kind"] for e in ("sim", "sim-dr", "sim-tdr")} == {"members"}
     assert cells["pdis"]["kind"] == "bootstrap"
+    assert 0 <= cells["sim-tdr"]["steps"] <= 2  # the DR corrections it kept (H = 2)
     assert json.loads((out / "config.json").read_text())["command"] == "bench ope-accuracy"
 
 
