@@ -211,3 +211,21 @@ def test_tree_fqe_on_the_toy_mdp_is_close_and_its_members_interval_covers() -> N
         TreeFQE(members=1)
     with pytest.raises(ConfigError, match="max_leaf_nodes"):
         TreeQConfig(max_leaf_nodes=1)
+
+
+def test_fit_sim_models_with_the_rollout_calibration(tiny_synthetic_run) -> None:
+    import warnings
+
+    from agents.ope.sim_models import fit_sim_models
+    from predictors import build_panel, load_users, open_dataset
+
+    folder, _ = tiny_synthetic_run
+    ds = open_dataset(folder)
+    panel = build_panel(ds, validate=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # few validation users in the tiny shop
+        models = fit_sim_models(folder, panel, ds.spec, load_users(ds, validate=False),
+                                SimModelConfig(family="markov", calibration="rollout"))
+    cal = models.main.predictor.rollout_calibration_
+    assert cal is not None and cal.coef and models.seconds["calibration"] > 0
+    assert models.members == []
