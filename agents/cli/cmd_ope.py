@@ -300,15 +300,25 @@ def bench_ope_accuracy_cmd(
     estimator: list[str] = typer.Option(["pdis", "wpdis", "fqe-lin", "mis", "mdr", "dr-lin"],
                                         "--estimator",
                                         help="Sequential estimators (repeatable): pdis, wpdis, "
-                                             "fqe-lin, mis, mdr, dr-lin, sim, sim-dr, and the "
-                                             "MLP-based seq-dr, fqe."),
-    with_sim: bool = typer.Option(False, "--with-sim", help="Add sim and sim-dr: a learned "
-                                  "simulator fitted on each dataset (the simulator's value and "
-                                  "its doubly robust correction)."),
+                                             "fqe-lin, mis, mdr, dr-lin, sim, sim-dr, sim-tdr, "
+                                             "and the "
+                                             "MLP-based seq-dr, fqe, and the boosted-tree "
+                                             "fqe-hgb."),
+    with_sim: bool = typer.Option(False, "--with-sim", help="Add sim, sim-dr and sim-tdr: a "
+                                  "learned simulator fitted on each dataset (the simulator's "
+                                  "value, its doubly robust correction, and that correction "
+                                  "truncated where the data say)."),
     sim_family: str = typer.Option("markov", "--sim-family",
                                    help="Predictor family of that simulator."),
     sim_replicates: int = typer.Option(1, "--sim-replicates",
                                        help="Simulator rollouts per logged state and action."),
+    sim_calibration: str = typer.Option("none", "--sim-calibration",
+                                        help="none, or rollout: the per-period rollout "
+                                             "calibration of that simulator's predictor."),
+    sim_members: int = typer.Option(0, "--sim-members",
+                                    help="Extra simulators fitted on random halves of the "
+                                         "users: the sim / sim-dr intervals then add the "
+                                         "models' spread (0: the simulator held fixed)."),
     choice: bool = typer.Option(True, help="Also score the data-driven choice among the "
                                 "estimators (rows chosen, chosen-mse)."),
     policy: list[str] = typer.Option([], "--policy",
@@ -334,12 +344,14 @@ def bench_ope_accuracy_cmd(
         check_out_folder(out)
     from agents.ope.accuracy import DEFAULT_POLICIES, AccuracyConfig, run_ope_accuracy
 
-    ests_in = list(dict.fromkeys(estimator + (["sim", "sim-dr"] if with_sim else [])))
+    ests_in = list(dict.fromkeys(estimator + (["sim", "sim-dr", "sim-tdr"] if with_sim else [])))
     cfg = AccuracyConfig(n_users=users, n_periods=periods, logging=logging, horizon=horizon,
                          repeats=repeats, truth_replicates=replicates, n_boot=boot,
                          estimators=tuple(ests_in), fqe_steps=fqe_steps, seed=seed,
                          world=world, gate_baseline=gate_baseline or None,
-                         sim_family=sim_family, sim_replicates=sim_replicates, choice=choice)
+                         sim_family=sim_family, sim_replicates=sim_replicates,
+                         sim_calibration=sim_calibration, sim_members=sim_members,
+                         choice=choice)
     policies = list(DEFAULT_POLICIES) + [p for p in policy if p not in DEFAULT_POLICIES]
     if time_only:
         from agents.ope.accuracy import time_estimators
@@ -415,5 +427,7 @@ def bench_ope_accuracy_cmd(
                                        "policy": policy, "world": world,
                                        "gate_baseline": gate_baseline, "with_sim": with_sim,
                                        "sim_family": sim_family,
-                                       "sim_replicates": sim_replicates, "choice": choice},
+                                       "sim_replicates": sim_replicates,
+                                       "sim_calibration": sim_calibration,
+                                       "sim_members": sim_members, "choice": choice},
            seed, res)

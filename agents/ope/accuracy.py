@@ -50,12 +50,12 @@ from agents.ope.fqe import FQEConfig
 from agents.ope.marginal import MARGINAL_ESTIMATORS, joint_replicates
 from agents.ope.model_based import SIM_ESTIMATORS
 from agents.ope.sequential import FQE, PDIS, WPDIS, SequentialDR, SequentialEstimator
+from agents.ope.tree_fqe import TreeFQE, TreeQConfig
 from agents.policy import Policy
 from predictors import (
     ConfigError,
     GenerateConfig,
     StartStates,
-    build_panel,
     check_choice,
     check_int,
     check_number,
@@ -87,9 +87,11 @@ DEFAULT_POLICIES = (
     "rule:greedy",
 )
 #: Estimators the benchmark knows, by name.
-ACCURACY_ESTIMATORS = ("pdis", "wpdis", "seq-dr", "fqe") + MARGINAL_ESTIMATORS + SIM_ESTIMATORS
+ACCURACY_ESTIMATORS = (("pdis", "wpdis", "seq-dr", "fqe", "fqe-hgb") + MARGINAL_ESTIMATORS
+                       + SIM_ESTIMATORS + ("sim-tdr",))
 #: The benchmark's default estimators: the MLP-based ``seq-dr`` and ``fqe`` (intervals
-#: conditional on their Q model, minutes per policy at long horizons) are opt-in.
+#: conditional on their Q model, minutes per policy at long horizons) and the boosted-tree
+#: ``fqe-hgb`` (five Q fits per policy) are opt-in.
 DEFAULT_ESTIMATORS = ("pdis", "wpdis") + MARGINAL_ESTIMATORS
 
 
@@ -122,6 +124,11 @@ class AccuracyConfig:
         sim_family: Predictor family of the learned simulator behind ``sim`` / ``sim-dr``
             (fitted on each dataset's panel, :func:`agents.ope.model_based.fit_simulator`).
         sim_replicates: Simulator rollouts per logged state and first action.
+        sim_calibration: ``none`` or ``rollout``: the per-period rollout calibration of the
+            simulator's predictor (:mod:`agents.ope.sim_models`).
+        sim_members: Extra simulators fitted on random halves of the users; with them the
+            ``sim`` / ``sim-dr`` intervals add the models' spread (``kind="members"``,
+            :func:`agents.ope.sim_models.member_interval`); 0: the simulator held fixed.
         choice: Also score the data-driven choice among the estimators
             (:func:`agents.ope.choice.choose_estimator`) as the rows ``chosen`` (SLOPE-type
             rule) and ``chosen-mse`` (smallest estimated MSE).
@@ -146,6 +153,8 @@ class AccuracyConfig:
     gate_baseline: str | None = "rule:campaign"
     sim_family: str = "markov"
     sim_replicates: int = 1
+    sim_calibration: str = "none"
+    sim_members: int = 0
     choice: bool = True
 
     def __post_init__(self) -> None:
@@ -161,9 +170,13 @@ class AccuracyConfig:
             raise ConfigError(str(e)) from None  # names the preset or file
         check_int(self, "n_boot", ge=2)
         check_number(self, "alpha", gt=0, lt=1)
-        from predictors.models.config import FAMILIES
+        from agents.ope.sim_models import SimModelConfig
 
-        check_choice(self, "sim_family", FAMILIES)
+        try:
+            SimModelConfig(family=self.sim_family, calibration=self.sim_calibration,
+                           members=self.sim_members)
+        except ConfigError as e:
+            raise ConfigError(str(e).replace("`", "`sim_", 1)) from None
         unknown = [e for e in self.estimators if e not in ACCURACY_ESTIMATORS]
         if unknown or not self.estimators:
             raise ConfigError(f"`estimators` must be a non-empty subset of "
@@ -178,7 +191,8 @@ def make_accuracy_estimators(names: Sequence[str], fqe_steps: int,
     q = FQEConfig(n_steps=fqe_steps, seed=seed)
     make = {"pdis": PDIS, "wpdis": WPDIS,
             "seq-dr": lambda: SequentialDR(q_model=q, fold_seed=seed),
-            "fqe": lambda: FQE(q_model=q)}
+            "fqe": lambda: FQE(q_model=q),
+            "fqe-hgb": lambda: TreeFQE(tree=TreeQConfig(seed=seed))}
     return [make[n]() for n in names if n in make]
 
 
@@ -249,7 +263,7 @@ def _one_dataset(folder: Path, config: AccuracyConfig, policies: Sequence[str],
 
 
 def _estimate_cell(iv: Any, truth: float, seconds: float) -> dict[str, Any]:
-    return {"mean": iv.mean, "low": iv.low, "high": iv.high,
+    return {"mean": iv.mean, "low": iv.low, "high": iv.high, "kind": iv.kind,
             "rel_error": abs(iv.mean - truth) / abs(truth) if truth else float("nan"),
             "covers": bool(iv.low <= truth <= iv.high), "seconds": seconds}
 
@@ -257,37 +271,28 @@ def _estimate_cell(iv: Any, truth: float, seconds: float) -> dict[str, Any]:
 def _add_sim_estimates(folder: Path, config: AccuracyConfig, data: LoggedData,
                        users: np.ndarray, start: StartStates, policies: dict[str, Policy],
                        rows: list[dict[str, Any]], seed: int) -> dict[str, float]:
-    """``sim`` / ``sim-dr`` of every policy from a simulator fitted on the dataset's panel
-    (all its periods and users); the users start from their observable pre-log history."""
-    names = tuple(e for e in config.estimators if e in SIM_ESTIMATORS)
+    """``sim`` / ``sim-dr`` of every policy from simulators fitted on the dataset's panel
+    (all its periods and users; :func:`agents.ope.sim_models.sim_estimates`); the users
+    start from their observable pre-log history."""
+    from agents.ope.sim_models import TRUNCATED, SimModelConfig, sim_estimates
+
+    names = tuple(e for e in config.estimators if e in (*SIM_ESTIMATORS, TRUNCATED))
     if not names:
         return {}
-    from agents.ope.model_based import (
-        SimulatorConfig,
-        encoded_static,
-        fit_simulator,
-        simulator_intervals,
-    )
-    from predictors import load_users
 
-    ds = open_dataset(folder)
-    t0 = time.perf_counter()
-    panel = build_panel(ds, validate=False)
-    table = load_users(ds, validate=False)
-    sim = fit_simulator(panel, ds.spec, table, family=config.sim_family, seed=seed)
-    fit_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    ivs = simulator_intervals(
-        sim, data, panel[panel["period"] < config.horizon], policies,
-        SimulatorConfig(replicates=config.sim_replicates, seed=seed), estimators=names,
-        history=start.history.subset(users), static=encoded_static(sim, table, users),
-        alpha=config.alpha, n_boot=config.n_boot, seed=seed)
-    roll_s = time.perf_counter() - t0
+    model = SimModelConfig(family=config.sim_family, calibration=config.sim_calibration,
+                           members=config.sim_members, seed=seed)
+    ivs, seconds, steps = sim_estimates(folder, data, users, start.history.subset(users), policies,
+                                 config.horizon, names, model,
+                                 replicates=config.sim_replicates, alpha=config.alpha,
+                                 n_boot=config.n_boot, seed=seed)
     for row in rows:
         for e in names:
             row["estimates"][e] = _estimate_cell(ivs[row["policy"]][e], row["true_value"],
-                                                 roll_s / len(rows))
-    return {"fit": fit_s, "rollouts_and_intervals": roll_s}
+                                                 seconds["rollouts_and_intervals"] / len(rows))
+        if TRUNCATED in names:
+            row["estimates"][TRUNCATED]["steps"] = steps[row["policy"]]
+    return seconds
 
 
 def _add_choices(rows: list[dict[str, Any]], estimators: Sequence[str]) -> None:

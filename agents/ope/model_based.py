@@ -49,7 +49,7 @@ from envs.simulator import RAW_COLUMNS, ShopSimulator, StartStates
 from predictors import DatasetSpec, HistoryTracker, check_int, check_number
 
 __all__ = ["SIM_ESTIMATORS", "SimulatorConfig", "SimulatorValues", "encoded_static",
-           "fit_simulator", "sim_interval", "simulator_values"]
+           "fit_simulator", "sim_interval", "sim_replicates", "simulator_values"]
 
 #: Estimators of this module.
 SIM_ESTIMATORS = ("sim", "sim-dr")
@@ -168,7 +168,8 @@ def _draw(dist: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def simulator_values(sim: ShopSimulator, data: LoggedData, panel: pd.DataFrame,
                      policies: Mapping[str, Policy], config: SimulatorConfig | None = None, *,
                      history: HistoryTracker | None = None,
-                     static: np.ndarray | None = None) -> dict[str, SimulatorValues]:
+                     static: np.ndarray | None = None,
+                     dr: bool = True) -> dict[str, SimulatorValues]:
     """``Q(s_it, a_it)`` and ``V(s_it)`` of every policy at the logged states (module doc).
 
     Args:
@@ -185,6 +186,8 @@ def simulator_values(sim: ShopSimulator, data: LoggedData, panel: pd.DataFrame,
             pre-log history; fresh if omitted.
         static: ``(N, k)`` encoded static features for the predictor's initial state
             (``predictor.encoder_.transform``), zeros if omitted.
+        dr: Also the values ``sim-dr`` needs; ``False``: only ``V`` at each user's first
+            step (all ``sim`` needs; ``q`` is then 0 everywhere).
 
     Returns:
         Name -> :class:`SimulatorValues`.
@@ -215,7 +218,7 @@ def simulator_values(sim: ShopSimulator, data: LoggedData, panel: pd.DataFrame,
         rhos[name] = np.hstack([np.ones((n, 1)), np.cumprod(w, axis=1)[:, :-1]])
     rng = np.random.default_rng(config.seed)
     k = config.replicates
-    for t in range(horizon):
+    for t in range(horizon if dr else 1):
         snap = StartStates(users, t, replay.tracker, replay.state, replay.static,
                            replay.unsub, replay.since_coupon, replay.contacts)
         for name, policy in policies.items():
@@ -228,14 +231,14 @@ def simulator_values(sim: ShopSimulator, data: LoggedData, panel: pd.DataFrame,
             if t > 0 and config.rollout_horizon is not None:
                 steps = np.minimum(steps, config.rollout_horizon)
             p_logged = dist[r, action[need, t]]
-            own = (p_logged > 0) & (p_logged < 1)  # Q(s, a_logged) needs its own rollouts
+            own = (p_logged > 0) & (p_logged < 1) & dr  # Q(s, a_logged): its own rollouts
             src = np.concatenate([np.tile(need, k), np.tile(need[own], k)])
             first = np.concatenate([_draw(np.tile(dist[r], (k, 1)), rng),
                                     np.tile(action[need[own], t], k)]).astype(np.int64)
             st = np.concatenate([np.tile(steps, k), np.tile(steps[own], k)])
             ret = _rollout_returns(sim, snap, src, first, st, policy, config.gamma, rng)
             v = ret[:len(need) * k].reshape(k, -1).mean(axis=0)
-            q = np.where(p_logged >= 1, v, 0.0)
+            q = np.where((p_logged >= 1) & dr, v, 0.0)
             if own.any():
                 q[own] = ret[len(need) * k:].reshape(k, -1).mean(axis=0)
             out[name][0][r] = q
@@ -247,8 +250,10 @@ def simulator_values(sim: ShopSimulator, data: LoggedData, panel: pd.DataFrame,
 
 
 def _user_terms(data: LoggedData, values: SimulatorValues, estimator: str,
-                config: SimulatorConfig) -> tuple[np.ndarray, int]:
-    """Per-user terms (values then normalisers) and the number of value columns."""
+                config: SimulatorConfig, dr_steps: int | None = None
+                ) -> tuple[np.ndarray, int]:
+    """Per-user terms (values then normalisers) and the number of value columns; ``sim-dr``
+    truncated after ``dr_steps`` corrections when given."""
     traj = data.trajectories()
     alive = traj.alive
     rows = np.maximum(traj.index, 0)
@@ -268,6 +273,11 @@ def _user_terms(data: LoggedData, values: SimulatorValues, estimator: str,
         norm = np.hstack([rho, rho_prev])
     else:
         norm = np.ones_like(vals)
+    if dr_steps is not None:  # corrections t < L, then the model's V(s_L): drop the rest
+        t = np.arange(traj.horizon)
+        drop = np.concatenate([t >= dr_steps, t > dr_steps])
+        vals[:, drop] = 0.0
+        norm[:, drop] = 0.0
     return np.hstack([vals, norm]), vals.shape[1]
 
 
@@ -296,18 +306,33 @@ def sim_interval(data: LoggedData, values: SimulatorValues, estimator: str = "si
         n_boot: Bootstrap replicates (Poisson(1) user weights).
         seed: Seed of the weights.
     """
+    mean, boot = sim_replicates(data, values, estimator, config, n_boot=n_boot, seed=seed)
+    low, high = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
+    return Interval(mean, float(low), float(high), kind="conditional")
+
+
+def sim_replicates(data: LoggedData, values: SimulatorValues, estimator: str = "sim-dr",
+                   config: SimulatorConfig | None = None, *, n_boot: int = 200,
+                   seed: int = 0, dr_steps: int | None = None) -> tuple[float, np.ndarray]:
+    """The estimate and its ``(n_boot,)`` user-bootstrap replicates, the simulator's values
+    held fixed (arguments as :func:`sim_interval`).
+
+    ``dr_steps`` (``sim-dr`` only) truncates the correction: the first ``L = dr_steps``
+    per-decision corrections, then the simulator's ``V(s_L)`` weighted by ``rho_i,L-1``
+    (``L = 0`` is ``sim``; ``L >= horizon`` the full ``sim-dr``)."""
     config = config or SimulatorConfig()
     if estimator not in SIM_ESTIMATORS:
         raise ValueError(f"`estimator` must be one of {SIM_ESTIMATORS}; got {estimator!r}")
     if len(values.q) != data.n_rounds:
         raise ValueError(f"`values` hold {len(values.q)} rows; the data has {data.n_rounds}")
-    terms, h = _user_terms(data, values, estimator, config)
+    if dr_steps is not None and (estimator != "sim-dr" or int(dr_steps) < 0):
+        raise ValueError(f"`dr_steps` must be an integer >= 0 and needs estimator 'sim-dr'; "
+                         f"got {dr_steps!r} with {estimator!r}")
+    terms, h = _user_terms(data, values, estimator, config, dr_steps)
     combine = _combine(h)
     n = np.array([float(len(terms))])
     mean = float(combine(terms.sum(axis=0)[None, :], n)[0])
-    boot = weighted_bootstrap(terms, combine, n_boot, seed, scheme="poisson")
-    low, high = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
-    return Interval(mean, float(low), float(high), kind="conditional")
+    return mean, weighted_bootstrap(terms, combine, n_boot, seed, scheme="poisson")
 
 
 def fit_simulator(panel: pd.DataFrame, spec: DatasetSpec, users: pd.DataFrame | None = None,
@@ -345,6 +370,6 @@ def simulator_intervals(sim: ShopSimulator, data: LoggedData, panel: pd.DataFram
     """Policy name -> estimator name -> interval, for ``sim`` / ``sim-dr`` of every policy
     (:func:`simulator_values` once, then :func:`sim_interval`; arguments as there)."""
     values = simulator_values(sim, data, panel, policies, config, history=history,
-                              static=static)
+                              static=static, dr="sim-dr" in estimators)
     return {name: {e: sim_interval(data, v, e, config, alpha=alpha, n_boot=n_boot, seed=seed)
                    for e in estimators} for name, v in values.items()}

@@ -119,16 +119,27 @@ def test_bench_cli(tmp_path, capsys) -> None:
     code = run_main(["bench", "ope-accuracy", "--users", "200", "--periods", "2", "--horizon",
                      "2", "--repeats", "1", "--truth-replicates", "2", "--boot", "20",
                      "--estimator", "pdis", "--estimator", "wpdis", "--with-sim",
-                     "--out", str(out)])
+                     "--sim-members", "2", "--out", str(out)])
     assert code == 0
     text = capsys.readouterr().out
     assert "med.rel.err" in text and "rule:greedy" in text and "chosen estimator" in text
     bench = json.loads((out / "bench.json").read_text())
     assert len(bench["policies"]) == 10
     assert [s["estimator"] for s in bench["summary"]] == ["pdis", "wpdis", "sim", "sim-dr",
-                                                          "chosen", "chosen-mse"]
+                                                          "sim-tdr", "chosen", "chosen-mse"]
     assert bench["datasets"][0]["sim_seconds"]["fit"] > 0
+    cells = bench["datasets"][0]["policies"][0]["estimates"]
+    assert {cells[e]["kind"] for e in ("sim", "sim-dr", "sim-tdr")} == {"members"}
+    assert cells["pdis"]["kind"] == "bootstrap"
+    assert 0 <= cells["sim-tdr"]["steps"] <= 2  # the DR corrections it kept (H = 2)
     assert json.loads((out / "config.json").read_text())["command"] == "bench ope-accuracy"
+
+
+def test_bench_cli_rejects_a_single_member(capsys) -> None:
+    code = run_main(["bench", "ope-accuracy", "--users", "200", "--periods", "2", "--horizon",
+                     "2", "--with-sim", "--sim-members", "1"])
+    assert code != 0
+    assert "--sim-members must be 0 or at least 2" in capsys.readouterr().err
 
 
 def test_inert_world_ties_every_coupon_free_policy(tmp_path) -> None:
