@@ -296,6 +296,7 @@ class _Progress(BaseCallback):
         self.n_eval_users = 0
         self.bar: tqdm | None = None
         self.best: tuple[dict[str, float], dict[str, Any]] | None = None  # (row, state_dict)
+        self.evaluated_updates: int | None = None  # the model's update count at the last one
 
     def _on_training_start(self) -> None:
         self.next_eval = (self.num_timesteps // self.eval_every + 1) * self.eval_every
@@ -484,7 +485,7 @@ def train_policy(predictor: str | Path, data: str | Path, out: str | Path,
     seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
     # an evaluation during the last rollout saw the policy before that rollout's update
     if (not history or history[-1]["timesteps"] != model.num_timesteps
-            or getattr(cb, "evaluated_updates", None) != getattr(model, "_n_updates", None)):
+            or cb.evaluated_updates != getattr(model, "_n_updates", None)):
         cb.evaluate()
     cb.checkpoint()  # the last policy: a resume continues from it
     kept = history[-1]
