@@ -196,7 +196,7 @@ def test_world_vec_env_restarts_finished_users(tiny_synthetic_run) -> None:
 
 
 def test_keep_best_keeps_the_best_evaluated_policy(tiny_run, tmp_path: Path) -> None:
-    """``keep: best``: model.zip is the policy of the highest evaluation, checkpoint.zip the last."""
+    """``keep: best``: model.zip is the best-evaluated policy, checkpoint.zip the last one."""
     from agents.train import TrainConfig, _make_envs
 
     data, pred = tiny_run
