@@ -4,7 +4,10 @@ One readable entry point, :func:`train_policy`: config, then the env, then the m
 ``learn`` with callbacks (periodic evaluation in the simulator on held-out start users with
 :func:`envs.rollout.rollout`, atomic checkpoints, a progress bar). Hyperparameters are YAML per
 algorithm (``agents/hyperparams/{ppo,dqn,maskable_ppo}.yaml``, rl-zoo style: SB3 constructor
-keywords plus ``n_envs`` and ``reward_scale``); a ``--config`` file overrides keys.
+keywords plus ``n_envs``, ``reward_scale`` and ``keep``: ``last`` keeps the policy at the end of
+training as ``model.zip``, ``best`` the one of the highest periodic evaluation on the held-out
+users, the start included; after a resume, among the evaluations since it); a ``--config`` file
+overrides keys.
 
 Run folder: ``config.json`` (by the CLI), ``hyperparams.yaml``, ``policy.json``, ``model.zip``,
 ``checkpoint.json`` + ``checkpoint.zip`` (evaluations so far, and the model, which carries its
@@ -16,6 +19,7 @@ TensorBoard is installed, its event files.
 
 from __future__ import annotations
 
+import copy
 import importlib.resources
 import inspect
 import json
@@ -40,7 +44,9 @@ from predictors.io import atomic_path, write_json, write_text
 __all__ = ["TrainConfig", "load_hyperparams", "train_policy"]
 
 #: Keys of the YAML files that are not SB3 constructor arguments.
-_ENV_KEYS = ("n_envs", "reward_scale", "warm_start")
+_ENV_KEYS = ("n_envs", "reward_scale", "keep", "warm_start")
+#: Values of the ``keep`` key: which evaluated policy the run keeps as ``model.zip``.
+KEEP = ("last", "best")
 #: Keys of ``warm_start:`` that choose the warm start itself (the others override SB3's).
 _WARM_KEYS = ("method", "rollout", "rollout_clone")
 
@@ -186,6 +192,10 @@ def load_hyperparams(algo: str, path: str | Path | None = None) -> dict[str, Any
     if unknown:
         raise ConfigError(f"{source}: hyperparameters {unknown} are not arguments of {algo}; "
                           f"allowed: {sorted(a for a in allowed if not a.startswith('_'))}")
+    for where, value in (("keep", params.get("keep", "last")),
+                         ("warm_start.keep", warm.get("keep", "last"))):
+        if value not in KEEP:
+            raise ConfigError(f"`{where}` ({source}) must be one of {list(KEEP)}; got {value!r}")
     defaults = {k: v.default for k, v in signature.items()}
     defaults.update({"n_envs": 1024, "reward_scale": 1.0})
     for key, value in params.items():
@@ -299,6 +309,8 @@ class _Progress(BaseCallback):
         self.history = history
         self.n_eval_users = 0
         self.bar: tqdm | None = None
+        self.best: tuple[dict[str, float], dict[str, Any]] | None = None  # (row, state_dict)
+        self.evaluated_updates: int | None = None  # the model's update count at the last one
 
     def _on_training_start(self) -> None:
         self.next_eval = (self.num_timesteps // self.eval_every + 1) * self.eval_every
@@ -325,7 +337,10 @@ class _Progress(BaseCallback):
             row.update(vs_reference=float(d.mean()), vs_reference_low=float(d.mean() - dh),
                        vs_reference_high=float(d.mean() + dh))
         self.history.append(row)
+        self.evaluated_updates = getattr(self.model, "_n_updates", None)
         self.logger.record("eval/mean_return", float(ret.mean()))
+        if self.best is None or row["mean_return"] > self.best[0]["mean_return"]:
+            self.best = (row, copy.deepcopy(self.model.policy.state_dict()))
 
     def checkpoint(self) -> None:
         # json first: the zip carries its own step count, and a resume keeps only the
@@ -390,6 +405,7 @@ def train_policy(predictor: str | Path, data: str | Path, out: str | Path,
                        else "fqe" if cfg.algo == "dqn" else "clone")
     if cfg.warm_start is not None:  # fine-tuning a cloned rule, not learning from scratch
         params.update(overrides)
+    keep = str(params.get("keep", "last"))
     n_envs = cfg.n_envs or int(params.get("n_envs", 1024))
     params["n_envs"] = n_envs
     if cfg.warm_start is not None:  # the warm start used, for the record (and a resume)
@@ -481,17 +497,23 @@ def train_policy(predictor: str | Path, data: str | Path, out: str | Path,
     if parts:
         _merge_progress(run, parts, resumed_at=steps0)
     seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
-    if not history or history[-1]["timesteps"] != model.num_timesteps:
+    # an evaluation during the last rollout saw the policy before that rollout's update
+    if (not history or history[-1]["timesteps"] != model.num_timesteps
+            or cb.evaluated_updates != getattr(model, "_n_updates", None)):
         cb.evaluate()
+    cb.checkpoint()  # the last policy: a resume continues from it
+    kept = history[-1]
+    if keep == "best" and cb.best is not None and cb.best[0] is not kept:
+        kept = cb.best[0]
+        model.policy.load_state_dict(cb.best[1])  # the best-evaluated policy is the run's
     with atomic_path(run / "model.zip") as tmp:
         model.save(tmp)
-    cb.checkpoint()
     metrics = {
         "algo": cfg.algo, "env": cfg.env, "timesteps": int(model.num_timesteps),
         "n_envs": n_envs, "device": str(device), "train_seconds": seconds,
         "fps": (model.num_timesteps - steps0) / seconds if seconds > 0 else None,
         "cpu_seconds": cpu_seconds,  # process CPU time: with shared cores, fps understates
-        "final_eval": history[-1], "eval_history": history, "config": asdict(cfg),
+        "final_eval": kept, "kept": keep, "eval_history": history, "config": asdict(cfg),
         "eval_users": int(cb.n_eval_users), "eval_start_users": cfg.eval_start_users,
         "eval_env": cfg.env,
     }

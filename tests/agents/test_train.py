@@ -230,3 +230,40 @@ def test_trained_env_reads_the_run_config(tmp_path) -> None:
     assert trained_env(str(run)) is None
     (run / "config.json").write_text("{not json")
     assert trained_env(str(run)) is None
+
+
+def test_keep_best_keeps_the_best_evaluated_policy(tiny_run, tmp_path: Path) -> None:
+    """``keep: best``: model.zip is the best-evaluated policy, checkpoint.zip the last one."""
+    from agents.train import TrainConfig, _make_envs
+
+    data, pred = tiny_run
+    out = tmp_path / "best"
+    cfg = tmp_path / "hp.yaml"
+    cfg.write_text("n_steps: 8\nbatch_size: 64\nlearning_rate: 0.03\nkeep: best\n")
+    assert run_main(["train-policy", "--predictor", str(pred), "--data", str(data), "--out",
+                     str(out), "--config", str(cfg), "--timesteps", "2048", "--n-envs", "32",
+                     "--eval-users", "20", "--eval-every", "256", "--device", "cpu",
+                     "--no-progress"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    values = [h["mean_return"] for h in m["eval_history"]]
+    assert len(values) >= 5 and m["kept"] == "best"
+    assert m["final_eval"]["mean_return"] == max(values)
+    # the kept policy, evaluated again on the same users and seeds, gives the kept value
+    tc = TrainConfig(**{**m["config"], "progress": False})
+    evaluate = _make_envs(tc, pred, data, 32)[1]
+    again = evaluate(load_sb3_policy(out)).mean()
+    assert again == pytest.approx(max(values), abs=1e-9)
+    last = evaluate(load_sb3_policy(out, checkpoint="checkpoint.zip")).mean()
+    assert last == pytest.approx(values[-1], abs=1e-9)
+
+
+def test_keep_must_be_last_or_best(tmp_path: Path) -> None:
+    from agents.train import load_hyperparams
+    from predictors import ConfigError
+
+    for text, where in [("keep: newest\n", "`keep`"), ("warm_start:\n  keep: 3\n",
+                                                       "`warm_start.keep`")]:
+        f = tmp_path / "hp.yaml"
+        f.write_text(text)
+        with pytest.raises(ConfigError, match=f"{where}.*'last', 'best'"):
+            load_hyperparams("ppo", f)
