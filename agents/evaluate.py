@@ -85,7 +85,8 @@ def load_policy(text: str, shop: Any, data: str | Path, cfg: EvaluateConfig) -> 
     When the shop's observation ends with static features and the policy does not read them
     (rules, policies trained without ``static_features``), it is given the history columns.
     """
-    from agents.loading import HistoryColumns, load_policy as load, reads_static
+    from agents.loading import HistoryColumns, reads_static
+    from agents.loading import load_policy as load
 
     names = list(shop.observation_names)
     history = [n for n in names if not n.startswith("static:")]

@@ -121,7 +121,8 @@ def load_policy(text: str, spec: DatasetSpec, observation_names: Sequence[str],
         seen = policy.observation_names
         actions = getattr(policy, "action_names", None)
     if seen is not None and list(seen) != names:
-        raise ConfigError(f"{folder}: the policy observes {len(seen)} features {list(seen)[:4]}...; "
+        raise ConfigError(f"{folder}: the policy observes {len(seen)} features "
+                          f"{list(seen)[:4]}...; "
                           f"this use gives {len(names)} {names[:4]}...")
     if actions is not None and list(actions) != list(spec.action_names):
         raise ConfigError(f"{folder}: the policy's actions {list(actions)} differ from the "

@@ -230,7 +230,8 @@ def verdict(run: str | Path) -> dict[str, Any] | None:
             reasons.append(f"selection gate (`nudgegym select`, {cfg['estimator']} over {span}, "
                            f"one-sided {cfg['confidence']:.0%}, {cfg['correction']}): gain "
                            f"{row['gain']:+.3f} per user, lower bound {row['gain_low']:+.3f}: "
-                           f"{'the logs vouch for it' if gate_ok else 'the logs do not vouch for it'}")
+                           + ("the logs vouch for it" if gate_ok
+                              else "the logs do not vouch for it"))
         else:
             reasons.append(f"selection gate (`nudgegym select`): `{name}` was not among its "
                            "candidates, so the logs do not vouch for it")

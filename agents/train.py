@@ -445,15 +445,23 @@ def train_policy(predictor: str | Path, data: str | Path, out: str | Path,
     warm: dict[str, Any] | None = None
     t_start = time.perf_counter()  # time-to-value counts the warm start
     if cfg.warm_start is not None and not resume:
-        from agents.warm_start import (QWarmStartConfig, WarmStartConfig,
-                                       warm_start_actor_critic, warm_start_q)
+        from agents.warm_start import (
+            QWarmStartConfig,
+            WarmStartConfig,
+            warm_start_actor_critic,
+            warm_start_q,
+        )
 
         t_warm = time.perf_counter()
         teacher = load_policy(cfg.warm_start, spec, names, data)
         scale = float(params.get("reward_scale", 1.0))
         if warm_method == "rollout":
-            from agents.warm_start_rollout import (clone_config, improved_teacher,
-                                                   rollout_config, warm_start_q_rollout)
+            from agents.warm_start_rollout import (
+                clone_config,
+                improved_teacher,
+                rollout_config,
+                warm_start_q_rollout,
+            )
 
             rcfg = rollout_config(warm_rollout, seed=cfg.seed)
             if cfg.algo == "dqn":

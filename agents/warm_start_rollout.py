@@ -27,8 +27,12 @@ import torch
 from torch import nn
 
 from agents.policy import BasePolicy
-from agents.rollout_improvement import (GreedyQPolicy, RolloutConfig, WorldBranches,
-                                        improve_by_branches)
+from agents.rollout_improvement import (
+    GreedyQPolicy,
+    RolloutConfig,
+    WorldBranches,
+    improve_by_branches,
+)
 from agents.warm_start import WarmStartConfig
 from predictors import ConfigError
 

@@ -1,4 +1,5 @@
-"""nudgegym.envs: Gymnasium environments of the shop (the true synthetic world, the learned one, their VecEnvs)."""
+"""nudgegym.envs: Gymnasium environments of the shop (the true synthetic world, the learned one,
+their VecEnvs)."""
 
 from gymnasium.envs.registration import register, registry
 

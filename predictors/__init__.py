@@ -29,7 +29,6 @@ from predictors.importers import (
 )
 from predictors.loaders import load_dataset, load_events, load_interventions, load_users
 from predictors.panel import PANEL_COLUMNS, build_panel, dataset_summary, panel_summary
-from predictors.validate import check_dataset, validate_dataset
 from predictors.synthetic import (
     CampaignPolicy,
     GenerateConfig,
@@ -44,6 +43,7 @@ from predictors.synthetic import (
     sample_start_states,
     true_policy_value,
 )
+from predictors.validate import check_dataset, validate_dataset
 
 __version__ = "0.1.0"
 

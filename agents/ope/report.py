@@ -5,7 +5,8 @@ with the reward model held fixed, ``kind="conditional"``), DM and DR with the re
 refitted on every resample of users (``dm-refit``, ``dr-refit``) and, optionally, the
 sequential ones (PDIS, WPDIS, and linear FQE / marginal IS / marginal DR / per-decision DR of
 :mod:`agents.ope.marginal`, refitted per resample; per user over the logged periods), each with
-a bootstrap 95% interval and its ``kind``; the effective sample size of the one-step importance weights
+a bootstrap 95% interval and its ``kind``; the effective sample size of the one-step importance
+weights
 ``w_i = pi(a_i | x_i) / pscore_i`` (Kish: ``(sum w)^2 / sum w^2``) and the weight-degeneracy
 warnings the estimators raised. With a predictor, the learned simulator's ``sim`` and ``sim-dr``
 (:mod:`agents.ope.model_based`) join the per-user rows; every policy gets the estimator that
@@ -18,13 +19,16 @@ import json
 import warnings
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm import tqdm
 
 from agents.ope.base import Interval, effective_sample_size
 from agents.ope.data import LoggedData, target_action_dist
+
+if TYPE_CHECKING:
+    from agents.policy import BasePolicy
 from agents.ope.marginal import MarginalConfig, joint_replicates
 from agents.ope.one_step import DM, DR, IPS, SNDR, SNIPS, SwitchDR
 from agents.ope.panel import logged_data_from_panel

@@ -38,7 +38,10 @@ def log_loss(y: np.ndarray, p: np.ndarray) -> float:
 
 
 def calibration_curve(y: np.ndarray, p: np.ndarray, n_bins: int = 10) -> pd.DataFrame:
-    """Equal-width bins of predicted probability: ``bin``, ``count``, ``mean_pred``, ``mean_obs``."""
+    """Equal-width bins of predicted probability.
+
+    Columns: ``bin``, ``count``, ``mean_pred``, ``mean_obs``.
+    """
     p = np.asarray(p, dtype=np.float64)
     b = np.minimum((p * n_bins).astype(int), n_bins - 1)
     df = pd.DataFrame({"bin": b, "p": p, "y": np.asarray(y, dtype=np.float64)})

@@ -43,7 +43,7 @@ def plot_calibration(outcomes: dict[str, tuple[np.ndarray, ...]], path: str | Pa
     plt = _pyplot()
     heads = [h for h in outcomes if h != "revenue"]
     fig, axes = plt.subplots(1, len(heads), figsize=(3.2 * len(heads), 3.2), squeeze=False)
-    for ax, head in zip(axes[0], heads):
+    for ax, head in zip(axes[0], heads, strict=True):
         y, p = outcomes[head]
         if len(y):
             c = calibration_curve(y, p, n_bins)

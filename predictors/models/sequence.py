@@ -94,7 +94,8 @@ class StaticEncoder:
         u = users.drop_duplicates("user_id").set_index("user_id").reindex(pd.Index(user_ids))
         j = 0
         for col, (mean, std) in self.numeric.items():
-            v = (pd.to_numeric(_numeric_dates(u[col]), errors="coerce").to_numpy(dtype="float64") - mean) / std
+            raw = pd.to_numeric(_numeric_dates(u[col]), errors="coerce")
+            v = (raw.to_numpy(dtype="float64") - mean) / std
             out[:, j] = np.nan_to_num(v, nan=0.0)
             j += 1
         for col, cats in self.categorical.items():

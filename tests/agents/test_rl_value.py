@@ -173,8 +173,9 @@ def test_bench_table_shows_the_warm_start_time() -> None:
     row = {"return": ci, "vs_reference": ci, "vs_reference_pct": ci}
     run = {"timesteps": 1024, "train_seconds": 3.0, "cpu_seconds": 2.0, "seconds_to_pass": None,
            "seconds_to_ci_above": 7.0}
-    result = {"reference": "rule:x", "runs": [{**run, "run": "warm", "warm_start": {"seconds": 42.4}},
-                                              {**run, "run": "cold", "warm_start": None}],
+    runs = [{**run, "run": "warm", "warm_start": {"seconds": 42.4}},
+            {**run, "run": "cold", "warm_start": None}]
+    result = {"reference": "rule:x", "runs": runs,
               "comparison": {"n_users": 10, "horizon": 26,
                              "policies": {"reference": row, "warm": row, "cold": row}}}
     lines = {ln.split(" | ")[0].strip("| "): ln.split(" | ") for ln in

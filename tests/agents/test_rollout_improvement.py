@@ -20,8 +20,13 @@ TINY = ["--timesteps", "256", "--n-envs", "32", "--eval-users", "20", "--device"
 
 def _setup(n: int = 40, world: str = "default"):
     from agents.baselines import make_rule
-    from predictors import World, default_catalog, load_world, observation_names
-    from predictors import sample_start_states
+    from predictors import (
+        World,
+        default_catalog,
+        load_world,
+        observation_names,
+        sample_start_states,
+    )
 
     w = World(load_world(world))
     starts = sample_start_states(w, n, seed=3, observed_periods=4)

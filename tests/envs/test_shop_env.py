@@ -53,7 +53,7 @@ def test_same_seed_same_trajectory_other_seed_differs(shop) -> None:
 def test_episode_ends_at_horizon(shop) -> None:
     env = ShopEnv(shop, horizon=3)
     env.reset(seed=1)
-    for i in range(3):
+    for _ in range(3):
         _, _, term, trunc, _ = env.step(0)
         if term:
             return

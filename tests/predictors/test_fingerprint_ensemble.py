@@ -1,4 +1,5 @@
-"""An ensemble run folder (train-predictor --ensemble K) pairs with its dataset like one predictor."""
+"""An ensemble run folder (train-predictor --ensemble K) pairs with its dataset like one
+predictor."""
 
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from shared_data import shared_file  # noqa: E402
 
 from agents.cli._app import run_main
 from predictors.contract import read_spec
@@ -23,9 +24,6 @@ from predictors.importers import (
     import_transactions,
 )
 from predictors.validate import validate_dataset
-
-from shared_data import SHARED_DATA as DATA  # noqa: E402
-from shared_data import shared_file  # noqa: E402
 
 
 def read(out: Path, table: str) -> pd.DataFrame:

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from shared_data import shared_file  # noqa: E402
 
 from predictors.errors import ConfigError
 from predictors.importers import import_hillstrom, import_taobao
@@ -23,9 +24,6 @@ from predictors.models.realdata import (
 )
 from predictors.models.train import split_users
 from predictors.models.uplift import TwoModelLogistic, fit_logistic, qini_coefficient, qini_curve
-
-from shared_data import SHARED_DATA as DATA  # noqa: E402
-from shared_data import shared_file  # noqa: E402
 
 
 def uplift_data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
