@@ -8,9 +8,6 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from agents.cli._app import output_folder
-from predictors.io import write_json, write_run_config
-
 
 def parse_horizons(text: str) -> tuple[int, ...]:
     """``"1,4,8"`` -> ``(1, 4, 8)``; anything else is a BadParameter naming the option."""
@@ -76,31 +73,18 @@ def action_effects_section(predictor: Path, data: Path, ds, panel, start_users: 
 def calibrate_action(predictor: Path, data: Path, out: Path, relative: bool,
                      max_weight: float | None, threads: int) -> None:
     """``calibrate-predictor --method action``: fit, save, print before/after."""
-    from agents.cli.cmd_env import _set_threads
+    from agents.cli.cmd_calibrate import fit_offsets
     from envs.action_calibration import ActionCalibrationConfig, fit_action_calibration
-    from predictors import build_panel, open_dataset
-    from predictors.fingerprint import check_pair
-    from predictors.models import BehaviorPredictor
 
     try:
         cfg = ActionCalibrationConfig(relative=relative, max_weight=max_weight)
     except ValueError as e:
         raise typer.BadParameter(str(e)) from None
-    _set_threads(threads)
-    check_pair(predictor, data)
-    with output_folder(out) as tmp:
-        pred = BehaviorPredictor.load(predictor, device="cpu")
-        cal, report = fit_action_calibration(pred, data, cfg,
-                                             panel=build_panel(open_dataset(data)))
-        pred.action_calibration_ = cal
-        pred.save(tmp)
-        write_run_config(tmp, "calibrate-predictor", {
-            "predictor": str(predictor), "data": str(data), "method": "action",
-            "relative": relative, "max_weight": max_weight, "threads": threads})
-        write_json(tmp / "calibration.json", {"method": "action",
-                                              "fitted_on": "validation users",
-                                              "checked_on": "nudgegym fidelity (test users)",
-                                              **report})
+    _, report = fit_offsets(
+        predictor, data, out, threads, "action",
+        {"relative": relative, "max_weight": max_weight}, None,
+        lambda pred, panel: fit_action_calibration(pred, data, cfg, panel=panel),
+        "action_calibration_")
     typer.echo(f"per-action one-step rates of the validation users ({report['fitted_on']['rows']}"
                " rows, weighted by 1/pscore): simulated before -> after vs logged")
     for name, v in report["per_action"].items():

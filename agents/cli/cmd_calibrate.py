@@ -89,37 +89,50 @@ def calibrate_predictor(
     typer.echo(f"wrote {out}")
 
 
-def _calibrate_rollout(predictor: Path, data: Path, out: Path, horizon: int, degree: int,
-                       replicates: int, rounds: int, seed: int, threads: int,
-                       progress: bool = True) -> None:
+def fit_offsets(predictor: Path, data: Path, out: Path, threads: int, method: str,
+                options: dict, seed: int | None, fit, attribute: str) -> tuple:
+    """The shared path of the offset calibrations (``rollout``, ``action``): check the pair,
+    fit ``fit(pred, panel) -> (calibration, report)`` on a copy of the predictor, set it as
+    ``attribute`` and write the calibrated predictor, its run config and ``calibration.json``
+    to ``out`` (nothing is left there if anything fails)."""
     from agents.cli.cmd_env import _set_threads
-    from envs.rollout_calibration import RolloutCalibrationConfig, fit_rollout_calibration
     from predictors import build_panel, open_dataset
     from predictors.fingerprint import check_pair
     from predictors.models import BehaviorPredictor
+
+    _set_threads(threads)
+    check_pair(predictor, data)
+    with output_folder(out) as tmp:
+        pred = BehaviorPredictor.load(predictor, device="cpu")
+        cal, report = fit(pred, build_panel(open_dataset(data)))
+        setattr(pred, attribute, cal)
+        pred.save(tmp)
+        write_run_config(tmp, "calibrate-predictor", {
+            "predictor": str(predictor), "data": str(data), "method": method, **options,
+            "threads": threads}, seed)
+        write_json(tmp / "calibration.json", {"method": method,
+                                              "fitted_on": "validation users",
+                                              "checked_on": "nudgegym fidelity (test users)",
+                                              **report})
+    return cal, report
+
+
+def _calibrate_rollout(predictor: Path, data: Path, out: Path, horizon: int, degree: int,
+                       replicates: int, rounds: int, seed: int, threads: int,
+                       progress: bool = True) -> None:
+    from envs.rollout_calibration import RolloutCalibrationConfig, fit_rollout_calibration
 
     try:
         cfg = RolloutCalibrationConfig(horizon=horizon, degree=degree, replicates=replicates,
                                        rounds=rounds, seed=seed)
     except ValueError as e:
         raise typer.BadParameter(str(e)) from None
-    _set_threads(threads)
-    check_pair(predictor, data)
-    with output_folder(out) as tmp:
-        pred = BehaviorPredictor.load(predictor, device="cpu")
-        cal, report = fit_rollout_calibration(pred, data, cfg,
-                                              panel=build_panel(open_dataset(data)),
-                                              progress=progress)
-        pred.rollout_calibration_ = cal
-        pred.save(tmp)
-        write_run_config(tmp, "calibrate-predictor", {
-            "predictor": str(predictor), "data": str(data), "method": "rollout",
-            "horizon": horizon, "degree": degree, "replicates": replicates, "rounds": rounds,
-            "threads": threads}, seed)
-        write_json(tmp / "calibration.json", {"method": "rollout",
-                                              "fitted_on": "validation users",
-                                              "checked_on": "nudgegym fidelity (test users)",
-                                              **report})
+    cal, report = fit_offsets(
+        predictor, data, out, threads, "rollout",
+        {"horizon": horizon, "degree": degree, "replicates": replicates, "rounds": rounds},
+        seed, lambda pred, panel: fit_rollout_calibration(pred, data, cfg, panel=panel,
+                                                          progress=progress),
+        "rollout_calibration_")
     first, last = report["rounds"][0]["replay"], report["rounds"][-1]["replay"]
     typer.echo(f"replay of the validation users' logged actions ({report['fitted_on']['n_users']}"
                f" users from period {report['fitted_on']['start_period']}, "
