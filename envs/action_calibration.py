@@ -28,7 +28,7 @@ import pandas as pd
 from envs.action_effects import along_log, logged_steps
 from envs.shop_env import load_learned_shop
 from envs.simulator import RAW_COLUMNS
-from predictors import build_panel, open_dataset
+from predictors import build_panel, check_int, check_number, open_dataset
 from predictors.errors import ConfigError
 from predictors.models import BehaviorPredictor
 from predictors.models.action_calibration import (
@@ -69,13 +69,8 @@ class ActionCalibrationConfig:
         if bad or not self.heads:
             raise ConfigError(f"`heads` must be a non-empty subset of {ACTION_HEADS}; "
                               f"got {list(self.heads)!r}")
-        if not isinstance(self.start_period, int) or self.start_period < 1:
-            raise ConfigError(f"`start_period` must be an integer >= 1; got "
-                              f"{self.start_period!r}")
-        if self.max_weight is not None and not self.max_weight >= 1:
-            raise ConfigError(f"`max_weight` must be >= 1 or None; got {self.max_weight!r}")
-        if not isinstance(self.min_rows, int) or self.min_rows < 1:
-            raise ConfigError(f"`min_rows` must be an integer >= 1; got {self.min_rows!r}")
+        check_int(self, "start_period", "min_rows", ge=1)
+        check_number(self, "max_weight", ge=1, optional=True)
 
 
 def _logit(p: np.ndarray) -> np.ndarray:

@@ -39,6 +39,7 @@ import pandas as pd
 
 from envs.shop_env import LearnedShop
 from envs.simulator import RAW_COLUMNS, ShopSimulator, StartStates
+from predictors.config_checks import check_int, check_number
 from predictors.errors import ConfigError
 
 
@@ -65,14 +66,9 @@ class ActionEffectConfig:
     def __post_init__(self) -> None:
         if not self.horizons or any(not isinstance(k, int) or k < 1 for k in self.horizons):
             raise ConfigError(f"`horizons` must be integers >= 1; got {list(self.horizons)!r}")
-        for name in ("replicates", "n_boot"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or v < 1:
-                raise ConfigError(f"`{name}` must be an integer >= 1; got {v!r}")
-        if not 0 < self.alpha < 1:
-            raise ConfigError(f"`alpha` must be in (0, 1); got {self.alpha!r}")
-        if self.max_weight is not None and not self.max_weight >= 1:
-            raise ConfigError(f"`max_weight` must be >= 1 or None; got {self.max_weight!r}")
+        check_int(self, "replicates", "n_boot", ge=1)
+        check_number(self, "alpha", gt=0, lt=1)
+        check_number(self, "max_weight", ge=1, optional=True)
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from envs.fidelity import logged_window
 from envs.shop_env import LearnedShop, load_learned_shop
-from predictors import build_panel, open_dataset
+from predictors import build_panel, check_int, check_number, open_dataset
 from predictors.models import BehaviorPredictor
 from predictors.models.rollout_calibration import (
     ROLLOUT_HEADS,
@@ -70,14 +70,11 @@ class RolloutCalibrationConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name, low in (("horizon", 2), ("replicates", 1), ("rounds", 1), ("min_events", 0)):
-            v = getattr(self, name)
-            if not isinstance(v, int) or v < low:
-                raise ValueError(f"`{name}` must be an integer >= {low}; got {v!r}")
-        if not isinstance(self.degree, int) or not 0 <= self.degree <= 3:
-            raise ValueError(f"`degree` must be an integer in [0, 3]; got {self.degree!r}")
-        if not 0 < self.step_size <= 1:
-            raise ValueError(f"`step_size` must be in (0, 1]; got {self.step_size!r}")
+        check_int(self, "horizon", ge=2)
+        check_int(self, "replicates", "rounds", ge=1)
+        check_int(self, "min_events", ge=0)
+        check_int(self, "degree", ge=0, le=3)
+        check_number(self, "step_size", gt=0, le=1)
         bad = [h for h in self.heads if h not in ROLLOUT_HEADS]
         if bad or not self.heads:
             raise ValueError(f"`heads` must be a non-empty subset of {ROLLOUT_HEADS}; "
