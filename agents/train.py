@@ -301,7 +301,8 @@ class _Progress(BaseCallback):
 
     def __init__(self, run: Path, cfg: TrainConfig, evaluate: Any, eval_every: int,
                  checkpoint_every: int, history: list[dict[str, float]],
-                 reference: np.ndarray | None = None, started: float | None = None) -> None:
+                 reference: np.ndarray | None = None, started: float | None = None,
+                 keep_best: bool = False) -> None:
         super().__init__()
         self.reference, self.started = reference, started
         self.run, self.cfg, self.evaluate_fn = run, cfg, evaluate
@@ -309,6 +310,7 @@ class _Progress(BaseCallback):
         self.history = history
         self.n_eval_users = 0
         self.bar: tqdm | None = None
+        self.keep_best = keep_best  # copy the weights of the best evaluation (keep: best)
         self.best: tuple[dict[str, float], dict[str, Any]] | None = None  # (row, state_dict)
         self.evaluated_updates: int | None = None  # the model's update count at the last one
 
@@ -339,7 +341,8 @@ class _Progress(BaseCallback):
         self.history.append(row)
         self.evaluated_updates = getattr(self.model, "_n_updates", None)
         self.logger.record("eval/mean_return", float(ret.mean()))
-        if self.best is None or row["mean_return"] > self.best[0]["mean_return"]:
+        if self.keep_best and (self.best is None
+                               or row["mean_return"] > self.best[0]["mean_return"]):
             self.best = (row, copy.deepcopy(self.model.policy.state_dict()))
 
     def checkpoint(self) -> None:
@@ -496,7 +499,7 @@ def train_policy(predictor: str | Path, data: str | Path, out: str | Path,
 
     every = cfg.eval_every or max(cfg.timesteps // 10, n_envs)
     cb = _Progress(run, cfg, evaluate, every, cfg.checkpoint_every or every, history, reference,
-                   None if resume else t_start)
+                   None if resume else t_start, keep_best=keep == "best")
     remaining = cfg.timesteps - model.num_timesteps
     t0, c0, steps0 = time.perf_counter(), time.process_time(), model.num_timesteps
     if remaining > 0:
