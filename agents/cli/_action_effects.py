@@ -73,13 +73,13 @@ def action_effects_section(predictor: Path, data: Path, ds, panel, start_users: 
 def calibrate_action(predictor: Path, data: Path, out: Path, relative: bool,
                      max_weight: float | None, threads: int) -> None:
     """``calibrate-predictor --method action``: fit, save, print before/after."""
-    from agents.cli.cmd_calibrate import fit_offsets
+    from agents.cli.cmd_calibrate import bad_option, fit_offsets
     from envs.action_calibration import ActionCalibrationConfig, fit_action_calibration
 
     try:
         cfg = ActionCalibrationConfig(relative=relative, max_weight=max_weight)
     except ValueError as e:
-        raise typer.BadParameter(str(e)) from None
+        raise bad_option(e) from None
     _, report = fit_offsets(
         predictor, data, out, threads, "action",
         {"relative": relative, "max_weight": max_weight}, None,

@@ -89,6 +89,14 @@ def calibrate_predictor(
     typer.echo(f"wrote {out}")
 
 
+def bad_option(error: ValueError) -> typer.BadParameter:
+    """A config error on a field (```max_weight` must be ...``) as the CLI option's error
+    (``--max-weight``)."""
+    text = str(error)
+    field = text.split("`")[1] if text.count("`") >= 2 else ""
+    return typer.BadParameter(text, param_hint="--" + field.replace("_", "-") if field else None)
+
+
 def fit_offsets(predictor: Path, data: Path, out: Path, threads: int, method: str,
                 options: dict, seed: int | None, fit, attribute: str) -> tuple:
     """The shared path of the offset calibrations (``rollout``, ``action``): check the pair,
@@ -126,7 +134,7 @@ def _calibrate_rollout(predictor: Path, data: Path, out: Path, horizon: int, deg
         cfg = RolloutCalibrationConfig(horizon=horizon, degree=degree, replicates=replicates,
                                        rounds=rounds, seed=seed)
     except ValueError as e:
-        raise typer.BadParameter(str(e)) from None
+        raise bad_option(e) from None
     cal, report = fit_offsets(
         predictor, data, out, threads, "rollout",
         {"horizon": horizon, "degree": degree, "replicates": replicates, "rounds": rounds},

@@ -165,12 +165,12 @@ CASES = [
     Case("calibrate-predictor: unknown method", "calibrate-predictor --predictor {R}/pred "
          "--data {R}/data --method platt --out {R}/o", "platt", out="o"),
     Case("calibrate-predictor: rollout degree out of range", "calibrate-predictor --predictor "
-         "{R}/pred --data {R}/data --method rollout --degree 7 --out {R}/o", "degree", out="o"),
+         "{R}/pred --data {R}/data --method rollout --degree 7 --out {R}/o", "--degree", out="o"),
     Case("calibrate-predictor: rollout with another dataset", "calibrate-predictor "
          "--predictor {R}/pred --data {R}/sdata --method rollout --out {R}/o", "--predictor",
          out="o"),
     Case("calibrate-predictor: action max weight below 1", "calibrate-predictor --predictor "
-         "{R}/pred --data {R}/data --method action --max-weight 0.5 --out {R}/o", "max_weight",
+         "{R}/pred --data {R}/data --method action --max-weight 0.5 --out {R}/o", "--max-weight",
          out="o"),
     Case("fidelity: bad action horizons", "fidelity --predictor {R}/pred --data {R}/data "
          "--action-horizons 0,4 --out {R}/o", "--action-horizons", out="o"),
