@@ -177,6 +177,13 @@ def _ope_value(o: dict[str, Any] | None, policy: str,
     return None
 
 
+def deployable_candidate(ev: dict[str, Any]) -> dict[str, Any] | None:
+    """The evaluation's row of the trained policy with the highest simulated return, among
+    those a shop could deploy (not rules, not a reference trained in the TRUE world)."""
+    trained = [r for r in ev["policies"] if not r["is_rule"] and r.get("trained_in") != "world"]
+    return max(trained, key=lambda r: r["sim"]["return"]["mean"]) if trained else None
+
+
 def verdict(run: str | Path) -> dict[str, Any] | None:
     """The decision the evaluation supports, and the evidence for it.
 
@@ -196,10 +203,9 @@ def verdict(run: str | Path) -> dict[str, Any] | None:
     ev = _load(run / "evaluation" / "evaluation.json")
     if ev is None:
         return None
-    trained = [r for r in ev["policies"] if not r["is_rule"] and r.get("trained_in") != "world"]
-    if not trained:
+    cand = deployable_candidate(ev)
+    if cand is None:
         return None
-    cand = max(trained, key=lambda r: r["sim"]["return"]["mean"])
     best_rule = ev["best_rule_sim"]
     sim = cand["sim"]["vs_best_rule"]
     o = _load(run / "ope" / "ope.json")

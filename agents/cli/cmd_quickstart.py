@@ -14,7 +14,7 @@ from pathlib import Path
 import typer
 
 from agents.cli._app import app, resumable_output
-from agents.report import write_report
+from agents.report import deployable_candidate, write_report
 from predictors.errors import NudgeGymError
 from predictors.io import write_json, write_run_config, write_text
 
@@ -115,12 +115,10 @@ QUICKSTART_RULES = ("rule:never", "rule:random", "rule:always:email", "rule:emai
 
 
 def _best_trained(out: Path) -> Path:
-    """The trained policy (ppo or dqn) with the higher simulated value in the evaluation."""
+    """The trained policy (ppo or dqn) with the higher simulated return in the evaluation (the
+    verdict's candidate; never the TRUE-world reference)."""
     ev = json.loads((out / "evaluation" / "evaluation.json").read_text())
-    trained = [r for r in ev["policies"]
-               if not r["policy"].startswith("rule:") and r.get("trained_in") != "world"]
-    best = max(trained, key=lambda r: r["sim"]["return"]["mean"])
-    return Path(best["policy"])
+    return Path(deployable_candidate(ev)["policy"])
 
 
 def _quickstart(out: Path, fast: bool, seed: int) -> tuple[Path, dict[str, float]]:
