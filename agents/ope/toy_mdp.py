@@ -11,6 +11,7 @@ dynamic programming.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -110,8 +111,23 @@ class ToyMDP:
             user_id=np.tile(np.arange(n_users), horizon),
             time_step=np.repeat(np.arange(horizon), n_users))
 
+    @staticmethod
+    def states(data: LoggedData) -> np.ndarray:
+        """The state of each logged row of :meth:`log` (decoded from its one-hot ``obs``)."""
+        assert data.obs is not None
+        return np.where(data.obs.any(axis=1), data.obs.argmax(axis=1) + 1, 0)
+
     def action_dist(self, policy: np.ndarray, data: LoggedData) -> np.ndarray:
         """``policy`` ``(S, A)`` on the logged rows of :meth:`log`, ``(n, A)``."""
-        assert data.obs is not None
-        state = np.where(data.obs.any(axis=1), data.obs.argmax(axis=1) + 1, 0)
-        return np.asarray(policy, float)[state]
+        return np.asarray(policy, float)[self.states(data)]
+
+    def model_values(self, policy: np.ndarray, data: LoggedData, horizon: int) -> Any:
+        """What a simulator equal to this MDP gives the model-based estimators: the exact
+        ``Q`` of the logged action and ``V`` of ``policy`` at every logged row
+        (:class:`agents.ope.model_based.SimulatorValues`)."""
+        from agents.ope.model_based import SimulatorValues
+
+        q = self.q_values(policy, horizon)[data.time_step, self.states(data)]
+        dist = self.action_dist(policy, data)
+        return SimulatorValues(q=q[np.arange(data.n_rounds), data.action],
+                               v=(dist * q).sum(axis=1), dist=dist, user_steps=0)

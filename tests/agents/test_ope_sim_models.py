@@ -16,16 +16,12 @@ H = 6
 
 
 def _states(data) -> np.ndarray:
-    return np.where(data.obs.any(axis=1), data.obs.argmax(axis=1) + 1, 0)
+    return ToyMDP.states(data)
 
 
 def _model_values(model: ToyMDP, data, policy: np.ndarray) -> SimulatorValues:
     """What a simulator equal to ``model`` gives: exact Q / V at the logged states."""
-    q = model.q_values(policy, H)
-    dist = model.action_dist(policy, data)
-    qt = q[data.time_step, _states(data)]
-    return SimulatorValues(q=qt[np.arange(data.n_rounds), data.action],
-                           v=(dist * qt).sum(axis=1), dist=dist, user_steps=0)
+    return model.model_values(policy, data, H)
 
 
 def _fitted(data, users: np.ndarray) -> ToyMDP:
