@@ -14,7 +14,8 @@ Response sampling for action ``a`` of user ``u`` (predictions ``p_*[u, a]``):
   LogNormal(mu, sigma), capped at twice the largest revenue of a logged period (0 when the
   log has no order values, ``has_prices`` false: the revenue head was never informed);
 * views, carts and favs (inputs of the predictor's next step, not predicted by it) ~ Poisson with
-  the training panel's mean given (visited, purchased);
+  the training panel's mean given (visited, purchased), drawn by CDF inversion so a period
+  consumes the same random numbers whatever the actions (common random numbers);
 * unsubscribe from the action's channel ~ Bernoulli(p_unsubscribe) when a message was sent;
 * churn: the predictor's churn label is "this period is the user's last active one", which only
   happens in a period with activity, so a churn event is drawn as churn | visit ~
@@ -43,6 +44,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import torch
+from scipy.stats import poisson
 
 from predictors import (
     DatasetSpec,
@@ -264,6 +266,8 @@ class ActivityModel:
 
     means: np.ndarray = field(default_factory=lambda: np.zeros((2, 2, 3)))
     revenue_cap: float = np.inf
+    _cdf_table: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
+    _cdf_key: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def fit(cls, panel: pd.DataFrame) -> ActivityModel:
@@ -281,9 +285,34 @@ class ActivityModel:
 
     def sample(self, visit: np.ndarray, purchase: np.ndarray,
                rng: np.random.Generator) -> np.ndarray:
-        """``(n, 3)`` views, carts, favs."""
-        lam = self.means[visit.astype(int), purchase.astype(int)]
-        return rng.poisson(lam).astype(np.float32)
+        """``(n, 3)`` views, carts, favs: Poisson with the cell's means.
+
+        Drawn by inverting the Poisson CDF at ``n * 3`` uniforms, so one call consumes the
+        same random numbers whatever the visits and purchases are (``Generator.poisson``
+        consumes a number that depends on the means). Runs of different policies from one
+        seed therefore stay on common random numbers over many periods.
+        """
+        u = rng.random((len(visit), 3))
+        cell = 2 * np.asarray(visit, dtype=np.int64) + np.asarray(purchase, dtype=np.int64)
+        row = 3 * cell[:, None] + np.arange(3)                   # (n, 3): which of 12 CDFs
+        flat, k = self._cdf()
+        # one search over the 12 CDFs laid end to end: CDF j is shifted by 2 j, so the
+        # uniform shifted the same way lands inside its own CDF's block
+        pos = np.searchsorted(flat, u + 2.0 * row, side="right")
+        return (pos - k * row).astype(np.float32)
+
+    def _cdf(self) -> tuple[np.ndarray, int]:
+        """The 12 Poisson CDFs (every cell and count), shifted and flattened, and their length."""
+        key = self.means.tobytes()
+        if self._cdf_key != key:
+            lam = self.means.reshape(12, 1)
+            k = int(poisson.ppf(1.0 - 1e-12, max(float(lam.max()), 1e-9))) + 2
+            cdf = poisson.cdf(np.arange(k), lam)
+            # the last point is 1 exactly: the tail beyond it (< 1e-12) is folded into it
+            cdf[:, -1] = 1.0
+            self._cdf_table = (cdf + 2.0 * np.arange(12)[:, None]).ravel()
+            self._cdf_key = key
+        return self._cdf_table, len(self._cdf_table) // 12
 
 
 class ShopSimulator:
