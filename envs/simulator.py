@@ -183,7 +183,7 @@ def build_start_states(predictor: BehaviorPredictor, panel: pd.DataFrame, spec: 
     present[row, col] = True
 
     catalog = spec.actions
-    channel = np.array([a.channel or "" for a in catalog])
+    is_push = np.array([a.channel == "push" for a in catalog])
     is_coupon = np.array([a.kind == "discount" for a in catalog])
     is_contact = np.array([a.kind != "none" for a in catalog])
 
@@ -199,15 +199,11 @@ def build_start_states(predictor: BehaviorPredictor, panel: pd.DataFrame, spec: 
         if len(idx) == 0:
             continue
         a = act[idx, s]
-        ch = np.where(a >= 0, channel[np.clip(a, 0, None)], "")
-        unsubscribed = raw[idx, s, 5] > 0
-        unsub[idx, 0] |= unsubscribed & (ch != "push")
-        unsub[idx, 1] |= unsubscribed & (ch == "push")
-        coupon = (a >= 0) & is_coupon[np.clip(a, 0, None)]
-        contact = (a >= 0) & is_contact[np.clip(a, 0, None)]
-        since_coupon[idx] = np.where(coupon, 1, since_coupon[idx] + 1)
-        contacts[idx, 1:] = contacts[idx, :-1]
-        contacts[idx, 0] = contact
+        known = a >= 0                                           # -1: no logged action
+        a0 = np.clip(a, 0, None)
+        _mark_unsubscribes(unsub, idx, raw[idx, s, 5] > 0, known & is_push[a0])
+        _shift_contacts(since_coupon, contacts, idx, known & is_coupon[a0],
+                       known & is_contact[a0])
         _update_rows(tracker, idx, raw[idx, s], a, unsub[idx])
         if len(idx) == n:
             state = predictor.step(state, raw[:, s], act[:, s])
@@ -518,10 +514,7 @@ class ShopSimulator:
         if action.shape != (self.n,) or raw.shape != (self.n, len(RAW_COLUMNS)):
             raise ValueError(f"`action` must have shape ({self.n},) and `raw` "
                              f"({self.n}, {len(RAW_COLUMNS)}); got {action.shape}, {raw.shape}")
-        unsubscribed = raw[:, 5] > 0
-        push = self.channel[action] == 1
-        self.unsub[:, 0] |= unsubscribed & ~push
-        self.unsub[:, 1] |= unsubscribed & push
+        _mark_unsubscribes(self.unsub, slice(None), raw[:, 5] > 0, self.channel[action] == 1)
         self._record(action, raw)
 
     def _record(self, action: np.ndarray, raw: np.ndarray) -> None:
@@ -531,10 +524,27 @@ class ShopSimulator:
                             unsubscribed_email=self.unsub[:, 0],
                             unsubscribed_push=self.unsub[:, 1])
         self.state = self.predictor.step(self.state, raw, action)
-        self.since_coupon = np.where(self.is_coupon[action], 1, self.since_coupon + 1)
-        self.contacts[:, 1:] = self.contacts[:, :-1]
-        self.contacts[:, 0] = self.is_contact[action]
+        _shift_contacts(self.since_coupon, self.contacts, slice(None), self.is_coupon[action],
+                       self.is_contact[action])
         self.t += 1
+
+
+def _mark_unsubscribes(unsub: np.ndarray, rows: np.ndarray | slice, unsubscribed: np.ndarray,
+                      push: np.ndarray) -> None:
+    """Record logged unsubscribes of ``rows`` in place: push when the period's action was a
+    push, e-mail otherwise (an unsubscribe link is in every e-mail; a period without a
+    logged action counts as e-mail)."""
+    unsub[rows, 0] |= unsubscribed & ~push
+    unsub[rows, 1] |= unsubscribed & push
+
+
+def _shift_contacts(since_coupon: np.ndarray, contacts: np.ndarray, rows: np.ndarray | slice,
+                   coupon: np.ndarray, contact: np.ndarray) -> None:
+    """Advance the coupon and contact history of ``rows`` by one period in place (the caps'
+    inputs: periods since the last coupon, the last ``contact_window`` periods' contacts)."""
+    since_coupon[rows] = np.where(coupon, 1, since_coupon[rows] + 1)
+    contacts[rows, 1:] = contacts[rows, :-1]
+    contacts[rows, 0] = contact
 
 
 def _capped_lognormal_mean(mu: np.ndarray, sigma: np.ndarray, cap: float) -> np.ndarray:
