@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +12,30 @@ import pandas as pd
 import pytest
 
 from predictors import DatasetSpec, build_panel, default_catalog, write_dataset
+
+_TMP: dict[str, str] = {}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Give the run its own temporary folder, removed at the end.
+
+    The notebooks write their work into ``tempfile.mkdtemp()`` (a user keeps it), and SB3's
+    default logger makes a folder there too; under the tests these would pile up in the
+    machine's temporary folder. Kernels started by nbmake inherit ``TMPDIR``. Ray keeps the
+    machine's folder (``RAY_TMPDIR``): its socket paths have a length limit.
+    """
+    _TMP["old"] = tempfile.gettempdir()
+    _TMP["run"] = tempfile.mkdtemp(prefix="nudgegym-tests-")
+    os.environ.setdefault("RAY_TMPDIR", _TMP["old"])
+    os.environ["TMPDIR"] = _TMP["run"]
+    tempfile.tempdir = None
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if "run" in _TMP:
+        os.environ["TMPDIR"] = _TMP["old"]
+        tempfile.tempdir = None
+        shutil.rmtree(_TMP.pop("run"), ignore_errors=True)
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import pytest
 import torch
 from sb3_contrib import MaskablePPO
 from stable_baselines3 import DQN, PPO
+from stable_baselines3.common.logger import Logger
 
 from agents.export import export_policy, read_manifest
 from agents.serving import ExportedPolicy, score_table
@@ -51,6 +52,7 @@ def _train(algo: str, shop):
         model = PPO("MlpPolicy", venv, n_steps=16, batch_size=256, n_epochs=1, **kw)
     else:
         model = MaskablePPO("MlpPolicy", venv, n_steps=16, batch_size=256, n_epochs=1, **kw)
+    model.set_logger(Logger(None, []))  # silent; SB3's default logger makes a folder in /tmp
     model.learn(2048)
     return model
 
