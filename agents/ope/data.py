@@ -308,8 +308,9 @@ def target_action_dist(policy: Policy | np.ndarray, data: LoggedData) -> np.ndar
         raise ValueError(
             f"`action_dist` must have shape {(data.n_rounds, data.n_actions)}; got {dist.shape}"
         )
-    bad = ~np.isfinite(dist).all(axis=1) | (dist < 0).any(axis=1)
-    if bad.any():
+    # whole-array checks first; the rows are located only to name the first bad one
+    if not (np.isfinite(dist).all() and dist.min(initial=0.0) >= 0):
+        bad = ~np.isfinite(dist).all(axis=1) | (dist < 0).any(axis=1)
         i = _first_row(bad)
         raise ValueError(f"`action_dist` must be finite and >= 0; got {dist[i]} at row {i}")
     sums = dist.sum(axis=1)

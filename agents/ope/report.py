@@ -32,43 +32,9 @@ if TYPE_CHECKING:
 from agents.ope.marginal import MarginalConfig, joint_replicates
 from agents.ope.one_step import DM, DR, IPS, SNDR, SNIPS, SwitchDR
 from agents.ope.panel import logged_data_from_panel
+from agents.ope.refit import refit_intervals
 from agents.ope.reward_model import RidgeRewardModel, cross_fit_rewards
 from agents.ope.sequential import PDIS, WPDIS
-
-
-def refit_intervals(logged: LoggedData, dists: dict[str, np.ndarray], *, n_boot: int,
-                    seed: int, alpha: float = 0.05) -> dict[str, tuple[Interval, Interval]]:
-    """DM and DR of every policy with the ridge reward model cross-fitted anew on each
-    bootstrap resample of users (of rows where there are no user ids), ``kind="refit"``.
-
-    The reward model does not depend on the target policy, so each resample's model serves
-    every policy (and the policies' estimates share their resamples).
-    """
-    rng = np.random.default_rng([seed, 7])
-    groups = logged.user_id if logged.user_id is not None else np.arange(logged.n_rounds)
-    _, inverse = np.unique(groups, return_inverse=True)
-    members = np.argsort(inverse, kind="stable")
-    starts = np.searchsorted(inverse[members], np.arange(inverse.max() + 2))
-    n_groups = len(starts) - 1
-    ests = (DM(), DR())
-    boots = np.empty((n_boot, len(dists), 2))
-    for b in range(n_boot):
-        pick = rng.integers(0, n_groups, n_groups)
-        rows = np.concatenate([members[starts[g]:starts[g + 1]] for g in pick])
-        copy = np.repeat(np.arange(n_groups), starts[pick + 1] - starts[pick])
-        sub = replace(logged.subset(rows), user_id=copy, time_step=np.zeros(len(rows), int))
-        q = cross_fit_rewards(sub, RidgeRewardModel(), n_folds=2, seed=seed + b)
-        for j, dist in enumerate(dists.values()):
-            boots[b, j] = [e.estimate(sub, dist[rows], q) for e in ests]
-    q = cross_fit_rewards(logged, RidgeRewardModel(), n_folds=2, seed=seed)
-    out = {}
-    for j, (name, dist) in enumerate(dists.items()):
-        ivs = []
-        for k, e in enumerate(ests):
-            low, high = np.quantile(boots[:, j, k], [alpha / 2, 1 - alpha / 2])
-            ivs.append(Interval(e.estimate(logged, dist, q), float(low), float(high), "refit"))
-        out[name] = (ivs[0], ivs[1])
-    return out
 
 
 def ope_table(logged: LoggedData, policies: dict[str, BasePolicy | np.ndarray], *,

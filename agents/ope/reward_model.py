@@ -21,6 +21,7 @@ __all__ = [
     "TabularRewardModel",
     "cross_fit_rewards",
     "make_folds",
+    "ridge_from_moments",
 ]
 
 
@@ -82,24 +83,63 @@ class RidgeRewardModel:
         """Fit per-action ridge regressions; see :class:`RewardModel`."""
         x = _design(obs_train, len(action_train))
         xt = _design(obs_test, len(obs_test) if obs_test is not None else 0)
-        mu, sd = x.mean(axis=0), x.std(axis=0)
-        sd[sd == 0] = 1.0
-        z = np.hstack([np.ones((len(x), 1)), (x - mu) / sd])
-        zt = np.hstack([np.ones((len(xt), 1)), (xt - mu) / sd])
-        penalty = np.full(z.shape[1], self.alpha)
-        penalty[0] = 0.0
-        fallback = float(reward_train.mean()) if len(reward_train) else 0.0
-        out = np.empty((len(zt), n_actions))
+        if len(x) == 0:
+            return np.zeros((len(xt), n_actions))
+        centre = x.mean(axis=0)
+        z = np.hstack([np.ones((len(x), 1)), x - centre])
+        gram = np.zeros((n_actions, z.shape[1], z.shape[1]))
+        cross = np.zeros((n_actions, z.shape[1]))
         for a in range(n_actions):
             rows = action_train == a
-            if not rows.any():
-                out[:, a] = fallback
-                continue
-            za, ya = z[rows], reward_train[rows]
-            gram = za.T @ za + np.diag(penalty) + 1e-9 * np.eye(z.shape[1])
-            coef = np.linalg.solve(gram, za.T @ ya)
-            out[:, a] = zt @ coef
+            gram[a] = z[rows].T @ z[rows]
+            cross[a] = z[rows].T @ reward_train[rows]
+        coef = ridge_from_moments(gram, cross, self.alpha)
+        return np.hstack([np.ones((len(xt), 1)), xt - centre]) @ coef.T
+
+
+def ridge_from_moments(gram: np.ndarray, cross: np.ndarray, alpha: float) -> np.ndarray:
+    """Per-action ridge coefficients on standardised features, from (weighted) moments.
+
+    With ``x~ = [1, x - c]`` for any fixed centre ``c``, ``gram[a] = sum w x~ x~^T`` and
+    ``cross[a] = sum w x~ y`` over action ``a``'s training rows (weights ``w``, e.g. copy
+    counts). The features are standardised with the mean and the (population) standard
+    deviation of ALL the training rows, the intercept is not penalised, and an action without
+    training rows predicts the mean reward of all of them.
+
+    Args:
+        gram: ``(n_actions, d, d)``.
+        cross: ``(n_actions, d)``.
+        alpha: L2 penalty on the standardised coefficients.
+
+    Returns:
+        ``(n_actions, d)`` coefficients on ``x~``: the estimate of action ``a`` at ``x`` is
+        ``[1, x - c] @ coef[a]``.
+    """
+    total = gram.sum(axis=0)
+    n_w = total[0, 0]
+    d = total.shape[0]
+    out = np.zeros((len(gram), d))
+    if n_w <= 0:
         return out
+    mean = total[0, 1:] / n_w
+    second = np.diag(total)[1:] / n_w
+    var = second - mean**2
+    sd = np.sqrt(np.where(var > 1e-12 * np.maximum(second, 1e-300), var, 0.0))
+    sd[sd == 0] = 1.0
+    # z = x~ @ A: z_0 = 1, z_j = (x~_j - mean_j) / sd_j
+    A = np.eye(d)
+    A[0, 1:] = -mean / sd
+    A[1:, 1:] = np.diag(1.0 / sd)
+    penalty = np.full(d, alpha)
+    penalty[0] = 0.0
+    reg = np.diag(penalty) + 1e-9 * np.eye(d)
+    for a in range(len(gram)):
+        if gram[a, 0, 0] <= 0:
+            out[a, 0] = cross[:, 0].sum() / n_w
+            continue
+        coef = np.linalg.solve(A.T @ gram[a] @ A + reg, A.T @ cross[a])
+        out[a] = A @ coef
+    return out
 
 
 @dataclass(frozen=True)
