@@ -7,7 +7,8 @@ periods after it:
 
 * each predictor family: fitted on the calibration log, every customer rolled forward in the
   learned shop from where the calibration log ends (:func:`envs.forecast.forecast_customers`,
-  no contact, the only action a log without sends knows);
+  no contact, the only action a log without sends knows; expected purchases and P(any
+  purchase) Rao-Blackwellised by default, ``estimator``);
 * BG/NBD and Pareto/NBD (:class:`predictors.models.btyd.BTYDBaseline`) fitted on the same
   customers' calibration purchases.
 
