@@ -7,7 +7,8 @@ periods after it:
 
 * each predictor family: fitted on the calibration log, every customer rolled forward in the
   learned shop from where the calibration log ends (:func:`envs.forecast.forecast_customers`,
-  no contact, the only action a log without sends knows);
+  no contact, the only action a log without sends knows; expected purchases and P(any
+  purchase) Rao-Blackwellised by default, ``estimator``);
 * BG/NBD and Pareto/NBD (:class:`predictors.models.btyd.BTYDBaseline`) fitted on the same
   customers' calibration purchases.
 
@@ -68,6 +69,8 @@ class ForecastBenchConfig:
         n_boot: Customer bootstrap resamples of the paired differences.
         alpha: 1 - the level of the intervals.
         device: Training device.
+        estimator: How each family's forecast turns its paths into means and P(any purchase)
+            (:data:`envs.forecast.ESTIMATORS`; default Rao-Blackwellised).
     """
 
     calibration_periods: int = 39
@@ -83,6 +86,7 @@ class ForecastBenchConfig:
     n_boot: int = 500
     alpha: float = 0.05
     device: str = "cpu"
+    estimator: str = "rao_blackwell"
 
     def __post_init__(self) -> None:
         check_int(self, "calibration_periods", "holdout_periods", "n_boot", ge=1)
@@ -94,7 +98,8 @@ class ForecastBenchConfig:
         if self.families:
             self.budget()  # validates families, epochs, patience, hidden, batch_users, alpha
         ForecastConfig(periods=self.holdout_periods, replicates=self.replicates,
-                       active_window=0, alpha=self.alpha, seed=self.seed)
+                       active_window=0, alpha=self.alpha, seed=self.seed,
+                       estimator=self.estimator)
 
     def budget(self) -> RealDataConfig:
         """The families' training budget."""
@@ -175,7 +180,7 @@ def _family_forecast(fam: str, cfg: ForecastBenchConfig, cal: Path, panel: pd.Da
     t0 = time.perf_counter()
     fc = forecast_customers(shop, None, ForecastConfig(
         periods=cfg.holdout_periods, replicates=cfg.replicates, active_window=0,
-        alpha=cfg.alpha, seed=cfg.seed))
+        alpha=cfg.alpha, seed=cfg.seed, estimator=cfg.estimator))
     info = {"fit_seconds": fit_s, "forecast_seconds": time.perf_counter() - t0,
             "best_epoch": pred.train_result_.best_epoch,
             "epochs_run": len(pred.train_result_.history)}

@@ -32,6 +32,9 @@ class Rollout:
         visit, purchase, unsubscribe, churn, alive: Indicators (``churn``: the predictor's
             churn event; ``alive``: before termination).
         action: Action taken (-1 after termination).
+        p_purchase: Probability of the period's purchase given the state and action (the
+            Rao-Blackwellised purchase: its sum over a path has the same expectation as the
+            drawn purchases' sum, with less noise).
     """
 
     user_ids: np.ndarray
@@ -44,6 +47,7 @@ class Rollout:
     churn: np.ndarray
     alive: np.ndarray
     action: np.ndarray
+    p_purchase: np.ndarray
 
     @property
     def returns(self) -> np.ndarray:
@@ -53,7 +57,7 @@ class Rollout:
 
 def rollout(shop: LearnedShop, policy: PolicyFn | np.ndarray, horizon: int = 26, *,
             seed: int = 0, replicates: int = 1, start_index: np.ndarray | None = None,
-            batch_size: int = 16384) -> Rollout:
+            batch_size: int = 16384, no_purchase: bool = False) -> Rollout:
     """Simulate every start user (``replicates`` times) for ``horizon`` periods.
 
     Args:
@@ -65,13 +69,16 @@ def rollout(shop: LearnedShop, policy: PolicyFn | np.ndarray, horizon: int = 26,
         replicates: Copies of each start user.
         start_index: Which start users (default all).
         batch_size: Users simulated together.
+        no_purchase: Draw every period given no purchase (:meth:`ShopSimulator.step`): the
+            product of ``1 - p_purchase`` along a path estimates P(no purchase in the horizon).
     """
     starts = shop.starts
     idx = np.arange(len(starts)) if start_index is None else np.asarray(start_index)
     src = np.tile(idx, replicates)
     sim = shop.simulator.clone()
     none = sim.none_index if sim.none_index is not None else 0
-    fields = ("reward", "revenue", "cost", "visit", "purchase", "unsubscribe", "churn")
+    fields = ("reward", "revenue", "cost", "visit", "purchase", "unsubscribe", "churn",
+              "p_purchase")
     res = {f: np.zeros((len(src), horizon)) for f in fields}
     alive_all = np.zeros((len(src), horizon), bool)
     action_all = np.full((len(src), horizon), -1, np.int64)
@@ -89,7 +96,7 @@ def rollout(shop: LearnedShop, policy: PolicyFn | np.ndarray, horizon: int = 26,
                 a = np.where(a < 0, none, a)
             else:
                 a = np.asarray(policy(sim.observation(), sim.action_masks(), prng), np.int64)
-            out = sim.step(a, rng)
+            out = sim.step(a, rng, no_purchase=no_purchase)
             for f in fields:
                 res[f][rows, t] = np.where(alive, out[f], 0)
             alive_all[rows, t] = alive

@@ -39,7 +39,7 @@ was sent and the user purchased in that period).
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -52,7 +52,7 @@ from predictors import (
     HistoryTracker,
     observation_names,
 )
-from predictors.models import BehaviorPredictor
+from predictors.models import BehaviorPredictor, Predictions
 
 #: Raw row layout the predictor steps on (see predictors.models.sequence.RAW_COLUMNS).
 RAW_COLUMNS = ("visits", "views", "carts", "purchases", "favs", "unsubscribes", "revenue")
@@ -414,8 +414,15 @@ class ShopSimulator:
         return mask
 
     # ------------------------------------------------------------------ dynamics
-    def step(self, action: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    def step(self, action: np.ndarray, rng: np.random.Generator, *,
+             no_purchase: bool = False) -> dict[str, np.ndarray]:
         """Advance every user one period under ``action`` ``(n,)``.
+
+        With ``no_purchase`` the period's outcome is drawn from its law GIVEN no purchase (a
+        visit with probability ``(p_visit - p) / (1 - p)``, ``p`` the purchase probability; no
+        purchase, no revenue): along such a path the product of ``1 - p_purchase`` over the
+        periods is an unbiased estimate of P(no purchase at all), the Rao-Blackwellised
+        estimator of :mod:`envs.forecast`.
 
         Returns:
             Per-user arrays: ``reward``, ``expected_reward`` (its expectation given the
@@ -425,7 +432,9 @@ class ShopSimulator:
             the first three bool; and ``uncertainty``: with a penalty (an ensemble predictor
             and ``penalty > 0``) the members' spread of expected revenue of the effective
             action, the penalty's unit (MOPO-style); else 0, and the spread is not computed
-            (each user-step then runs only its drawn member's output layers).
+            (each user-step then runs only its drawn member's output layers); ``p_purchase``:
+            the probability of a purchase in the period given the state and the effective
+            action (what the draw used, whether or not ``no_purchase`` then excluded it).
         """
         action = np.asarray(action, dtype=np.int64)
         n = self.n
@@ -442,12 +451,16 @@ class ShopSimulator:
             pred = action_cal.apply(pred)
         ch = self.channel[action]
         effective, blocked = self.effective_action(action)
-        out = pred.sample(effective, rng)
+        r = np.arange(n)
+        pv, pp = pred.p_visit[r, effective], pred.p_purchase[r, effective]
+        # the marginal of the draw: a purchase needs a visit unless the log has no visits
+        p_buy = pp if pred.activity == "purchase" else np.minimum(pp, pv)
+        draw = _given_no_purchase(pred, r, effective, pv, p_buy) if no_purchase else pred
+        out = draw.sample(effective, rng)
         visit, purchase = out["visit"], out["purchase"]
         # a log without order values never informed the revenue head: no revenue is drawn
         revenue = (np.minimum(out["revenue"], self.activity.revenue_cap) if self.spec.has_prices
                    else np.zeros(n))
-        r = np.arange(n)
         pa = pred.p_active[r, effective]
         active = visit if pred.activity == "visit" else purchase
         churn = active & (rng.random(n) < np.minimum(1.0, pred.p_churn[r, effective]
@@ -480,7 +493,7 @@ class ShopSimulator:
                 "cost": cost, "visit": visit,
                 "purchase": purchase, "unsubscribe": unsubscribe, "churn": churn,
                 "terminated": churn if self.churn_mode == "terminate" else np.zeros(n, bool),
-                "uncertainty": uncertainty}
+                "uncertainty": uncertainty, "p_purchase": p_buy}
 
 
     def effective_action(self, action: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -545,6 +558,15 @@ def _shift_contacts(since_coupon: np.ndarray, contacts: np.ndarray, rows: np.nda
     since_coupon[rows] = np.where(coupon, 1, since_coupon[rows] + 1)
     contacts[rows, 1:] = contacts[rows, :-1]
     contacts[rows, 0] = contact
+
+
+def _given_no_purchase(pred: Predictions, r: np.ndarray, action: np.ndarray, pv: np.ndarray,
+                       p_buy: np.ndarray) -> Predictions:
+    """``pred`` with the drawn action's visit probability given no purchase and no purchase."""
+    p_visit, p_purchase = pred.p_visit.copy(), pred.p_purchase.copy()
+    p_visit[r, action] = np.clip((pv - p_buy) / np.maximum(1.0 - p_buy, 1e-12), 0.0, 1.0)
+    p_purchase[r, action] = 0.0
+    return replace(pred, p_visit=p_visit, p_purchase=p_purchase)
 
 
 def _capped_lognormal_mean(mu: np.ndarray, sigma: np.ndarray, cap: float) -> np.ndarray:

@@ -16,6 +16,10 @@ from predictors.io import check_out_folder, write_json, write_run_config, write_
 #: The Online Retail source file a ``bench forecast --data`` folder may hold instead of a dataset.
 ONLINE_RETAIL_FILE = "online_retail.csv.gz"
 
+ESTIMATOR_HELP = ("rao_blackwell: expected purchases and P(any purchase) from the model's "
+                  "per-period purchase probabilities (less Monte-Carlo noise, no ties); "
+                  "sampled: counts of the drawn purchases.")
+
 
 def _set_threads(n: int) -> None:
     if n > 0:
@@ -39,6 +43,7 @@ def forecast_cmd(
     start_users: str = typer.Option("all", help="Customers to forecast: all, or the "
                                     "predictor's test, val or train users."),
     alpha: float = typer.Option(0.05, help="1 - level of the intervals."),
+    estimator: str = typer.Option("rao_blackwell", help=ESTIMATOR_HELP),
     threads: int = typer.Option(1, help="Torch intra-op threads (0: torch's default)."),
     seed: int = typer.Option(0, help="Seed."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
@@ -49,7 +54,7 @@ def forecast_cmd(
     from predictors.fingerprint import check_pair
 
     cfg = ForecastConfig(periods=periods, replicates=replicates, active_window=active_window,
-                         alpha=alpha, seed=seed)
+                         alpha=alpha, seed=seed, estimator=estimator)
     check_pair(predictor, data)
     with output_folder(out) as tmp:
         _set_threads(threads)
@@ -144,6 +149,7 @@ def bench_forecast_cmd(
     hidden: int = typer.Option(64, help="Hidden width of every family."),
     batch_users: int = typer.Option(32, help="Users per minibatch (all their periods)."),
     n_boot: int = typer.Option(500, help="Customer bootstrap resamples."),
+    estimator: str = typer.Option("rao_blackwell", help=ESTIMATOR_HELP),
     threads: int = typer.Option(1, help="Torch intra-op threads (0: torch's default)."),
     seed: int = typer.Option(0, help="Seed."),
     device: str = typer.Option("cpu", help="cpu, auto or cuda[:N]."),
@@ -166,7 +172,8 @@ def bench_forecast_cmd(
         calibration_periods=calibration_periods, holdout_periods=holdout_periods,
         families=names(families, FAMILIES), baselines=names(baselines, ()),
         replicates=replicates, epochs=epochs, patience=patience, hidden=hidden,
-        batch_users=batch_users, seed=seed, n_boot=n_boot, device=device)
+        batch_users=batch_users, seed=seed, n_boot=n_boot, device=device,
+        estimator=estimator)
     _set_threads(threads)
     with tempfile.TemporaryDirectory(prefix="nudgegym-bench-forecast-") as tmp:
         folder = _dataset(data, tmp)

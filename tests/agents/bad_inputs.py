@@ -153,6 +153,10 @@ CASES = [
          "--periods 2 --start-users vip --out {R}/o", "vip", out="o"),
     Case("forecast: predictor paired with another dataset", "forecast --predictor {R}/pred "
          "--data {R}/sdata --periods 2 --out {R}/o", "--predictor", out="o"),
+    Case("forecast: unknown estimator", "forecast --predictor {R}/pred --data {R}/data "
+         "--periods 2 --estimator counted --out {R}/o", "counted", out="o"),
+    Case("bench forecast: unknown estimator", "bench forecast --data {R}/data --families none "
+         "--estimator counted --out {R}/o", "counted", out="o"),
     Case("bench forecast: split longer than the log", "bench forecast --data {R}/data "
          "--calibration-periods 4 --holdout-periods 4 --families none --out {R}/o",
          "exceeds the 6 periods", out="o"),
