@@ -43,10 +43,19 @@ the cumulative expected purchases with their confidence interval, and the predic
 of the cumulative total (quantiles over replicates, each replicate a draw of the whole base).
 Replicates are simulated in chunks of whole copies of the base; with the same ``seed``, shop and
 ``batch_size``, the forecast is identical.
+
+Several models (e.g. K fits of one family that differ only in their seed) are averaged by
+passing one shop per model: each model simulates its ``replicates`` paths with the same seeds
+and the paths are pooled, so each customer's expected purchases and P(any purchase) are the
+mean of the models' own forecasts (the predictive law of a model drawn once per customer, which
+keeps the Rao-Blackwellised P(any purchase) exact on an orders log), and the predictive
+intervals are those of that mixture. This averages out the variance of one fit (its
+initialisation, minibatch order and early-stopping epoch).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -112,7 +121,8 @@ class CustomerForecast:
         customers: ``user_id`` then the per-customer columns (module docstring).
         curve: One row per horizon period (``step`` 1..periods, ``period``).
         summary: Totals, the interval definitions and the config.
-        purchases: ``(replicates, n)`` simulated purchase periods of each customer.
+        purchases: ``(replicates, n)`` simulated purchase periods of each customer (with
+            several models, ``(models * replicates, n)``, model by model; likewise below).
         revenue: ``(replicates, n)`` simulated revenue of each customer.
         expected: ``(replicates, n)`` each path's estimate of the customer's expected purchase
             periods (the sum of ``p_purchase``, or ``purchases`` when sampled).
@@ -144,18 +154,26 @@ def wilson_interval(k: np.ndarray, n: int, alpha: float = 0.05) -> tuple[np.ndar
     return np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)
 
 
-def forecast_customers(shop: LearnedShop, policy: PolicyFn | None = None,
+def forecast_customers(shop: LearnedShop | Sequence[LearnedShop],
+                       policy: PolicyFn | None = None,
                        config: ForecastConfig | None = None,
                        progress: bool = False) -> CustomerForecast:
     """Roll every start user of ``shop`` forward and summarise per customer.
 
     Args:
         shop: The learned shop, started at the end of the log (``load_learned_shop`` with its
-            default ``start_period``) from the customers to forecast.
+            default ``start_period``) from the customers to forecast; or several shops, one
+            per fitted model (e.g. the members of an ensemble), over the same customers: the
+            forecast then averages the models (each simulates ``replicates`` paths with the
+            same seeds, and the paths are pooled, so every mean is the mean of the models'
+            own forecasts and the predictive intervals are those of the mixture).
         policy: ``policy(obs, action_mask, rng) -> actions``; ``None``: the ``none`` action
             for everyone in every period (no contact).
         config: Horizon, replicates, intervals, seed.
         progress: Show a progress bar over the simulated replicates.
+
+    Raises:
+        ValueError: No shop, or shops that start other customers or periods.
 
     Example:
         >>> shop = load_learned_shop("runs/gru", "data/shop", start_users="all")  # doctest: +SKIP
@@ -163,6 +181,33 @@ def forecast_customers(shop: LearnedShop, policy: PolicyFn | None = None,
         >>> fc.customers[["user_id", "expected_purchases", "p_any_purchase"]]  # doctest: +SKIP
     """
     cfg = config or ForecastConfig()
+    shops = [shop] if isinstance(shop, LearnedShop) else list(shop)
+    if not shops:
+        raise ValueError("`shop`: give at least one learned shop")
+    first = shops[0].starts
+    for k, s in enumerate(shops[1:], 1):
+        if s.starts.period != first.period or not np.array_equal(s.starts.user_ids,
+                                                                 first.user_ids):
+            raise ValueError(f"`shop` {k} starts other customers or another period than "
+                             "shop 0; every model must forecast the same customers")
+    runs = [_simulate(s, policy, cfg, progress) for s in shops]
+    buys, money, expected, any_buy, active, base, base_expected = (
+        np.concatenate(x) for x in zip(*runs, strict=True))
+    rb = cfg.estimator == "rao_blackwell"
+    activity = getattr(shops[0].simulator.predictor, "activity_", "visit")
+    customers = _per_customer(first.user_ids, buys, money, expected, any_buy,
+                              active if cfg.active_window else None, cfg.alpha, rb)
+    curve = _curve(base, base_expected, first.period, cfg.alpha)
+    summary = _summary(customers, curve, buys, money, expected, cfg, first.period,
+                       activity) | {"models": len(shops)}
+    return CustomerForecast(customers, curve, summary, buys, money, expected, any_buy)
+
+
+def _simulate(shop: LearnedShop, policy: PolicyFn | None, cfg: ForecastConfig,
+              progress: bool) -> tuple[np.ndarray, ...]:
+    """One model's ``replicates`` paths: per replicate and customer the drawn purchases, the
+    revenue, the estimates of E[purchases] and P(any), the activity after the horizon; per
+    replicate and period the base's drawn and estimated purchases."""
     n, h = len(shop.starts), cfg.periods
     steps = h + cfg.active_window
     act = policy if policy is not None else np.full((n, steps), -1, np.int64)
@@ -205,12 +250,7 @@ def forecast_customers(shop: LearnedShop, policy: PolicyFn | None = None,
             active[rows] = later.reshape(k, n, -1).any(2)
         bar.update(k)
     bar.close()
-    customers = _per_customer(shop.starts.user_ids, buys, money, expected, any_buy,
-                              active if cfg.active_window else None, cfg.alpha, rb)
-    curve = _curve(base, base_expected, shop.starts.period, cfg.alpha)
-    summary = _summary(customers, curve, buys, money, expected, cfg, shop.starts.period,
-                       activity)
-    return CustomerForecast(customers, curve, summary, buys, money, expected, any_buy)
+    return buys, money, expected, any_buy, active, base, base_expected
 
 
 def _mean_ci(x: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -281,7 +321,7 @@ def _summary(customers: pd.DataFrame, curve: pd.DataFrame, buys: np.ndarray, mon
         "mean_p_any_purchase": float(customers["p_any_purchase"].mean()),
         "intervals": {
             "*_ci_low/*_ci_high": f"{level} confidence interval of the Monte-Carlo estimate over "
-                                  f"{cfg.replicates} replicates (normal interval of the mean; "
+                                  f"{len(buys)} replicates (normal interval of the mean; "
                                   + ("p_any_purchase: of the per-path probabilities; "
                                      "p_active_end: Wilson score interval)"
                                      if cfg.estimator == "rao_blackwell" else

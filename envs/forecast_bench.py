@@ -9,6 +9,10 @@ periods after it:
   learned shop from where the calibration log ends (:func:`envs.forecast.forecast_customers`,
   no contact, the only action a log without sends knows; expected purchases and P(any
   purchase) Rao-Blackwellised by default, ``estimator``);
+  with ``members`` K > 1, K fits of the family that differ only in their seed (initial
+  weights and minibatch order, ``PredictorConfig.member``; same split) are each forecast with
+  the same simulation seeds and their per-customer forecasts averaged (the family's row; each
+  fit also gets its own row, ``FAMILY#k``, to show the spread from one fit to the next);
 * BG/NBD and Pareto/NBD (:class:`predictors.models.btyd.BTYDBaseline`) fitted on the same
   customers' calibration purchases.
 
@@ -25,7 +29,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +75,7 @@ class ForecastBenchConfig:
         device: Training device.
         estimator: How each family's forecast turns its paths into means and P(any purchase)
             (:data:`envs.forecast.ESTIMATORS`; default Rao-Blackwellised).
+        members: Fits per family whose forecasts are averaged (1: one fit).
     """
 
     calibration_periods: int = 39
@@ -87,9 +92,10 @@ class ForecastBenchConfig:
     alpha: float = 0.05
     device: str = "cpu"
     estimator: str = "rao_blackwell"
+    members: int = 1
 
     def __post_init__(self) -> None:
-        check_int(self, "calibration_periods", "holdout_periods", "n_boot", ge=1)
+        check_int(self, "calibration_periods", "holdout_periods", "n_boot", "members", ge=1)
         bad = [b for b in self.baselines if b not in BTYD_MODELS]
         if bad:
             raise ConfigError(f"`baselines` must be among {list(BTYD_MODELS)}; got {bad}")
@@ -165,30 +171,53 @@ def _bootstrap(actual: np.ndarray, methods: dict[str, tuple[np.ndarray, np.ndarr
 
 
 def _family_forecast(fam: str, cfg: ForecastBenchConfig, cal: Path, panel: pd.DataFrame,
-                     customers: np.ndarray, progress: bool) -> tuple[dict, np.ndarray]:
+                     customers: np.ndarray, progress: bool) -> list[dict[str, Any]]:
+    """Each of the ``members`` fits of ``fam``: its per-customer forecast and timings."""
     ds = open_dataset(cal)
     users = load_users(ds, validate=False) if ds.users_path is not None else None
     span = panel.groupby("user_id")["period"]
     n_steps = int((span.max() - span.min()).max()) + 1
     budget = cfg.budget()
-    t0 = time.perf_counter()
-    pred = BehaviorPredictor(budget.predictor(fam, budget.test_fraction, n_steps)).fit(
-        panel, tuple(ds.spec.action_names), users, progress=progress)
-    fit_s = time.perf_counter() - t0
-    starts = build_start_states(pred, panel, ds.spec, customers, cfg.calibration_periods, users)
-    shop = LearnedShop(ShopSimulator(pred, ds.spec, ActivityModel.fit(panel)), starts, ds.spec)
-    t0 = time.perf_counter()
-    fc = forecast_customers(shop, None, ForecastConfig(
-        periods=cfg.holdout_periods, replicates=cfg.replicates, active_window=0,
-        alpha=cfg.alpha, seed=cfg.seed, estimator=cfg.estimator))
-    info = {"fit_seconds": fit_s, "forecast_seconds": time.perf_counter() - t0,
-            "best_epoch": pred.train_result_.best_epoch,
-            "epochs_run": len(pred.train_result_.history)}
-    c = fc.customers
-    return ({"expected": c["expected_purchases"].to_numpy(),
-             "p_any": c["p_any_purchase"].to_numpy(),
-             "curve": fc.curve["cumulative_expected_purchases"].to_numpy(), "info": info},
-            fc.purchases)
+    fc_cfg = ForecastConfig(periods=cfg.holdout_periods, replicates=cfg.replicates,
+                            active_window=0, alpha=cfg.alpha, seed=cfg.seed,
+                            estimator=cfg.estimator)
+    out = []
+    for k in range(cfg.members):
+        t0 = time.perf_counter()
+        pred = BehaviorPredictor(replace(budget.predictor(fam, budget.test_fraction, n_steps),
+                                         member=k)).fit(
+            panel, tuple(ds.spec.action_names), users, progress=progress)
+        fit_s = time.perf_counter() - t0
+        starts = build_start_states(pred, panel, ds.spec, customers, cfg.calibration_periods,
+                                    users)
+        shop = LearnedShop(ShopSimulator(pred, ds.spec, ActivityModel.fit(panel)), starts,
+                           ds.spec)
+        t0 = time.perf_counter()
+        fc = forecast_customers(shop, None, fc_cfg)
+        c = fc.customers
+        out.append({"expected": c["expected_purchases"].to_numpy(),
+                    "p_any": c["p_any_purchase"].to_numpy(),
+                    "curve": fc.curve["cumulative_expected_purchases"].to_numpy(),
+                    "info": {"fit_seconds": fit_s,
+                             "forecast_seconds": time.perf_counter() - t0,
+                             "best_epoch": pred.train_result_.best_epoch,
+                             "epochs_run": len(pred.train_result_.history)}})
+    return out
+
+
+def _average(fits: list[dict[str, Any]]) -> dict[str, Any]:
+    """The members' forecasts averaged (what :func:`envs.forecast.forecast_customers` gives for
+    their shops together): means of the per-customer estimates and of the curves."""
+    if len(fits) == 1:
+        return fits[0]
+    out = {key: np.mean([f[key] for f in fits], axis=0) for key in ("expected", "p_any", "curve")}
+    info = [f["info"] for f in fits]
+    out["info"] = {"members": len(fits),
+                   "fit_seconds": sum(i["fit_seconds"] for i in info),
+                   "forecast_seconds": sum(i["forecast_seconds"] for i in info),
+                   "best_epoch": [i["best_epoch"] for i in info],
+                   "epochs_run": [i["epochs_run"] for i in info]}
+    return out
 
 
 def forecast_bench(data: str | Path, config: ForecastBenchConfig | None = None, *,
@@ -233,7 +262,10 @@ def forecast_bench(data: str | Path, config: ForecastBenchConfig | None = None, 
             methods: dict[str, dict[str, Any]] = {}
             for fam in cfg.families:
                 say(f"fitting and forecasting {fam} ...")
-                methods[fam], _ = _family_forecast(fam, cfg, cal, panel, customers, progress)
+                fits = _family_forecast(fam, cfg, cal, panel, customers, progress)
+                methods[fam] = _average(fits)
+                if len(fits) > 1:
+                    methods.update({f"{fam}#{k}": f for k, f in enumerate(fits)})
         params = {}
         for b in cfg.baselines:
             say(f"fitting {b} ...")

@@ -21,6 +21,12 @@ ESTIMATOR_HELP = ("rao_blackwell: expected purchases and P(any purchase) from th
                   "sampled: counts of the drawn purchases.")
 
 
+ENSEMBLE_HELP = ("With an ensemble run (train-predictor --ensemble K): average, forecast with "
+                 "each member and average the forecasts (less variance of one fit); draw, one "
+                 "random member per user-step (the learned shop's ensemble).")
+ENSEMBLE_MODES = ("average", "draw")
+
+
 def _set_threads(n: int) -> None:
     if n > 0:
         import torch
@@ -44,6 +50,7 @@ def forecast_cmd(
                                     "predictor's test, val or train users."),
     alpha: float = typer.Option(0.05, help="1 - level of the intervals."),
     estimator: str = typer.Option("rao_blackwell", help=ESTIMATOR_HELP),
+    ensemble: str = typer.Option("average", help=ENSEMBLE_HELP),
     threads: int = typer.Option(1, help="Torch intra-op threads (0: torch's default)."),
     seed: int = typer.Option(0, help="Seed."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
@@ -55,13 +62,16 @@ def forecast_cmd(
 
     cfg = ForecastConfig(periods=periods, replicates=replicates, active_window=active_window,
                          alpha=alpha, seed=seed, estimator=estimator)
+    if ensemble not in ENSEMBLE_MODES:
+        raise ValueError(f"--ensemble must be one of {list(ENSEMBLE_MODES)}; got {ensemble!r}")
     check_pair(predictor, data)
     with output_folder(out) as tmp:
         _set_threads(threads)
-        fc, summary = _forecast(predictor, data, policy, start_users, cfg, progress)
+        fc, summary = _forecast(predictor, data, policy, start_users, cfg, progress, ensemble)
         write_run_config(tmp, "forecast", {"predictor": str(predictor), "data": str(data),
                                            "policy": policy, "start_users": start_users,
-                                           "threads": threads, **cfg.to_dict()}, seed)
+                                           "ensemble": ensemble, "threads": threads,
+                                           **cfg.to_dict()}, seed)
         write_text(tmp / "customers.csv", fc.customers.to_csv(index=False))
         write_text(tmp / "curve.csv", fc.curve.to_csv(index=False))
         write_json(tmp / "forecast.json", summary)
@@ -76,20 +86,28 @@ def forecast_cmd(
 
 
 def _forecast(predictor: Path, data: Path, policy: str, start_users: str, cfg: Any,
-              progress: bool = False) -> Any:
+              progress: bool = False, ensemble: str = "average") -> Any:
     from agents.loading import load_policy
     from envs.forecast import forecast_customers
     from envs.shop_env import load_learned_shop
+    from predictors import build_panel, open_dataset
+    from predictors.models import PredictorEnsemble, is_ensemble_folder
 
-    shop = load_learned_shop(predictor, data, start_users=start_users)
+    if ensemble == "average" and is_ensemble_folder(predictor):
+        panel = build_panel(open_dataset(data))
+        shops = [load_learned_shop(m, data, start_users=start_users, panel=panel)
+                 for m in PredictorEnsemble.load(predictor).members]
+    else:
+        shops = [load_learned_shop(predictor, data, start_users=start_users)]
+    shop = shops[0]
     pol = load_policy(policy, shop.spec, shop.observation_names, data)
     if policy == "rule:never":
         fn = None  # the none action, open loop: identical to the rule and cheaper
     else:
         def fn(obs, mask, rng, p=pol):
             return p.act(obs, rng, mask)
-    fc = forecast_customers(shop, fn, cfg, progress=progress)
-    summary = fc.summary | {"policy": policy, "start_users": start_users,
+    fc = forecast_customers(shops, fn, cfg, progress=progress)
+    summary = fc.summary | {"policy": policy, "start_users": start_users, "ensemble": ensemble,
                             "columns": list(fc.customers.columns)}
     return fc, summary
 
@@ -150,6 +168,8 @@ def bench_forecast_cmd(
     batch_users: int = typer.Option(32, help="Users per minibatch (all their periods)."),
     n_boot: int = typer.Option(500, help="Customer bootstrap resamples."),
     estimator: str = typer.Option("rao_blackwell", help=ESTIMATOR_HELP),
+    members: int = typer.Option(1, help="Fits per family (seeds differ) whose forecasts are "
+                                "averaged; each fit also gets its own row FAMILY#k."),
     threads: int = typer.Option(1, help="Torch intra-op threads (0: torch's default)."),
     seed: int = typer.Option(0, help="Seed."),
     device: str = typer.Option("cpu", help="cpu, auto or cuda[:N]."),
@@ -173,7 +193,7 @@ def bench_forecast_cmd(
         families=names(families, FAMILIES), baselines=names(baselines, ()),
         replicates=replicates, epochs=epochs, patience=patience, hidden=hidden,
         batch_users=batch_users, seed=seed, n_boot=n_boot, device=device,
-        estimator=estimator)
+        estimator=estimator, members=members)
     _set_threads(threads)
     with tempfile.TemporaryDirectory(prefix="nudgegym-bench-forecast-") as tmp:
         folder = _dataset(data, tmp)

@@ -155,6 +155,10 @@ CASES = [
          "--data {R}/sdata --periods 2 --out {R}/o", "--predictor", out="o"),
     Case("forecast: unknown estimator", "forecast --predictor {R}/pred --data {R}/data "
          "--periods 2 --estimator counted --out {R}/o", "counted", out="o"),
+    Case("forecast: unknown ensemble mode", "forecast --predictor {R}/pred --data {R}/data "
+         "--periods 2 --ensemble vote --out {R}/o", "--ensemble", out="o"),
+    Case("bench forecast: no members", "bench forecast --data {R}/data --families logistic "
+         "--members 0 --out {R}/o", "members", out="o"),
     Case("bench forecast: unknown estimator", "bench forecast --data {R}/data --families none "
          "--estimator counted --out {R}/o", "counted", out="o"),
     Case("bench forecast: split longer than the log", "bench forecast --data {R}/data "

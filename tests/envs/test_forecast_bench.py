@@ -103,3 +103,29 @@ def test_bench_on_an_online_retail_slice(tmp_path: Path, one_torch_thread) -> No
     assert 0 < res["n_customers"] <= 150
     assert set(res["methods"]) == {"logistic", "bgnbd", "pareto_nbd"}
     assert all(np.isfinite(m["rmse"]) for m in res["methods"].values())
+
+
+def test_bench_members_average_the_fits(tmp_path: Path, one_torch_thread) -> None:
+    _orders(tmp_path / "data", n_users=150, n_weeks=20)
+    cfg = ForecastBenchConfig(calibration_periods=14, holdout_periods=4, families=("logistic",),
+                              baselines=("bgnbd",), replicates=3, epochs=1, hidden=8,
+                              n_boot=10, members=2)
+    res = forecast_bench(tmp_path / "data", cfg)
+    rows = res["methods"]
+    assert set(rows) == {"logistic", "logistic#0", "logistic#1", "bgnbd"}
+    assert set(res["vs_bgnbd"]) == {"logistic", "logistic#0", "logistic#1"}
+    assert res["best_family_by_rmse"] == "logistic"
+    assert rows["logistic"]["members"] == 2 and len(rows["logistic"]["best_epoch"]) == 2
+    # the fits differ (seeded members), and the row is their average
+    m0, m1, avg = rows["logistic#0"], rows["logistic#1"], rows["logistic"]
+    assert m0["mean_expected"] != m1["mean_expected"]
+    assert avg["mean_expected"] == pytest.approx((m0["mean_expected"] + m1["mean_expected"]) / 2)
+    assert avg["total_error"] == pytest.approx((m0["total_error"] + m1["total_error"]) / 2)
+    assert res["curves"]["logistic"] == pytest.approx(
+        list((np.array(res["curves"]["logistic#0"]) + res["curves"]["logistic#1"]) / 2))
+    # member 0 is the single fit
+    one = forecast_bench(tmp_path / "data", ForecastBenchConfig(**{**cfg.to_dict(),
+                                                                   "members": 1}))
+    assert one["methods"]["logistic"]["rmse"] == pytest.approx(m0["rmse"])
+    with pytest.raises(ValueError, match="members"):
+        ForecastBenchConfig(members=0)
