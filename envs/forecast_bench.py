@@ -201,7 +201,10 @@ def _family_forecast(fam: str, cfg: ForecastBenchConfig, cal: Path, panel: pd.Da
                     "info": {"fit_seconds": fit_s,
                              "forecast_seconds": time.perf_counter() - t0,
                              "best_epoch": pred.train_result_.best_epoch,
-                             "epochs_run": len(pred.train_result_.history)}})
+                             "epochs_run": len(pred.train_result_.history),
+                             "best_val_loss": min(
+                                 (h.get("val_loss", h["train_loss"])
+                                  for h in pred.train_result_.history), default=float("nan"))}})
     return out
 
 
@@ -216,7 +219,8 @@ def _average(fits: list[dict[str, Any]]) -> dict[str, Any]:
                    "fit_seconds": sum(i["fit_seconds"] for i in info),
                    "forecast_seconds": sum(i["forecast_seconds"] for i in info),
                    "best_epoch": [i["best_epoch"] for i in info],
-                   "epochs_run": [i["epochs_run"] for i in info]}
+                   "epochs_run": [i["epochs_run"] for i in info],
+                   "best_val_loss": [i["best_val_loss"] for i in info]}
     return out
 
 

@@ -116,6 +116,9 @@ def test_bench_members_average_the_fits(tmp_path: Path, one_torch_thread) -> Non
     assert set(res["vs_bgnbd"]) == {"logistic", "logistic#0", "logistic#1"}
     assert res["best_family_by_rmse"] == "logistic"
     assert rows["logistic"]["members"] == 2 and len(rows["logistic"]["best_epoch"]) == 2
+    assert rows["logistic"]["best_val_loss"] == [m["best_val_loss"] for m in
+                                                 (rows["logistic#0"], rows["logistic#1"])]
+    assert np.isfinite(rows["logistic#0"]["best_val_loss"])
     # the fits differ (seeded members), and the row is their average
     m0, m1, avg = rows["logistic#0"], rows["logistic#1"], rows["logistic"]
     assert m0["mean_expected"] != m1["mean_expected"]
