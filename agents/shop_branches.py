@@ -37,8 +37,11 @@ style, keep the step where the shop is trusted; both act on the targets only, so
   later differences are where the shop's errors have compounded.
 * ``support`` (BCQ's support constraint): the logging policy is known (the logs carry its
   propensities), so an action the logging policy rarely takes in that state
-  (``pi_b(a|s) < support_ratio * max_a pi_b(a|s)``) keeps at most the follow-up action's
-  value: the improved policy may leave its own action only for an action the logs support.
+  (``pi_b(a|s) < support_ratio * max_a pi_b(a|s)``) is valued at the follow-up action's
+  return less ``support_gap`` whatever the shop measures for it (BRAC-style value penalty): the
+  improved policy may leave its own action only for an action the logs support, and the gap
+  keeps the fitted Q-network's argmax off the unsupported actions (a tie would leave it to
+  the fit's errors).
 """
 
 from __future__ import annotations
@@ -70,17 +73,21 @@ class ShopBranchConfig:
             synthetic shop logs with ``rule:campaign``.
         support_ratio: An action is on the support where the logging policy's probability
             of it is at least this share of its most likely action's.
+        support_gap: Money by which an unsupported action is valued below the follow-up
+            policy's own action.
     """
 
     horizon: int = 0
     support: str = "none"
     support_policy: str = "rule:campaign"
     support_ratio: float = 0.3
+    support_gap: float = 2.0
 
     def __post_init__(self) -> None:
         check_int(self, "horizon", ge=0)
         check_choice(self, "support", ("none", "logging"))
         check_number(self, "support_ratio", gt=0, le=1)
+        check_number(self, "support_gap", gt=0)
         if not isinstance(self.support_policy, str) or not self.support_policy:
             raise ConfigError("`support_policy` must be a policy such as 'rule:campaign'; "
                               f"got {self.support_policy!r}")
@@ -100,7 +107,7 @@ def shop_branch_config(mapping: dict[str, Any] | None) -> ShopBranchConfig:
     mapping = {} if mapping is None else mapping
     if not isinstance(mapping, dict):
         raise ConfigError(f"`warm_start.shop` must be a mapping; got {type(mapping).__name__}")
-    known = {"horizon", "support", "support_policy", "support_ratio"}
+    known = {"horizon", "support", "support_policy", "support_ratio", "support_gap"}
     unknown = sorted(set(mapping) - known)
     if unknown:
         raise ConfigError(f"`warm_start.shop` keys {unknown} are unknown; allowed: "
@@ -229,7 +236,7 @@ class ShopBranches:
             out = full[rows, own][:, None] + short - short[rows, own][:, None]
         off = ~self.supported(obs)
         off[rows, own] = False
-        return np.where(off, np.minimum(out, out[rows, own][:, None]), out)
+        return np.where(off, out[rows, own][:, None] - self.config.support_gap, out)
 
     def _returns(self, states: ShopBranchStates, policy: BasePolicy, seed: int, reward: str,
                  first: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
