@@ -117,7 +117,7 @@ WORLD_YAML = {False: "warm_start:\n  rollout:\n    n_states: 65536\n    epochs: 
 #: first 4 periods only (where the shop's errors have not compounded).
 SIM_CONFIG = "sim_safe.yaml"
 _SAFE = "warm_start:\n  method: rollout\n  shop:\n    horizon: 4\n    support: logging\n"
-SIM_YAML = {False: _SAFE + "  rollout:\n    n_states: 16384\n    iterations: 2\n"
+SIM_YAML = {False: _SAFE + "  rollout:\n    n_states: 32768\n    iterations: 2\n"
                            "    switch_margin: 0.0\n",
             True: _SAFE + "  rollout:\n    n_states: 1024\n    iterations: 1\n"
                           "    epochs: 5\n    switch_margin: 0.0\n"}
