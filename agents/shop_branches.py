@@ -46,6 +46,7 @@ style, keep the step where the shop is trusted; both act on the targets only, so
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,8 +115,10 @@ def shop_branch_config(mapping: dict[str, Any] | None) -> ShopBranchConfig:
                           f"{sorted(known)}")
     try:
         return ShopBranchConfig(**mapping)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"`warm_start.shop`: {e}") from None
+    except (TypeError, ValueError) as e:  # the YAML key in full (`horizon` is also an option)
+        msg = re.sub(r"`([a-z_]+)`", lambda m: f"`warm_start.shop.{m.group(1)}`"
+                     if m.group(1) in known else m.group(0), str(e))
+        raise ConfigError(msg) from None
 
 
 @dataclass

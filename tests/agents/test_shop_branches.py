@@ -102,6 +102,8 @@ def test_safe_branch_config_names_bad_values() -> None:
     with pytest.raises(ConfigError, match="warm_start.shop. must be a mapping"):
         shop_branch_config([4])
     assert shop_branch_config({"horizon": 3}).horizon == 3
+    with pytest.raises(ConfigError, match="`warm_start.shop.support_gap` must be > 0"):
+        shop_branch_config({"support_gap": -1})
 
 
 def test_short_horizon_keeps_the_level_and_counts_early_differences(branches) -> None:
@@ -164,7 +166,7 @@ def test_support_caps_actions_the_logging_policy_rarely_takes(branches) -> None:
                      ShopBranchConfig(support="logging", support_policy="rule:nope"))
 
 
-def test_train_policy_takes_safe_shop_branches(tiny_synthetic_run, tmp_path) -> None:
+def test_train_policy_takes_safe_shop_branches(tiny_synthetic_run, tmp_path, capsys) -> None:
     """``warm_start.shop`` reaches the learned shop's branches; it needs ``method: rollout``
     and is refused in the true world, each with a named error."""
     import json
@@ -185,11 +187,15 @@ def test_train_policy_takes_safe_shop_branches(tiny_synthetic_run, tmp_path) -> 
     ws = json.loads((out / "metrics.json").read_text())["warm_start"]
     assert ws["method"] == "rollout" and len(ws["iterations"]) == 1
     assert "horizon: 2" in (out / "hyperparams.yaml").read_text()
+    capsys.readouterr()
     assert run_main(["train-policy", "--env", "world", "--algo", "dqn", "--config", str(cfg),
                      "--out", str(tmp_path / "w"), *tiny]) != 0
+    assert "applies to the learned shop only" in capsys.readouterr().err
     cfg.write_text(cfg.read_text().replace("method: rollout", "method: fqe"))
     assert run_main(["train-policy", "--env", "learned", "--algo", "dqn", "--config", str(cfg),
                      "--out", str(tmp_path / "f"), *tiny]) != 0
+    assert "`warm_start.shop` needs `warm_start.method: rollout`" in capsys.readouterr().err
     cfg.write_text(cfg.read_text().replace("horizon: 2", "horizon: -2"))
     assert run_main(["train-policy", "--env", "learned", "--algo", "dqn", "--config", str(cfg),
                      "--out", str(tmp_path / "g"), *tiny]) != 0
+    assert "`warm_start.shop.horizon` must be an integer >= 0" in capsys.readouterr().err
