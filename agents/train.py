@@ -48,7 +48,7 @@ _ENV_KEYS = ("n_envs", "reward_scale", "keep", "warm_start")
 #: Values of the ``keep`` key: which evaluated policy the run keeps as ``model.zip``.
 KEEP = ("last", "best")
 #: Keys of ``warm_start:`` that choose the warm start itself (the others override SB3's).
-_WARM_KEYS = ("method", "rollout", "rollout_clone")
+_WARM_KEYS = ("method", "rollout", "rollout_clone", "shop")
 
 
 @dataclass(frozen=True)
@@ -189,6 +189,13 @@ def load_hyperparams(algo: str, path: str | Path | None = None) -> dict[str, Any
             raise ConfigError(f"`warm_start.rollout_clone` ({source}) is for PPO (how it clones "
                               "the improved policy); DQN's Q-network is the rollout fit itself")
         clone_config(warm["rollout_clone"], seed=0)
+    if "shop" in warm:  # the learned shop's safe branches (agents.shop_branches)
+        from agents.shop_branches import shop_branch_config
+
+        try:
+            shop_branch_config(warm["shop"])
+        except ConfigError as e:
+            raise ConfigError(f"{e} ({source})") from None
     if unknown:
         raise ConfigError(f"{source}: hyperparameters {unknown} are not arguments of {algo}; "
                           f"allowed: {sorted(a for a in allowed if not a.startswith('_'))}")
@@ -400,12 +407,16 @@ def train_policy(predictor: str | Path, data: str | Path, out: str | Path,
     warm_method = overrides.pop("method", "auto")
     warm_rollout = overrides.pop("rollout", None)
     warm_clone = overrides.pop("rollout_clone", None)
+    warm_shop = overrides.pop("shop", None)
     # auto: branch the users in the true world only. The learned shop can be branched too
     # (agents.shop_branches), but measured in TRUE value it loses to the rule there (the exact
     # rollout improvement exploits the predictor's errors), so auto keeps fqe / clone in it.
     if warm_method == "auto":
         warm_method = ("rollout" if cfg.env == "world"
                        else "fqe" if cfg.algo == "dqn" else "clone")
+    if warm_shop is not None and warm_method != "rollout":  # (its fields: load_hyperparams)
+        raise ConfigError(f"`warm_start.shop` needs `warm_start.method: rollout`; got "
+                          f"{warm_method!r}")
     if cfg.warm_start is not None:  # fine-tuning a cloned rule, not learning from scratch
         params.update(overrides)
     keep = str(params.get("keep", "last"))
@@ -414,7 +425,8 @@ def train_policy(predictor: str | Path, data: str | Path, out: str | Path,
     if cfg.warm_start is not None:  # the warm start used, for the record (and a resume)
         params["warm_start"] = {"method": warm_method,
                                 **({"rollout": warm_rollout} if warm_rollout else {}),
-                                **({"rollout_clone": warm_clone} if warm_clone else {})}
+                                **({"rollout_clone": warm_clone} if warm_clone else {}),
+                                **({"shop": warm_shop} if warm_shop else {})}
     write_text(run / "hyperparams.yaml", yaml.safe_dump(params, sort_keys=False))
     sb3_kwargs = _sb3_kwargs(params)
     device = resolve_device(cfg.device)
@@ -459,6 +471,7 @@ def train_policy(predictor: str | Path, data: str | Path, out: str | Path,
         teacher = load_policy(cfg.warm_start, spec, names, data)
         scale = float(params.get("reward_scale", 1.0))
         if warm_method == "rollout":
+            from agents.shop_branches import shop_branch_config
             from agents.warm_start_rollout import (
                 clone_config,
                 improved_teacher,
@@ -467,12 +480,15 @@ def train_policy(predictor: str | Path, data: str | Path, out: str | Path,
             )
 
             rcfg = rollout_config(warm_rollout, seed=cfg.seed)
+            safe = shop_branch_config(warm_shop) if warm_shop is not None else None
             if cfg.algo == "dqn":
-                warm = warm_start_q_rollout(model, venv, teacher, rcfg, reward_scale=scale)
+                warm = warm_start_q_rollout(model, venv, teacher, rcfg, reward_scale=scale,
+                                            shop=safe, data=data)
             else:
                 arch = tuple((params.get("policy_kwargs") or {}).get("net_arch") or (64, 64))
                 arch = arch if all(isinstance(h, int) for h in arch) else (64, 64)
-                teacher, info = improved_teacher(venv, teacher, rcfg, arch, reward_scale=scale)
+                teacher, info = improved_teacher(venv, teacher, rcfg, arch, reward_scale=scale,
+                                                 shop=safe, data=data)
                 warm = warm_start_actor_critic(model, venv, teacher,
                                                clone_config(warm_clone, seed=cfg.seed),
                                                reward_scale=scale)

@@ -88,16 +88,25 @@ def clone_config(mapping: dict[str, Any] | None, seed: int) -> WarmStartConfig:
                          {"label_smoothing": 0.0, "epochs": 100})
 
 
-def branch_source(venv: Any) -> tuple[Any, int]:
+def branch_source(venv: Any, shop: Any = None, data: Any = None) -> tuple[Any, int]:
     """The branch source of a raw training env and its horizon: the world's users
     (:class:`~envs.world_vec_env.WorldVecEnv`) or the learned shop's
-    (:class:`~envs.shop_env.ShopVecEnv`)."""
+    (:class:`~envs.shop_env.ShopVecEnv`, with the safety options ``shop``, a
+    :class:`~agents.shop_branches.ShopBranchConfig`; ``data``: the dataset folder).
+
+    Raises:
+        ConfigError: Safety options for the true world, or an env that cannot be branched.
+    """
     if all(hasattr(venv, k) for k in ("world", "starts", "horizon")):
+        if shop is not None and shop.active:
+            raise ConfigError("`warm_start.shop` (safe branches) applies to the learned shop "
+                              "only; drop it with --env world")
         return WorldBranches(venv.world, venv.starts, venv.static), int(venv.horizon)
     if all(hasattr(venv, k) for k in ("shop", "sim", "horizon")):
         from agents.shop_branches import ShopBranches
 
-        return ShopBranches(venv.shop.simulator, venv.shop.starts), int(venv.horizon)
+        return (ShopBranches(venv.shop.simulator, venv.shop.starts, shop, data),
+                int(venv.horizon))
     raise ConfigError("the rollout warm start (`warm_start.method: rollout`) branches the "
                       "env's users; train with --env world or the learned shop, or use "
                       "`method: fqe` (DQN) / `method: clone` (PPO)")
@@ -106,7 +115,8 @@ def branch_source(venv: Any) -> tuple[Any, int]:
 def warm_start_q_rollout(model: Any, venv: Any, teacher: BasePolicy, config: RolloutConfig,
                          reward_scale: float = 1.0, margin: float = 0.05,
                          margin_weight: float = 1.0,
-                         keep_margin: bool = True) -> dict[str, Any]:
+                         keep_margin: bool = True, shop: Any = None,
+                         data: Any = None) -> dict[str, Any]:
     """Fit DQN's Q-network to rollout-measured action values of ``teacher`` (iterated).
 
     Args:
@@ -118,11 +128,13 @@ def warm_start_q_rollout(model: Any, venv: Any, teacher: BasePolicy, config: Rol
         reward_scale: The learner's reward scale (targets are scaled returns).
         margin, margin_weight: The kept large-margin term (scaled reward units).
         keep_margin: Keep it during DQN's training.
+        shop, data: The learned shop's safety options and dataset folder
+            (:func:`branch_source`).
 
     Returns:
         Metrics of :func:`~agents.rollout_improvement.improve_by_rollouts`, ``method``.
     """
-    source, horizon = branch_source(venv)
+    source, horizon = branch_source(venv, shop, data)
     model.q_net.set_training_mode(True)
     improved, info = improve_by_branches(model.q_net, source, teacher, horizon, config,
                                          reward_scale=reward_scale)
@@ -135,13 +147,15 @@ def warm_start_q_rollout(model: Any, venv: Any, teacher: BasePolicy, config: Rol
 
 def improved_teacher(venv: Any, teacher: BasePolicy, config: RolloutConfig,
                      net_arch: tuple[int, ...] = (64, 64),
-                     reward_scale: float = 1.0) -> tuple[GreedyQPolicy, dict[str, Any]]:
-    """The rollout-improved policy of ``teacher`` in a fresh ReLU Q-network (for PPO to clone).
+                     reward_scale: float = 1.0, shop: Any = None,
+                     data: Any = None) -> tuple[GreedyQPolicy, dict[str, Any]]:
+    """The rollout-improved policy of ``teacher`` in a fresh ReLU Q-network (for PPO to clone);
+    ``shop``, ``data``: as :func:`branch_source` takes them.
 
     Returns:
         The improved policy and the rollout metrics.
     """
-    source, horizon = branch_source(venv)
+    source, horizon = branch_source(venv, shop, data)
     d = int(venv.observation_space.shape[0])
     torch_gen = torch.Generator().manual_seed(config.seed)
     layers: list[nn.Module] = []

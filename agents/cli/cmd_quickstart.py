@@ -78,10 +78,12 @@ def quickstart_stages(out: Path, fast: bool, seed: int) -> list[tuple[str, list[
                              "--config", str(out / WORLD_CONFIG)]),
         ("train-ppo", ["train-policy", "--predictor", str(pred), "--data", str(data),
                        "--algo", "ppo", "--timesteps", ppo_steps, "--seed", s,
-                       "--warm-start", str(out / "tune"), "--out", str(out / "ppo"), *small]),
+                       "--warm-start", str(out / "tune"), "--out", str(out / "ppo"), *small,
+                       "--config", str(out / SIM_CONFIG)]),
         ("train-dqn", ["train-policy", "--predictor", str(pred), "--data", str(data),
                        "--algo", "dqn", "--timesteps", dqn_steps, "--seed", s,
-                       "--warm-start", str(out / "tune"), "--out", str(out / "dqn"), *small]),
+                       "--warm-start", str(out / "tune"), "--out", str(out / "dqn"), *small,
+                       "--config", str(out / SIM_CONFIG)]),
         ("evaluate", ["evaluate", "--predictor", str(pred), "--data", str(data),
                       "--policy", str(out / "ppo"), "--policy", str(out / "dqn"),
                       "--policy", str(out / "world_dqn"),
@@ -109,6 +111,17 @@ WORLD_CONFIG = "world_dqn.yaml"
 WORLD_YAML = {False: "warm_start:\n  rollout:\n    n_states: 65536\n    epochs: 60\n",
               True: "warm_start:\n  rollout:\n    n_states: 2048\n    iterations: 1\n"}
 
+#: The simulator-trained agents' warm start: the rule improved by branches of the learned
+#: shop, made safe (``agents.shop_branches.ShopBranchConfig``): it may leave the rule's action
+#: only for an action the logging policy supports, and an action's advantage counts over the
+#: first 4 periods only (where the shop's errors have not compounded).
+SIM_CONFIG = "sim_safe.yaml"
+_SAFE = "warm_start:\n  method: rollout\n  shop:\n    horizon: 4\n    support: logging\n"
+SIM_YAML = {False: _SAFE + "  rollout:\n    n_states: 32768\n    iterations: 2\n"
+                           "    switch_margin: 0.0\n",
+            True: _SAFE + "  rollout:\n    n_states: 1024\n    iterations: 1\n"
+                          "    epochs: 5\n    switch_margin: 0.0\n"}
+
 #: Rule baselines the quickstart compares the trained policies with.
 QUICKSTART_RULES = ("rule:never", "rule:random", "rule:always:email", "rule:email_capped",
                     "rule:winback", "rule:rfm", "rule:greedy")
@@ -127,6 +140,7 @@ def _quickstart(out: Path, fast: bool, seed: int) -> tuple[Path, dict[str, float
     t_all = time.perf_counter()
     stages = quickstart_stages(out, fast, seed)
     write_text(out / WORLD_CONFIG, WORLD_YAML[fast])
+    write_text(out / SIM_CONFIG, SIM_YAML[fast])
     for i, (name, args) in enumerate(stages, 1):
         typer.echo(f"[{i}/{len(stages)}] {name}", err=True)
         if name == "ope":  # the tuned rule by its name, and the rule the simulator ranks first
