@@ -9,13 +9,13 @@ seed. What makes the branches share their random numbers:
   call), then the outcome (:meth:`predictors.models.predictor.Predictions.sample`: visit,
   purchase, log-revenue, unsubscribe, churn label, each one ``(n,)`` block), then the churn
   event (one ``(n,)`` block). So a given user's uniforms are the same in every branch.
-* The last draw of a period, the views / carts / favs counts (``rng.poisson`` with a mean
-  given the drawn visit and purchase), consumes a number of underlying random values that
-  depends on those means, so ONE generator over several periods would drift out of step
-  between branches whose outcomes differ. The branches therefore use one fresh generator per
-  period, ``default_rng([seed, 0, k])`` at step ``k``: every period starts in step in every
-  branch, and the shop's own stepping (one generator for the whole run) is left unchanged.
-  The counts themselves are common whenever the visit and purchase are.
+* The last draw of a period, the views / carts / favs counts, inverts the Poisson CDF at a
+  fixed block of ``(n, 3)`` uniforms (:meth:`envs.simulator.ActivityModel.sample`), so it too
+  consumes the same numbers in every branch; the counts are common whenever the visit and
+  purchase are. The branches use one fresh generator per period, ``default_rng([seed, 0,
+  k])`` at step ``k`` (from when these counts were drawn by ``Generator.poisson``, whose
+  consumption depends on the means): every period starts in step in every branch either way,
+  and the shop's own stepping (one generator for the whole run) is left unchanged.
 
 Rewards are the shop's expected one-period reward (``expected_reward`` of ``step``: the
 capped log-normal revenue mean times the purchase probability, less discount and send cost, for
