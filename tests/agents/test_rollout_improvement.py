@@ -185,13 +185,15 @@ def test_warm_start_method_is_checked(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="rollout_clone.*PPO"):
         load_hyperparams("dqn", f)
     for text, match in [("label_smooth: 0.0", "label_smooth"),
-                        ("label_smoothing: 1.5", "label_smoothing")]:
+                        ("label_smoothing: 1.5", "label_smoothing"),
+                        ("copy_temperature: -1", "copy_temperature")]:
         f.write_text(f"warm_start:\n  rollout_clone:\n    {text}\n")
         with pytest.raises(ConfigError, match=match):
             load_hyperparams("ppo", f)
     from agents.warm_start_rollout import clone_config
 
     assert clone_config(None, seed=3).label_smoothing == 0.0  # the improved policy, exactly
+    assert clone_config(None, seed=3).copy_temperature > 0
     assert load_hyperparams("dqn")["warm_start"]["method"] == "auto"
     assert load_hyperparams("ppo")["warm_start"]["method"] == "auto"
 
@@ -213,6 +215,8 @@ def test_train_policy_rollout_warm_starts(tiny_synthetic_run, tmp_path: Path) ->
         assert ws["method"] == "rollout"
         its = ws["iterations"] if algo == "dqn" else ws["rollout"]["iterations"]
         assert len(its) == 1 and 0 <= its[0]["changed"] <= 1
+        if algo == "ppo":  # the teacher's Q-network is copied: its greedy action everywhere
+            assert ws["actor"] == "copied" and ws["accuracy"] == 1.0
     # auto = fqe in the learned shop; an explicit rollout branches the learned shop
     out = tmp_path / "learned"
     assert run_main(["train-policy", "--predictor", str(pred), "--data", str(data),
