@@ -88,6 +88,42 @@ def test_warm_start_clones_the_rule(tiny_synthetic_run) -> None:
     assert v.mean() > 0  # the critic learned the rule's (positive) value
 
 
+def test_warm_start_copies_a_q_network_teacher(tiny_synthetic_run) -> None:
+    """A Q-network teacher with the actor's layers is copied (greedy action everywhere the
+    teacher's, near-deterministic at a small temperature); other layers fall back to cloning."""
+    from agents.batched_sb3 import ALGORITHMS
+    from agents.rollout_improvement import GreedyQPolicy
+    from agents.warm_start import WarmStartConfig, warm_start_actor_critic
+
+    data, _ = tiny_synthetic_run
+    env = _world_env(data, "expected")
+    d, n_act = env.observation_space.shape[0], env.action_space.n
+    torch.manual_seed(0)
+    cfg = WarmStartConfig(n_steps=10, epochs=2, batch_size=512, copy_temperature=0.01)
+    for hidden, kind in [(64, "copied"), (32, "cloned")]:
+        q = torch.nn.Sequential(torch.nn.Linear(d, hidden), torch.nn.ReLU(),
+                                torch.nn.Linear(hidden, hidden), torch.nn.ReLU(),
+                                torch.nn.Linear(hidden, n_act))
+        teacher = GreedyQPolicy(q, n_act)
+        model = ALGORITHMS["ppo"]("MlpPolicy", env, seed=0, device="cpu", n_steps=8,
+                                  batch_size=64, policy_kwargs={
+                                      "net_arch": [64, 64], "activation_fn": torch.nn.ReLU})
+        stats = warm_start_actor_critic(model, env, teacher, cfg, reward_scale=0.1)
+        assert stats["actor"] == kind
+        obs = env.reset()
+        greedy = model.predict(obs, deterministic=True)[0]
+        agree = (greedy == teacher.act(obs, np.random.default_rng(0))).mean()
+        if kind == "copied":
+            assert stats["accuracy"] == 1.0 and agree == 1.0
+            with torch.no_grad():
+                dist = model.policy.get_distribution(model.policy.obs_to_tensor(obs)[0])
+                logits = dist.distribution.logits.numpy()
+            want = teacher.q_values(obs) / 0.01
+            np.testing.assert_allclose(logits - logits.mean(axis=1, keepdims=True),
+                                       want - want.mean(axis=1, keepdims=True),
+                                       rtol=1e-3, atol=1e-2)
+
+
 def test_train_with_reference_and_warm_start(tiny_synthetic_run, tmp_path: Path) -> None:
     data, pred = tiny_synthetic_run
     import yaml
