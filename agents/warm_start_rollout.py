@@ -8,9 +8,9 @@
   ``iterations`` times), so its greedy policy is the improved policy; DQN's fine-tuning keeps
   a large-margin term toward that improved policy (not toward the rule).
 * PPO (:func:`improved_teacher`, then :func:`agents.warm_start.warm_start_actor_critic`): the
-  same fit in a separate Q-network of the same architecture, whose greedy policy the actor
-  clones (and whose value the critic learns) in place of the rule, nearly exactly
-  (:func:`clone_config`).
+  same fit in a separate Q-network with the actor's layers, copied into the actor (logits =
+  Q / temperature: its greedy policy exactly; :func:`clone_config`), whose value the critic
+  learns, in place of the rule.
 
 Both branch the users where the training env steps them: the true world (``--env world``,
 :class:`~agents.rollout_improvement.WorldBranches`) or the learned shop
