@@ -93,10 +93,10 @@ def _copy_q_into_actor(policy: Any, teacher: BasePolicy, temperature: float) -> 
     if len(actor) != len(q_net) or any(
             type(a) is not type(b)
             or (isinstance(a, nn.Linear) and a.weight.shape != b.weight.shape)
-            for a, b in zip(actor, q_net)):
+            for a, b in zip(actor, q_net, strict=True)):
         return False
     with torch.no_grad():
-        for a, b in zip(actor, q_net):
+        for a, b in zip(actor, q_net, strict=True):
             if isinstance(a, nn.Linear):
                 a.weight.copy_(b.weight.to(a.weight.device))
                 a.bias.copy_(b.bias.to(a.bias.device))
