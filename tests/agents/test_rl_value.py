@@ -142,8 +142,10 @@ def test_train_with_reference_and_warm_start(tiny_synthetic_run, tmp_path: Path)
     m = json.loads((out / "metrics.json").read_text())
     assert m["config"]["reward"] == "expected" and m["warm_start"]["accuracy"] > 0.5
     used = yaml.safe_load((out / "hyperparams.yaml").read_text())
-    assert fine and all(used[k] == v for k, v in fine.items()  # the fine-tuning keys
-                        if k not in ("method", "rollout", "rollout_clone"))
+    rollout_keys = fine["rollout_fine_tune"]  # over the others: the teacher is rollout-improved
+    assert fine and all(used[k] == rollout_keys.get(k, v) for k, v in fine.items()
+                        if k not in ("method", "rollout", "rollout_clone", "rollout_fine_tune"))
+    assert used["learning_rate"] == rollout_keys["learning_rate"] != fine["learning_rate"]
     assert used["warm_start"]["method"] == "rollout"  # auto in the true world
     h = m["eval_history"][-1]
     assert h["vs_reference_low"] <= h["vs_reference"] <= h["vs_reference_high"]
@@ -158,6 +160,13 @@ def test_warm_start_overrides_are_checked(tmp_path: Path) -> None:
     bad.write_text("warm_start:\n  learning_rat: 0.1\n")
     with pytest.raises(ConfigError, match="warm_start.learning_rat"):
         load_hyperparams("ppo", bad)
+    for text, match in [("rollout_fine_tune:\n    learning_rat: 0.1",
+                         "rollout_fine_tune.learning_rat"),
+                        ("rollout_fine_tune: 3", "rollout_fine_tune.*mapping"),
+                        ("rollout_fine_tune:\n    n_epochs: many", "n_epochs")]:
+        bad.write_text(f"warm_start:\n  {text}\n")
+        with pytest.raises(ConfigError, match=match):
+            load_hyperparams("ppo", bad)
 
 
 def test_true_comparison_is_paired(tiny_synthetic_run) -> None:
