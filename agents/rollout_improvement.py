@@ -48,8 +48,8 @@ from torch import nn
 from agents.policy import BasePolicy
 from predictors import StartStates, World, check_choice, check_int, check_number
 
-__all__ = ["BranchStates", "GreedyQPolicy", "RolloutConfig", "WorldBranches", "branch_returns",
-           "improve_by_branches", "improve_by_rollouts", "sample_states"]
+__all__ = ["BranchStates", "GreedyQPolicy", "MeanQ", "RolloutConfig", "WorldBranches",
+           "branch_returns", "improve_by_branches", "improve_by_rollouts", "sample_states"]
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,11 @@ class RolloutConfig:
         switch_margin: Money added to the follow-up policy's own action in the targets, so
             the improved policy leaves it only where another action measures better by more
             than this (a conservative step: 0 is the plain rollout policy).
+        ensemble: Q-networks fitted per iteration, each on its own bootstrap resample of the
+            states (bagging); the improved policy is the greedy policy of their mean Q-value,
+            and with more than one the given network is finally fitted to that mean (one
+            more fit, on noise-free targets), so it holds the improved policy alone. One
+            fit chases its targets' noise; the mean of several fits averages it out.
         seed: Seed of the state sampling, the branches and the minibatch order.
     """
 
@@ -86,10 +91,12 @@ class RolloutConfig:
     advantage_weight: float = 30.0
     holdout: float = 0.1
     switch_margin: float = 2.0
+    ensemble: int = 1
     seed: int = 0
 
     def __post_init__(self) -> None:
-        check_int(self, "n_states", "iterations", "repeats", "epochs", "batch_size", ge=1)
+        check_int(self, "n_states", "iterations", "repeats", "epochs", "batch_size",
+                  "ensemble", ge=1)
         check_choice(self, "reward", ("expected", "sampled"))
         check_number(self, "learning_rate", "advantage_weight", gt=0)
         check_number(self, "switch_margin", ge=0)
@@ -249,6 +256,53 @@ def _fit(q_net: nn.Module, obs: np.ndarray, target: np.ndarray, cfg: RolloutConf
     return loss_value
 
 
+class MeanQ(nn.Module):
+    """The mean Q-value of several networks (a bagged fit, :attr:`RolloutConfig.ensemble`)."""
+
+    def __init__(self, nets: list[nn.Module]) -> None:
+        super().__init__()
+        self.nets = nn.ModuleList(nets)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.stack([net(obs) for net in self.nets]).mean(dim=0)
+
+
+def _reinit(net: nn.Module, gen: torch.Generator) -> nn.Module:
+    """``net`` with seeded fresh weights (uniform in +-1/sqrt(fan-in), zero biases)."""
+    with torch.no_grad():
+        for p in net.parameters():
+            if p.dim() == 2:
+                bound = 1.0 / np.sqrt(p.shape[1])
+                p.uniform_(-bound, bound, generator=gen)
+            else:
+                p.zero_()
+    return net
+
+
+def _fit_bagged(q_net: nn.Module, members: list[nn.Module], obs: np.ndarray,
+                target: np.ndarray, cfg: RolloutConfig, gen: torch.Generator,
+                rng: np.random.Generator, distil: bool) -> nn.Module:
+    """The fitted Q-function: ``q_net`` itself (``ensemble`` 1), else the :class:`MeanQ` of
+    the ``members`` (``q_net`` and seeded fresh copies of it, created on the first call and
+    kept across iterations), each fitted on its own bootstrap resample; with ``distil``,
+    ``q_net`` is then fitted to their mean on all the states (the policy stays the mean's)."""
+    if cfg.ensemble == 1:
+        _fit(q_net, obs, target, cfg, gen)
+        return q_net
+    if not members:
+        members += [q_net] + [_reinit(copy.deepcopy(q_net), gen)
+                              for _ in range(cfg.ensemble - 1)]
+    for net in members:
+        rows = rng.integers(len(obs), size=len(obs))
+        _fit(net, obs[rows], target[rows], cfg, gen)
+    mean = MeanQ([copy.deepcopy(net) for net in members])
+    if distil:
+        with torch.no_grad():
+            soft = mean(torch.as_tensor(obs, device=next(mean.parameters()).device))
+        _fit(q_net, obs, soft.cpu().numpy(), cfg, gen)
+    return mean
+
+
 class WorldBranches:
     """Branch source of :func:`improve_by_branches` in the true world (:func:`sample_states`,
     :func:`branch_returns`); :class:`agents.shop_branches.ShopBranches` is the learned shop's.
@@ -314,7 +368,8 @@ def improve_by_branches(q_net: nn.Module, source: Any, policy: BasePolicy, horiz
     rng = np.random.default_rng([cfg.seed, 11])
     gen = torch.Generator().manual_seed(cfg.seed)
     current: BasePolicy = policy
-    history = []
+    history: list[dict[str, Any]] = []
+    members: list[nn.Module] = []
     greedy = GreedyQPolicy(q_net, n_actions)
     for it in range(cfg.iterations):
         t0 = time.perf_counter()
@@ -326,8 +381,9 @@ def improve_by_branches(q_net: nn.Module, source: Any, policy: BasePolicy, horiz
         n_fit = int(round(len(obs) * (1 - cfg.holdout)))
         target = g.copy()
         target[np.arange(len(g)), base] += cfg.switch_margin
-        _fit(q_net, obs[:n_fit], target[:n_fit] * reward_scale, cfg, gen)
-        greedy = GreedyQPolicy(q_net, n_actions)
+        fitted_net = _fit_bagged(q_net, members, obs[:n_fit], target[:n_fit] * reward_scale,
+                                 cfg, gen, rng, distil=it == cfg.iterations - 1)
+        greedy = GreedyQPolicy(fitted_net, n_actions)
         q = greedy.q_values(obs)
         held = slice(n_fit, None) if n_fit < len(obs) else slice(None)
         best, fitted = g.argmax(axis=1), target.argmax(axis=1)

@@ -48,7 +48,7 @@ _ENV_KEYS = ("n_envs", "reward_scale", "keep", "warm_start")
 #: Values of the ``keep`` key: which evaluated policy the run keeps as ``model.zip``.
 KEEP = ("last", "best")
 #: Keys of ``warm_start:`` that choose the warm start itself (the others override SB3's).
-_WARM_KEYS = ("method", "rollout", "rollout_clone", "shop")
+_WARM_KEYS = ("method", "rollout", "rollout_clone", "rollout_fine_tune", "shop")
 
 
 @dataclass(frozen=True)
@@ -175,6 +175,12 @@ def load_hyperparams(algo: str, path: str | Path | None = None) -> dict[str, Any
                           f"hyperparameters; got {type(warm).__name__}")
     unknown += [f"warm_start.{k}" for k in sorted(set(warm) - (allowed - {"warm_start"})
                                                    - set(_WARM_KEYS))]
+    fine = warm.get("rollout_fine_tune") or {}
+    if not isinstance(fine, dict):
+        raise ConfigError(f"`warm_start.rollout_fine_tune` ({source}) must be a mapping of "
+                          f"hyperparameters; got {type(fine).__name__}")
+    unknown += [f"warm_start.rollout_fine_tune.{k}"
+                for k in sorted(set(fine) - (allowed - {"warm_start"}))]
     method = warm.get("method", "auto")
     plain = "fqe" if algo == "dqn" else "clone"
     if method not in ("auto", "rollout", plain):
@@ -205,7 +211,7 @@ def load_hyperparams(algo: str, path: str | Path | None = None) -> dict[str, Any
             raise ConfigError(f"`{where}` ({source}) must be one of {list(KEEP)}; got {value!r}")
     defaults = {k: v.default for k, v in signature.items()}
     defaults.update({"n_envs": 1024, "reward_scale": 1.0})
-    for key, value in params.items():
+    for key, value in [*params.items(), *fine.items()]:
         _check_number(key, value, defaults.get(key), source)
     return params
 
@@ -407,6 +413,7 @@ def train_policy(predictor: str | Path, data: str | Path, out: str | Path,
     warm_method = overrides.pop("method", "auto")
     warm_rollout = overrides.pop("rollout", None)
     warm_clone = overrides.pop("rollout_clone", None)
+    warm_fine = overrides.pop("rollout_fine_tune", None)
     warm_shop = overrides.pop("shop", None)
     # auto: branch the users in the true world only. The learned shop can be branched too
     # (agents.shop_branches), but measured in TRUE value it loses to the rule there (the exact
@@ -419,6 +426,8 @@ def train_policy(predictor: str | Path, data: str | Path, out: str | Path,
                           f"{warm_method!r}")
     if cfg.warm_start is not None:  # fine-tuning a cloned rule, not learning from scratch
         params.update(overrides)
+        if warm_method == "rollout":  # ... or the rollout-improved one
+            params.update(warm_fine or {})
     keep = str(params.get("keep", "last"))
     n_envs = cfg.n_envs or int(params.get("n_envs", 1024))
     params["n_envs"] = n_envs
@@ -426,6 +435,7 @@ def train_policy(predictor: str | Path, data: str | Path, out: str | Path,
         params["warm_start"] = {"method": warm_method,
                                 **({"rollout": warm_rollout} if warm_rollout else {}),
                                 **({"rollout_clone": warm_clone} if warm_clone else {}),
+                                **({"rollout_fine_tune": warm_fine} if warm_fine else {}),
                                 **({"shop": warm_shop} if warm_shop else {})}
     write_text(run / "hyperparams.yaml", yaml.safe_dump(params, sort_keys=False))
     sb3_kwargs = _sb3_kwargs(params)

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from agents.batched_sb3 import large_margin_loss
 from agents.policy import BasePolicy
@@ -54,6 +55,13 @@ class WarmStartConfig:
         learning_rate: Adam's step size.
         label_smoothing: Probability mass spread uniformly over the actions in the actor's
             target.
+        copy_temperature: When > 0 and the teacher is a Q-network's greedy policy (``q_net``
+            an ``nn.Sequential`` with the actor's layers, as
+            :func:`agents.warm_start_rollout.improved_teacher` builds it), its weights are
+            copied into the actor instead, the output layer divided by this (logits = Q /
+            temperature, scaled reward units): the actor's greedy action is then the
+            teacher's in every state, where cross-entropy cloning misses some of the few
+            states in which the teacher leaves the rule. 0 (or another teacher): clone.
         seed: Seed of the teacher's draws and the minibatch order.
     """
 
@@ -63,12 +71,38 @@ class WarmStartConfig:
     batch_size: int = 8192
     learning_rate: float = 3e-3
     label_smoothing: float = 0.1
+    copy_temperature: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
         check_int(self, "n_steps", "epochs", "rounds", "batch_size", ge=1)
         check_number(self, "learning_rate", gt=0)
         check_number(self, "label_smoothing", ge=0, lt=1)
+        check_number(self, "copy_temperature", ge=0)
+
+
+def _copy_q_into_actor(policy: Any, teacher: BasePolicy, temperature: float) -> bool:
+    """Copy the teacher's Q-network into the actor (logits = Q / temperature) when their
+    layers match (flattened observation, same Linear shapes and activations); else False."""
+    q_net = getattr(teacher, "q_net", None)
+    extractor = getattr(policy, "mlp_extractor", None)
+    if (not isinstance(q_net, nn.Sequential) or extractor is None
+            or type(policy.features_extractor).__name__ != "FlattenExtractor"):
+        return False
+    actor = [*extractor.policy_net, policy.action_net]
+    if len(actor) != len(q_net) or any(
+            type(a) is not type(b)
+            or (isinstance(a, nn.Linear) and a.weight.shape != b.weight.shape)
+            for a, b in zip(actor, q_net, strict=True)):
+        return False
+    with torch.no_grad():
+        for a, b in zip(actor, q_net, strict=True):
+            if isinstance(a, nn.Linear):
+                a.weight.copy_(b.weight.to(a.weight.device))
+                a.bias.copy_(b.bias.to(a.bias.device))
+        policy.action_net.weight.div_(temperature)
+        policy.action_net.bias.div_(temperature)
+    return True
 
 
 def _rollout(venv: Any, teacher: BasePolicy, n_steps: int, rng: np.random.Generator,
@@ -111,7 +145,8 @@ def warm_start_actor_critic(model: Any, venv: Any, teacher: BasePolicy,
 
     Returns:
         ``accuracy`` (share of recorded states where the actor's greedy action is the
-        teacher's), ``value_loss`` (last critic round) and ``transitions``.
+        teacher's), ``value_loss`` (last critic round), ``transitions`` and ``actor``
+        (``copied`` or ``cloned``, see ``copy_temperature``).
     """
     cfg = config or WarmStartConfig()
     rng = np.random.default_rng(cfg.seed)
@@ -126,7 +161,9 @@ def warm_start_actor_critic(model: Any, venv: Any, teacher: BasePolicy,
     m = len(obs)
     n_act = int(model.action_space.n)
     policy.set_training_mode(True)
-    for _ in range(cfg.epochs):
+    copied = cfg.copy_temperature > 0 and _copy_q_into_actor(policy, teacher,
+                                                             cfg.copy_temperature)
+    for _ in range(0 if copied else cfg.epochs):
         for idx in torch.randperm(m, generator=gen).split(cfg.batch_size):
             logits = policy.get_distribution(obs[idx]).distribution.logits
             loss = F.cross_entropy(logits, act[idx], label_smoothing=cfg.label_smoothing
@@ -157,7 +194,7 @@ def warm_start_actor_critic(model: Any, venv: Any, teacher: BasePolicy,
     with torch.no_grad():
         greedy = policy.get_distribution(obs).distribution.probs.argmax(dim=1)
     return {"accuracy": float((greedy == act).float().mean()), "value_loss": value_loss,
-            "transitions": int(m)}
+            "transitions": int(m), "actor": "copied" if copied else "cloned"}
 
 
 @dataclass(frozen=True)

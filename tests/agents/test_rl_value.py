@@ -88,6 +88,42 @@ def test_warm_start_clones_the_rule(tiny_synthetic_run) -> None:
     assert v.mean() > 0  # the critic learned the rule's (positive) value
 
 
+def test_warm_start_copies_a_q_network_teacher(tiny_synthetic_run) -> None:
+    """A Q-network teacher with the actor's layers is copied (greedy action everywhere the
+    teacher's, near-deterministic at a small temperature); other layers fall back to cloning."""
+    from agents.batched_sb3 import ALGORITHMS
+    from agents.rollout_improvement import GreedyQPolicy
+    from agents.warm_start import WarmStartConfig, warm_start_actor_critic
+
+    data, _ = tiny_synthetic_run
+    env = _world_env(data, "expected")
+    d, n_act = env.observation_space.shape[0], env.action_space.n
+    torch.manual_seed(0)
+    cfg = WarmStartConfig(n_steps=10, epochs=2, batch_size=512, copy_temperature=0.01)
+    for hidden, kind in [(64, "copied"), (32, "cloned")]:
+        q = torch.nn.Sequential(torch.nn.Linear(d, hidden), torch.nn.ReLU(),
+                                torch.nn.Linear(hidden, hidden), torch.nn.ReLU(),
+                                torch.nn.Linear(hidden, n_act))
+        teacher = GreedyQPolicy(q, n_act)
+        model = ALGORITHMS["ppo"]("MlpPolicy", env, seed=0, device="cpu", n_steps=8,
+                                  batch_size=64, policy_kwargs={
+                                      "net_arch": [64, 64], "activation_fn": torch.nn.ReLU})
+        stats = warm_start_actor_critic(model, env, teacher, cfg, reward_scale=0.1)
+        assert stats["actor"] == kind
+        obs = env.reset()
+        greedy = model.predict(obs, deterministic=True)[0]
+        agree = (greedy == teacher.act(obs, np.random.default_rng(0))).mean()
+        if kind == "copied":
+            assert stats["accuracy"] == 1.0 and agree == 1.0
+            with torch.no_grad():
+                dist = model.policy.get_distribution(model.policy.obs_to_tensor(obs)[0])
+                logits = dist.distribution.logits.numpy()
+            want = teacher.q_values(obs) / 0.01
+            np.testing.assert_allclose(logits - logits.mean(axis=1, keepdims=True),
+                                       want - want.mean(axis=1, keepdims=True),
+                                       rtol=1e-3, atol=1e-2)
+
+
 def test_train_with_reference_and_warm_start(tiny_synthetic_run, tmp_path: Path) -> None:
     data, pred = tiny_synthetic_run
     import yaml
@@ -106,8 +142,10 @@ def test_train_with_reference_and_warm_start(tiny_synthetic_run, tmp_path: Path)
     m = json.loads((out / "metrics.json").read_text())
     assert m["config"]["reward"] == "expected" and m["warm_start"]["accuracy"] > 0.5
     used = yaml.safe_load((out / "hyperparams.yaml").read_text())
-    assert fine and all(used[k] == v for k, v in fine.items()  # the fine-tuning keys
-                        if k not in ("method", "rollout", "rollout_clone"))
+    rollout_keys = fine["rollout_fine_tune"]  # over the others: the teacher is rollout-improved
+    assert fine and all(used[k] == rollout_keys.get(k, v) for k, v in fine.items()
+                        if k not in ("method", "rollout", "rollout_clone", "rollout_fine_tune"))
+    assert used["learning_rate"] == rollout_keys["learning_rate"] != fine["learning_rate"]
     assert used["warm_start"]["method"] == "rollout"  # auto in the true world
     h = m["eval_history"][-1]
     assert h["vs_reference_low"] <= h["vs_reference"] <= h["vs_reference_high"]
@@ -122,6 +160,13 @@ def test_warm_start_overrides_are_checked(tmp_path: Path) -> None:
     bad.write_text("warm_start:\n  learning_rat: 0.1\n")
     with pytest.raises(ConfigError, match="warm_start.learning_rat"):
         load_hyperparams("ppo", bad)
+    for text, match in [("rollout_fine_tune:\n    learning_rat: 0.1",
+                         "rollout_fine_tune.learning_rat"),
+                        ("rollout_fine_tune: 3", "rollout_fine_tune.*mapping"),
+                        ("rollout_fine_tune:\n    n_epochs: many", "n_epochs")]:
+        bad.write_text(f"warm_start:\n  {text}\n")
+        with pytest.raises(ConfigError, match=match):
+            load_hyperparams("ppo", bad)
 
 
 def test_true_comparison_is_paired(tiny_synthetic_run) -> None:

@@ -113,11 +113,51 @@ def test_fitted_q_is_greedy_on_its_targets() -> None:
     assert info["iterations"][0]["greedy_changed"] < 0.4  # 0.95 without the margin
 
 
+def test_bagged_fit_averages_members_and_distils_into_the_net() -> None:
+    """``ensemble`` K: the improved policy is greedy in the mean Q of K bootstrap fits, and
+    the given network is finally fitted to that mean, so it acts like it."""
+    from agents.rollout_improvement import MeanQ, RolloutConfig, improve_by_rollouts
+
+    world, starts, rule = _setup(world="null")
+    gen = torch.Generator().manual_seed(0)
+
+    def fresh() -> torch.nn.Module:
+        net = torch.nn.Sequential(torch.nn.Linear(37, 32), torch.nn.ReLU(),
+                                  torch.nn.Linear(32, world.n_actions))
+        for p in net.parameters():
+            torch.nn.init.normal_(p, std=0.1, generator=gen)
+        return net
+
+    cfg = RolloutConfig(n_states=256, iterations=2, epochs=40, batch_size=64,
+                        learning_rate=3e-3, advantage_weight=4.0, switch_margin=0.0, seed=0,
+                        ensemble=3)
+    net = fresh()
+    improved, info = improve_by_rollouts(net, world, starts, rule, 4, cfg, reward_scale=0.1)
+    assert isinstance(improved.q_net, MeanQ) and len(improved.q_net.nets) == 3
+    obs = torch.as_tensor(starts.history.observation().astype(np.float32))
+    with torch.no_grad():
+        each = torch.stack([m(obs) for m in improved.q_net.nets])
+        distilled = net(obs).argmax(dim=1).numpy()
+    # the members differ (own resamples, own weights); the policy is their mean's argmax
+    assert not torch.allclose(each[0], each[1])
+    np.testing.assert_allclose(improved.q_values(obs.numpy()), each.mean(dim=0).numpy(),
+                               rtol=1e-5, atol=1e-5)
+    assert info["iterations"][0]["greedy_gain"] > 0.5
+    assert (distilled == improved.act(obs.numpy(), np.random.default_rng(0))).mean() > 0.9
+    # one member: the network itself is the policy (no distillation), as before
+    single = fresh()
+    one, _ = improve_by_rollouts(single, world, starts, rule, 4,
+                                 replace(cfg, ensemble=1, iterations=1), reward_scale=0.1)
+    assert not isinstance(one.q_net, MeanQ)
+    with torch.no_grad():
+        np.testing.assert_allclose(one.q_values(obs.numpy()), single(obs).numpy(), rtol=1e-6)
+
+
 @pytest.mark.parametrize("kwargs, match", [
     ({"n_states": 0}, "n_states"), ({"iterations": 1.5}, "iterations"),
     ({"reward": "mean"}, "reward"), ({"learning_rate": 0}, "learning_rate"),
     ({"advantage_weight": -1}, "advantage_weight"), ({"holdout": 1.0}, "holdout"),
-    ({"switch_margin": -0.1}, "switch_margin")])
+    ({"switch_margin": -0.1}, "switch_margin"), ({"ensemble": 0}, "ensemble")])
 def test_rollout_config_errors(kwargs, match) -> None:
     from agents.rollout_improvement import RolloutConfig
 
@@ -145,13 +185,15 @@ def test_warm_start_method_is_checked(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="rollout_clone.*PPO"):
         load_hyperparams("dqn", f)
     for text, match in [("label_smooth: 0.0", "label_smooth"),
-                        ("label_smoothing: 1.5", "label_smoothing")]:
+                        ("label_smoothing: 1.5", "label_smoothing"),
+                        ("copy_temperature: -1", "copy_temperature")]:
         f.write_text(f"warm_start:\n  rollout_clone:\n    {text}\n")
         with pytest.raises(ConfigError, match=match):
             load_hyperparams("ppo", f)
     from agents.warm_start_rollout import clone_config
 
     assert clone_config(None, seed=3).label_smoothing == 0.0  # the improved policy, exactly
+    assert clone_config(None, seed=3).copy_temperature > 0
     assert load_hyperparams("dqn")["warm_start"]["method"] == "auto"
     assert load_hyperparams("ppo")["warm_start"]["method"] == "auto"
 
@@ -173,6 +215,8 @@ def test_train_policy_rollout_warm_starts(tiny_synthetic_run, tmp_path: Path) ->
         assert ws["method"] == "rollout"
         its = ws["iterations"] if algo == "dqn" else ws["rollout"]["iterations"]
         assert len(its) == 1 and 0 <= its[0]["changed"] <= 1
+        if algo == "ppo":  # the teacher's Q-network is copied: its greedy action everywhere
+            assert ws["actor"] == "copied" and ws["accuracy"] == 1.0
     # auto = fqe in the learned shop; an explicit rollout branches the learned shop
     out = tmp_path / "learned"
     assert run_main(["train-policy", "--predictor", str(pred), "--data", str(data),
