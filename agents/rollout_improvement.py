@@ -49,7 +49,8 @@ from agents.policy import BasePolicy
 from predictors import StartStates, World, check_choice, check_int, check_number
 
 __all__ = ["BranchStates", "GreedyQPolicy", "MeanQ", "RolloutConfig", "WorldBranches",
-           "branch_returns", "improve_by_branches", "improve_by_rollouts", "sample_states"]
+           "branch_returns", "improve_by_branches", "improve_by_rollouts", "sample_states",
+           "seeded_init"]
 
 
 @dataclass(frozen=True)
@@ -267,7 +268,7 @@ class MeanQ(nn.Module):
         return torch.stack([net(obs) for net in self.nets]).mean(dim=0)
 
 
-def _reinit(net: nn.Module, gen: torch.Generator) -> nn.Module:
+def seeded_init(net: nn.Module, gen: torch.Generator) -> nn.Module:
     """``net`` with seeded fresh weights (uniform in +-1/sqrt(fan-in), zero biases)."""
     with torch.no_grad():
         for p in net.parameters():
@@ -290,7 +291,7 @@ def _fit_bagged(q_net: nn.Module, members: list[nn.Module], obs: np.ndarray,
         _fit(q_net, obs, target, cfg, gen)
         return q_net
     if not members:
-        members += [q_net] + [_reinit(copy.deepcopy(q_net), gen)
+        members += [q_net] + [seeded_init(copy.deepcopy(q_net), gen)
                               for _ in range(cfg.ensemble - 1)]
     for net in members:
         rows = rng.integers(len(obs), size=len(obs))

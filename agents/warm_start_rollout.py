@@ -22,7 +22,6 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -32,6 +31,7 @@ from agents.rollout_improvement import (
     RolloutConfig,
     WorldBranches,
     improve_by_branches,
+    seeded_init,
 )
 from agents.warm_start import WarmStartConfig
 from predictors import ConfigError
@@ -165,13 +165,6 @@ def improved_teacher(venv: Any, teacher: BasePolicy, config: RolloutConfig,
     for h in net_arch:
         layers += [nn.Linear(width, h), nn.ReLU()]
         width = h
-    net = nn.Sequential(*layers, nn.Linear(width, source.n_actions))
-    with torch.no_grad():  # seeded init (no global RNG)
-        for p in net.parameters():
-            if p.dim() == 2:
-                bound = 1.0 / np.sqrt(p.shape[1])
-                p.uniform_(-bound, bound, generator=torch_gen)
-            else:
-                p.zero_()
+    net = seeded_init(nn.Sequential(*layers, nn.Linear(width, source.n_actions)), torch_gen)
     return improve_by_branches(net, source, teacher, horizon, config,
                                reward_scale=reward_scale)
