@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from toy_logs import TARGET, H, toy_logs
 
 from agents.cli import run_main
 from agents.ope.base import Interval
@@ -19,25 +20,15 @@ from agents.ope.model_based import (
 )
 from agents.ope.toy_mdp import ToyMDP
 
-BEHAVIOUR = np.array([[0.7, 0.3], [0.4, 0.6]])
-TARGET = np.array([[0.2, 0.8], [0.9, 0.1]])
-H = 6
-
-
-def _model_values(model: ToyMDP, data, policy: np.ndarray) -> SimulatorValues:
-    """What a simulator equal to ``model`` gives: exact Q / V at the logged states."""
-    return model.model_values(policy, data, H)
-
 
 @pytest.fixture(scope="module")
 def toy():
-    mdp = ToyMDP()
-    return mdp, mdp.log(BEHAVIOUR, 3000, H, seed=1), mdp.value(TARGET, H)
+    return toy_logs()
 
 
 def test_sim_dr_with_the_exact_model_is_the_truth_up_to_noise(toy) -> None:
     mdp, data, truth = toy
-    values = _model_values(mdp, data, TARGET)
+    values = mdp.model_values(TARGET, data, H)
     sim = sim_interval(data, values, "sim", n_boot=200)
     dr = sim_interval(data, values, "sim-dr", n_boot=200)
     assert dr.kind == "conditional" and sim.kind == "conditional"
@@ -51,7 +42,7 @@ def test_sim_dr_corrects_a_wrong_model_toward_the_truth(toy) -> None:
     mdp, data, truth = toy
     wrong = ToyMDP(transition=np.array([[[0.2, 0.8], [0.9, 0.1]], [[0.5, 0.5], [0.6, 0.4]]]),
                    reward=mdp.reward + np.array([[1.0, -0.5], [-1.0, 0.8]]))
-    values = _model_values(wrong, data, TARGET)
+    values = wrong.model_values(TARGET, data, H)
     sim = sim_interval(data, values, "sim", n_boot=200)
     dr = sim_interval(data, values, "sim-dr", n_boot=200)
     assert abs(sim.mean - truth) / truth > 0.2 and truth not in sim  # the model is off
@@ -61,7 +52,7 @@ def test_sim_dr_corrects_a_wrong_model_toward_the_truth(toy) -> None:
 
 def test_sim_interval_rejects_mismatched_values(toy) -> None:
     mdp, data, _ = toy
-    values = _model_values(mdp, data, TARGET)
+    values = mdp.model_values(TARGET, data, H)
     short = SimulatorValues(values.q[:10], values.v[:10], values.dist[:10], 0)
     with pytest.raises(ValueError, match="rows"):
         sim_interval(data, short)

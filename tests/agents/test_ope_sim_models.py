@@ -4,30 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from toy_logs import BEHAVIOUR, TARGET, H, toy_logs
 
-from agents.ope.model_based import SimulatorValues, sim_interval, sim_replicates
+from agents.ope.model_based import sim_interval, sim_replicates
 from agents.ope.sim_models import SimModelConfig, member_interval, truncation_steps
 from agents.ope.toy_mdp import ToyMDP
 from predictors import ConfigError
-
-BEHAVIOUR = np.array([[0.7, 0.3], [0.4, 0.6]])
-TARGET = np.array([[0.2, 0.8], [0.9, 0.1]])
-H = 6
-
-
-def _states(data) -> np.ndarray:
-    return ToyMDP.states(data)
-
-
-def _model_values(model: ToyMDP, data, policy: np.ndarray) -> SimulatorValues:
-    """What a simulator equal to ``model`` gives: exact Q / V at the logged states."""
-    return model.model_values(policy, data, H)
 
 
 def _fitted(data, users: np.ndarray) -> ToyMDP:
     """The count-based (maximum-likelihood) tabular model of the users ``users``' rows."""
     rows = np.isin(data.user_id, users)
-    s, a, r = _states(data)[rows], data.action[rows], data.reward[rows]
+    state = ToyMDP.states(data)
+    s, a, r = state[rows], data.action[rows], data.reward[rows]
     nxt = np.full(data.n_rounds, -1)
     order = np.lexsort((data.time_step, data.user_id))
     same = data.user_id[order][1:] == data.user_id[order][:-1]
@@ -35,7 +24,7 @@ def _fitted(data, users: np.ndarray) -> ToyMDP:
     n_s, n_a = 2, 2
     counts = np.full((n_s, n_a, n_s), 0.5)
     ok = rows & (nxt >= 0)
-    np.add.at(counts, (_states(data)[ok], data.action[ok], _states(data)[nxt[ok]]), 1.0)
+    np.add.at(counts, (state[ok], data.action[ok], state[nxt[ok]]), 1.0)
     mean = np.zeros((n_s, n_a))
     for i in range(n_s):
         for j in range(n_a):
@@ -46,13 +35,12 @@ def _fitted(data, users: np.ndarray) -> ToyMDP:
 
 @pytest.fixture(scope="module")
 def toy():
-    mdp = ToyMDP()
-    return mdp, mdp.log(BEHAVIOUR, 3000, H, seed=1), mdp.value(TARGET, H)
+    return toy_logs()
 
 
 def test_truncated_dr_spans_sim_to_sim_dr(toy) -> None:
     mdp, data, _ = toy
-    values = _model_values(mdp, data, TARGET)
+    values = mdp.model_values(TARGET, data, H)
     sim, _ = sim_replicates(data, values, "sim", n_boot=2)
     dr, _ = sim_replicates(data, values, "sim-dr", n_boot=2)
     assert np.isclose(sim_replicates(data, values, "sim-dr", n_boot=2, dr_steps=0)[0], sim)
@@ -70,7 +58,7 @@ def test_truncation_is_chosen_past_a_wrong_model_and_covers(toy) -> None:
     mdp, data, truth = toy
     wrong = ToyMDP(transition=np.array([[[0.2, 0.8], [0.9, 0.1]], [[0.5, 0.5], [0.6, 0.4]]]),
                    reward=mdp.reward + np.array([[1.0, -0.5], [-1.0, 0.8]]))
-    values = _model_values(wrong, data, TARGET)
+    values = wrong.model_values(TARGET, data, H)
     steps = truncation_steps(data, values, n_boot=200)
     assert steps > 0  # the model's own value (L = 0) is seen to disagree
     mean, boot = sim_replicates(data, values, "sim-dr", n_boot=200, dr_steps=steps)
@@ -81,7 +69,7 @@ def test_truncation_is_chosen_past_a_wrong_model_and_covers(toy) -> None:
     full = sim_interval(data, values, "sim-dr")
     low, high = np.quantile(boot, [0.025, 0.975])
     assert low <= full.high and high >= full.low
-    exact = _model_values(mdp, data, TARGET)
+    exact = mdp.model_values(TARGET, data, H)
     steps = truncation_steps(data, exact, n_boot=200)
     mean, boot = sim_replicates(data, exact, "sim-dr", n_boot=200, dr_steps=steps)
     assert np.quantile(boot, 0.025) <= truth <= np.quantile(boot, 0.975)
@@ -98,11 +86,11 @@ def test_member_interval_adds_the_fitted_models_spread_and_covers() -> None:
     for seed in range(n_sets):
         data = mdp.log(BEHAVIOUR, 300, H, seed=100 + seed)
         ids = np.unique(data.user_id)
-        main = _model_values(_fitted(data, ids), data, TARGET)
+        main = _fitted(data, ids).model_values(TARGET, data, H)
         mean, boot = sim_replicates(data, main, "sim", n_boot=200, seed=seed)
         rng = np.random.default_rng(seed)
         halves = [rng.choice(ids, len(ids) // 2, replace=False) for _ in range(5)]
-        means = [sim_replicates(data, _model_values(_fitted(data, h), data, TARGET), "sim",
+        means = [sim_replicates(data, _fitted(data, h).model_values(TARGET, data, H), "sim",
                                 n_boot=2)[0] for h in halves]
         ivs = {"conditional": np.quantile(boot, [0.025, 0.975]),
                "members": (lambda iv: (iv.low, iv.high))(member_interval(mean, boot, means))}
