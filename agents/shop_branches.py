@@ -232,7 +232,8 @@ class ShopBranches:
             raise ValueError("safe branches value every action: pass `actions=None`")
         full, short = self._returns(states, policy, seed, reward, first)
         obs = self.observe(states)
-        own = np.asarray(policy.act(obs, np.random.default_rng(0)), np.int64)
+        # the follow-up policy's own action as its branches take it (capped actions: none)
+        own = self._act(states.sim, policy, np.random.default_rng(0))
         rows = np.arange(len(own))
         out = full.copy()
         if self.config.horizon > 0:
