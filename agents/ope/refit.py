@@ -83,10 +83,6 @@ def refit_intervals(logged: LoggedData, dists: dict[str, np.ndarray], *, n_boot:
     return out
 
 
-def _resample(rng: np.random.Generator, n_groups: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The users drawn (with replacement) and each copy's cross-fitting fold."""
-    pick = rng.integers(0, n_groups, n_groups)
-    return pick, make_folds(n_groups, _FOLDS, seed, np.arange(n_groups))
 
 
 def _replicates_from_copies(logged: LoggedData, dists: dict[str, np.ndarray],
@@ -99,7 +95,7 @@ def _replicates_from_copies(logged: LoggedData, dists: dict[str, np.ndarray],
     n_groups = len(starts) - 1
     boots = np.empty((n_boot, len(dists), len(ests)))
     for b in range(n_boot):
-        pick, _ = _resample(rng, n_groups, seed + b)
+        pick = rng.integers(0, n_groups, n_groups)             # the users drawn
         rows = np.concatenate([members[starts[g]:starts[g + 1]] for g in pick])
         copy = np.repeat(np.arange(n_groups), starts[pick + 1] - starts[pick])
         sub = replace(logged.subset(rows), user_id=copy, time_step=np.zeros(len(rows), int))
@@ -139,7 +135,9 @@ def _replicates_from_moments(logged: LoggedData, dists: dict[str, np.ndarray],
     rng = np.random.default_rng([seed, 7])
     boots = np.empty((n_boot, len(dists), len(ests)))
     for b in range(n_boot):
-        pick, fold = _resample(rng, n_groups, seed + b)
+        pick = rng.integers(0, n_groups, n_groups)
+        # each copy's fold, as cross_fit_rewards assigns them on the copied rows
+        fold = make_folds(n_groups, _FOLDS, seed + b, np.arange(n_groups))
         copies = np.stack([np.bincount(pick[fold == k], minlength=n_groups)
                            for k in range(_FOLDS)])                 # (folds, users)
         total = copies.sum(axis=0)
