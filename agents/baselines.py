@@ -20,6 +20,8 @@ Rules (CLI names after ``rule:``):
                 ``nudgegym tune-rule``)
 ``campaign``    the synthetic shop's logging rule (targeting + ``epsilon`` exploration,
                 no control group): the logging policy V_logging refers to
+``logged``      the logging policy estimated from a dataset's logs
+                (:class:`agents.logged_policy.LoggedPolicy`)
 =============== ==========================================================================
 
 Greedy's reward model (a choice, documented here): the policy interface only sees the
@@ -390,7 +392,7 @@ class GreedyUpliftPolicy(RulePolicy):
 
 #: Rule names usable as ``rule:NAME`` (``always`` takes the action: ``rule:always:email``).
 RULES = ("never", "always", "random", "winback", "rfm", "email_capped", "greedy", "campaign",
-         "tuned")
+         "tuned", "logged")
 
 
 def make_rule(name: str, spec: Catalog, observation_names: Sequence[str], *,
@@ -402,7 +404,7 @@ def make_rule(name: str, spec: Catalog, observation_names: Sequence[str], *,
         name: Rule name.
         spec: The dataset spec or catalog.
         observation_names: Observation column names of the env the rule acts in.
-        data: Dataset folder, required by ``greedy`` (its reward model is fitted there).
+        data: Dataset folder, required by ``greedy`` and ``logged`` (fitted there).
         feature_config: Observation options.
         **params: The rule's parameters (``always``: ``action``; see each class).
 
@@ -449,6 +451,12 @@ def make_rule(name: str, spec: Catalog, observation_names: Sequence[str], *,
                 raise ValueError("rule 'greedy' fits its reward model on a dataset; pass `data`")
             return GreedyUpliftPolicy.from_dataset(data, observation_names, feature_config,
                                                    **params)
+        if name == "logged":
+            if data is None:
+                raise ValueError("rule 'logged' is fitted on a dataset's logs; pass `data`")
+            from agents.logged_policy import LoggedPolicy
+
+            return LoggedPolicy.from_dataset(data, observation_names, feature_config, **params)
     except TypeError as e:  # an unknown keyword
         raise ValueError(f"rule {name!r}: {e}") from None
     raise ValueError(f"unknown rule {name!r}; expected one of {list(RULES)}")

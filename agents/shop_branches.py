@@ -70,8 +70,10 @@ class ShopBranchConfig:
             0: to the episode's end (the plain rollout).
         support: ``none``, or ``logging``: an action off the logging policy's support in
             that state is valued at most at the follow-up action's return.
-        support_policy: The logging policy (``rule:NAME...``, as ``--policy`` takes it); the
-            synthetic shop logs with ``rule:campaign``.
+        support_policy: The logging policy (``rule:NAME...``, as ``--policy`` takes it), or
+            ``auto``: the dataset's own (:func:`agents.logged_policy.logging_rule`: a
+            synthetic shop's recorded logging rule, else ``rule:logged``, estimated from the
+            logs).
         support_ratio: An action is on the support where the logging policy's probability
             of it is at least this share of its most likely action's.
         support_gap: Money by which an unsupported action is valued below the follow-up
@@ -80,7 +82,7 @@ class ShopBranchConfig:
 
     horizon: int = 0
     support: str = "none"
-    support_policy: str = "rule:campaign"
+    support_policy: str = "auto"
     support_ratio: float = 0.3
     support_gap: float = 2.0
 
@@ -90,7 +92,8 @@ class ShopBranchConfig:
         check_number(self, "support_ratio", gt=0, le=1)
         check_number(self, "support_gap", gt=0)
         if not isinstance(self.support_policy, str) or not self.support_policy:
-            raise ConfigError("`support_policy` must be a policy such as 'rule:campaign'; "
+            raise ConfigError("`support_policy` must be 'auto' or a policy such as "
+                              "'rule:campaign'; "
                               f"got {self.support_policy!r}")
 
     @property
@@ -162,13 +165,19 @@ class ShopBranches:
         self.support_policy: BasePolicy | None = None
         if self.config.support == "logging":
             from agents.loading import load_policy
+            from agents.logged_policy import logging_rule
 
+            name = self.config.support_policy
+            if name == "auto":
+                name = logging_rule(simulator.spec)
             try:
-                self.support_policy = load_policy(self.config.support_policy, simulator.spec,
+                self.support_policy = load_policy(name, simulator.spec,
                                                   simulator.observation_names, data)
             except (ValueError, OSError) as e:
                 raise ConfigError(f"`warm_start.shop.support_policy` "
-                                  f"{self.config.support_policy!r}: {e}") from None
+                                  f"{self.config.support_policy!r} ({name}): {e}") from None
+        #: The support policy's name once ``auto`` is resolved (``None`` without support).
+        self.support_rule = name if self.config.support == "logging" else None
 
     def supported(self, obs: np.ndarray) -> np.ndarray:
         """``(n, n_actions)`` bool: the actions on the logging policy's support (all where

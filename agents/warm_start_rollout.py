@@ -144,7 +144,13 @@ def warm_start_q_rollout(model: Any, venv: Any, teacher: BasePolicy, config: Rol
     model.q_net_target.load_state_dict(model.q_net.state_dict())
     if keep_margin and hasattr(model, "keep_teacher_margin"):
         model.keep_teacher_margin(improved, margin, margin_weight)
-    return {"method": "rollout", **info}
+    return {"method": "rollout", **info, **_support(source)}
+
+
+def _support(source: Any) -> dict[str, Any]:
+    """The safe branches' support policy once resolved, for the metrics."""
+    rule = getattr(source, "support_rule", None)
+    return {"support_policy": rule} if rule else {}
 
 
 def improved_teacher(venv: Any, teacher: BasePolicy, config: RolloutConfig,
@@ -166,5 +172,6 @@ def improved_teacher(venv: Any, teacher: BasePolicy, config: RolloutConfig,
         layers += [nn.Linear(width, h), nn.ReLU()]
         width = h
     net = seeded_init(nn.Sequential(*layers, nn.Linear(width, source.n_actions)), torch_gen)
-    return improve_by_branches(net, source, teacher, horizon, config,
-                               reward_scale=reward_scale)
+    policy, info = improve_by_branches(net, source, teacher, horizon, config,
+                                       reward_scale=reward_scale)
+    return policy, {**info, **_support(source)}

@@ -135,13 +135,7 @@ def estimate_propensities(panel: pd.DataFrame, spec: DatasetSpec,
     """
     cfg = config or PropensityConfig()
     action = panel["action_index"].to_numpy(np.int64)
-    if len(action) == 0 or (action < 0).any():
-        raise ValueError("every panel row needs a logged action (action_index >= 0) to "
-                         "estimate propensities; the dataset needs an interventions table")
-    seen = np.unique(action)
-    if len(seen) < 2:
-        raise ValueError(f"only action {spec.action_names[int(seen[0])]!r} is ever logged: "
-                         "there is no choice of the logging policy to model")
+    _check_logged(action, spec)
     x = propensity_features(panel, spec, feature_config)
     rng = np.random.default_rng(cfg.seed)
     users, codes = np.unique(panel["user_id"].to_numpy(), return_inverse=True)
@@ -168,6 +162,40 @@ def estimate_propensities(panel: pd.DataFrame, spec: DatasetSpec,
                    "features": "observation features + period", "rows": len(action),
                    "pscore_min": float(pscore.min()), "pscore_median": float(np.median(pscore))})
     return PropensityEstimate(dist, pscore, report)
+
+
+def fit_logging_model(panel: pd.DataFrame, spec: DatasetSpec,
+                      config: PropensityConfig | None = None,
+                      feature_config: FeatureConfig | None = None) -> Any:
+    """A classifier of the logged action on the observation features alone.
+
+    Unlike :func:`estimate_propensities` it is fitted once on every logged row (no
+    cross-fitting) and reads no period, so it gives the logging policy's action
+    probabilities at states the log never holds, such as a simulator's (its ``classes_`` are
+    the catalog indices of the actions ever logged; the others have probability 0).
+
+    Raises:
+        ValueError: A row has no logged action, or only one action is ever logged.
+    """
+    cfg = config or PropensityConfig()
+    action = panel["action_index"].to_numpy(np.int64)
+    _check_logged(action, spec)
+    x = observations_from_panel(panel, spec, feature_config)
+    rows = np.arange(len(action))
+    if len(rows) > cfg.max_rows:
+        rows = np.sort(np.random.default_rng(cfg.seed).choice(rows, cfg.max_rows,
+                                                              replace=False))
+    return _make_model(cfg).fit(x[rows], action[rows])
+
+
+def _check_logged(action: np.ndarray, spec: DatasetSpec) -> None:
+    if len(action) == 0 or (action < 0).any():
+        raise ValueError("every panel row needs a logged action (action_index >= 0) to "
+                         "estimate propensities; the dataset needs an interventions table")
+    seen = np.unique(action)
+    if len(seen) < 2:
+        raise ValueError(f"only action {spec.action_names[int(seen[0])]!r} is ever logged: "
+                         "there is no choice of the logging policy to model")
 
 
 def calibration_report(action_dist: np.ndarray, action: np.ndarray,

@@ -44,11 +44,24 @@ def _fitted_greedy(names: list[str] = NAMES, seed: int = 0) -> GreedyUpliftPolic
     return GreedyUpliftPolicy(CATALOG, names).fit(obs, action, reward, pscore)
 
 
+def _fitted_logged(names: list[str] = NAMES, seed: int = 0):
+    """The logged-policy estimate fitted on random observations (action 4 never logged)."""
+    from sklearn.linear_model import LogisticRegression
+
+    from agents.logged_policy import LoggedPolicy
+
+    rng = np.random.default_rng(seed)
+    x = _obs(600, seed + 2, NAMES)
+    model = LogisticRegression(max_iter=200).fit(x, rng.integers(N_ACTIONS - 1, size=600))
+    return LoggedPolicy(CATALOG, names, model)
+
+
 def _all_rules(names: list[str] = NAMES):
     rules = {name: make_rule(name, CATALOG, names) for name in RULES
-             if name not in ("always", "greedy")}
+             if name not in ("always", "greedy", "logged")}
     rules["always:coupon_20"] = make_rule("always", CATALOG, names, action="coupon_20")
     rules["greedy"] = _fitted_greedy(names)
+    rules["logged"] = _fitted_logged(names)
     return rules
 
 

@@ -186,6 +186,7 @@ def test_train_policy_takes_safe_shop_branches(tiny_synthetic_run, tmp_path, cap
                      "--out", str(out), *tiny]) == 0
     ws = json.loads((out / "metrics.json").read_text())["warm_start"]
     assert ws["method"] == "rollout" and len(ws["iterations"]) == 1
+    assert ws["support_policy"] == "rule:campaign"  # `auto`: the shop's own logging rule
     assert "horizon: 2" in (out / "hyperparams.yaml").read_text()
     capsys.readouterr()
     assert run_main(["train-policy", "--env", "world", "--algo", "dqn", "--config", str(cfg),
