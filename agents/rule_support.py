@@ -21,13 +21,15 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from predictors import ConfigError
 
-__all__ = ["ActionWindowSupport"]
+__all__ = ["ActionWindowSupport", "log_support"]
 
 
 @dataclass(frozen=True)
@@ -117,3 +119,18 @@ class ActionWindowSupport:
         if codes.size == 0:
             return 1.0
         return float((self.counts[codes] >= min_count).mean())
+
+
+def log_support(data: str | Path, spec: Any, window: int) -> ActionWindowSupport:
+    """The dataset's logged action windows of length ``window`` (:mod:`agents.rule_support`).
+
+    Raises:
+        ConfigError: The catalog has no ``none`` action (periods without a send need one).
+    """
+    from predictors import build_panel
+
+    if "none" not in spec.action_names:
+        raise ConfigError(f"{data}: the support check needs a `none` action in the catalog; "
+                          f"got {list(spec.action_names)}")
+    return ActionWindowSupport.from_panel(build_panel(data), len(spec.action_names),
+                                          spec.action_names.index("none"), window)

@@ -31,13 +31,13 @@ from tqdm import tqdm
 
 from agents.evaluate import mean_ci
 from agents.policy import BasePolicy
-from agents.rule_support import ActionWindowSupport
+from agents.rule_support import ActionWindowSupport, log_support
 from agents.tuned_rule import TunedRuleParams, TunedRulePolicy
 from predictors import ConfigError, check_choice, check_int, check_number
 from predictors.io import atomic_path, write_json, write_text
 
-__all__ = ["TuneConfig", "TuneResult", "default_space", "log_support", "make_evaluator",
-           "read_tuned_rule", "run_tune_rule", "tune_rule"]
+__all__ = ["TuneConfig", "TuneResult", "default_space", "make_evaluator", "read_tuned_rule",
+           "run_tune_rule", "tune_rule"]
 
 #: ``policy -> per-user returns (n,)`` with fixed start users and seed.
 Evaluator = Callable[[BasePolicy], np.ndarray]
@@ -357,21 +357,6 @@ def run_tune_rule(data: str | Path, out: str | Path, predictor: str | Path | Non
     write_text(out / "best_rule.txt", res.rule + "\n")
     plot_search_curve(res.curve, out / "search_curve.png", title=f"tuned rule ({cfg.env})")
     return result
-
-
-def log_support(data: str | Path, spec: Any, window: int) -> ActionWindowSupport:
-    """The dataset's logged action windows of length ``window`` (:mod:`agents.rule_support`).
-
-    Raises:
-        ConfigError: The catalog has no ``none`` action (periods without a send need one).
-    """
-    from predictors import build_panel
-
-    if "none" not in spec.action_names:
-        raise ConfigError(f"{data}: the support check needs a `none` action in the catalog; "
-                          f"got {list(spec.action_names)}")
-    return ActionWindowSupport.from_panel(build_panel(data), len(spec.action_names),
-                                          spec.action_names.index("none"), window)
 
 
 def read_tuned_rule(folder: str | Path) -> str:

@@ -107,3 +107,17 @@ def test_support_constrained_search_never_picks_unsupported_rules() -> None:
     assert res.candidates[0]["rule"] == res.rule  # admissible candidates rank first
     with pytest.raises(ConfigError, match="ActionWindowSupport"):
         tune_rule(_pushy_evaluator(obs), make, default_space(A), cfg)
+
+
+def test_log_support_of_a_dataset_and_cli_errors(tmp_path, capsys) -> None:
+    from agents.cli import run_main
+    from agents.rule_support import log_support
+    from predictors import GenerateConfig, generate, open_dataset
+
+    data = generate(GenerateConfig(n_users=60, n_periods=6, seed=0), tmp_path / "data")
+    spec = open_dataset(data).spec
+    sup = log_support(data, spec, window=3)
+    assert sup.n_windows == 60 * (6 - 3 + 1)  # every user's every window, none across users
+    assert run_main(["tune-rule", "--data", str(data), "--out", str(tmp_path / "t"),
+                     "--support-window", "3", "--users", "20", "--budget", "520"]) == 1
+    assert "--support-window needs env 'sim'" in capsys.readouterr().err
