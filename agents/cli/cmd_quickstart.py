@@ -48,13 +48,6 @@ def quickstart_stages(out: Path, fast: bool, seed: int) -> list[tuple[str, list[
         tune = ["--users", "500", "--budget", str(500 * 26 * 60)]
         room = ["--users", "5000", "--fit-users", "5000", "--val-users", "2500",
                 "--tune-budget", str(500 * 26 * 60)]
-    # in the learned shop the rule is searched where the shop's verdicts hold: over the first
-    # SIM_TUNE_HORIZON periods (its errors compound over a rollout), and only among rules whose
-    # simulated send windows the log holds (--support-window; a push every week, say, the
-    # campaign never sent); same number of candidates as the world's search
-    n_tune = tune[1]
-    sim_tune = ["--users", n_tune, "--budget", str(int(tune[3]) * SIM_TUNE_HORIZON // 26),
-                "--horizon", str(SIM_TUNE_HORIZON), "--support-window", str(SUPPORT_WINDOW)]
     data, pred, s = out / "data", out / "predictor", str(seed)
     small = ["--n-envs", "256", "--eval-users", "200"] if fast else []
     return [
@@ -70,7 +63,7 @@ def quickstart_stages(out: Path, fast: bool, seed: int) -> list[tuple[str, list[
                       "--seed", s, "--out", str(out / "fidelity")]
          + (["--replicates", "1"] if fast else [])),
         ("tune-rule", ["tune-rule", "--data", str(data), "--predictor", str(pred), "--env",
-                       "sim", *sim_tune, "--seed", s, "--out", str(out / "tune")]),
+                       "sim", *tune, "--seed", s, "--out", str(out / "tune")]),
         ("room", ["room", "--data", str(data), *room, "--seed", s, "--out", str(out / "room")]),
         # the reference a real shop cannot run: the rule tuned and improved in the TRUE world,
         # so the report can say whether the method finds the room the room stage measured
@@ -128,11 +121,6 @@ SIM_YAML = {False: _SAFE + "  rollout:\n    n_states: 32768\n    iterations: 2\n
                            "    switch_margin: 0.0\n",
             True: _SAFE + "  rollout:\n    n_states: 1024\n    iterations: 1\n"
                           "    epochs: 5\n    switch_margin: 0.0\n"}
-
-#: The rule search in the learned shop: periods per candidate episode and the support window
-#: (``nudgegym tune-rule --horizon --support-window``; see the README, "Beating the best rule").
-SIM_TUNE_HORIZON = 8
-SUPPORT_WINDOW = 4
 
 #: Rule baselines the quickstart compares the trained policies with.
 QUICKSTART_RULES = ("rule:never", "rule:random", "rule:always:email", "rule:email_capped",
