@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from agents.evaluate import mean_ci
 from agents.policy import BasePolicy
+from agents.rule_support import ActionWindowSupport, log_support
 from agents.tuned_rule import TunedRuleParams, TunedRulePolicy
 from predictors import ConfigError, check_choice, check_int, check_number
 from predictors.io import atomic_path, write_json, write_text
@@ -60,6 +61,13 @@ class TuneConfig:
             improves it).
         start_users: Predictor split the start users come from (``all`` without a predictor).
         seed: Seed of the search and of the evaluator's common random numbers.
+        support_window: ``> 0`` (``sim`` only): admit only candidates whose simulated sends
+            stay where the log holds data (:mod:`agents.rule_support`): at least
+            ``support_min_share`` of the candidate's windows of ``support_window``
+            consecutive actions must be patterns the log holds ``>= support_min_count``
+            times. 0: every candidate is admitted (the search of the plain shop value).
+        support_min_count: Logged windows a pattern needs to count as supported.
+        support_min_share: Share of a candidate's windows that must be supported.
     """
 
     env: str = "world"
@@ -73,9 +81,17 @@ class TuneConfig:
     cem_share: float = 0.7
     start_users: str = "train"
     seed: int = 0
+    support_window: int = 0
+    support_min_count: int = 30
+    support_min_share: float = 0.95
 
     def __post_init__(self) -> None:
         check_choice(self, "env", ("world", "sim"))
+        check_int(self, "support_window", "support_min_count", ge=0)
+        check_number(self, "support_min_share", ge=0, le=1)
+        if self.support_window > 0 and self.env != "sim":
+            raise ConfigError("`support_window` needs env 'sim' (the true world needs no "
+                              "support from the log)")
         check_choice(self, "method", ("cem", "grid"))
         check_int(self, "n_users", "horizon", "population", ge=1)
         if self.budget < self.n_users * self.horizon:
@@ -109,7 +125,9 @@ class TuneResult:
         value: Mean return (95% CI) of the best candidate on the search's users.
         vs_default: Paired difference (95% CI) best - default parameters (``email_capped``).
         curve: Per evaluation: ``evaluations``, ``user_periods``, ``value``, ``best_value``.
-        candidates: Every evaluated candidate: ``rule`` and ``value``, best first.
+        candidates: Every evaluated candidate: ``rule`` and ``value``, best first (with
+            ``support``, ``admissible`` when the search is support-constrained; admissible
+            candidates first).
     """
 
     best: TunedRuleParams
@@ -122,40 +140,64 @@ class TuneResult:
 
 def tune_rule(evaluate: Evaluator, make_policy: Callable[[TunedRuleParams], BasePolicy],
               space: dict[str, Sequence[Any]], config: TuneConfig, *,
-              progress: bool = False) -> TuneResult:
+              progress: bool = False, support: ActionWindowSupport | None = None) -> TuneResult:
     """Search ``space`` for the parameters of highest mean return under ``evaluate``.
 
     The default parameters are always evaluated first (the hand-set rule the search must beat).
+    With ``config.support_window > 0`` a candidate whose simulated sends leave the log's
+    support (:meth:`ActionWindowSupport.share` below ``support_min_share``) scores ``-inf``
+    in the search and is never the best; if no candidate is admitted, the default is.
 
     Args:
-        evaluate: Per-user returns of a policy (fixed users and seed: common random numbers).
+        evaluate: Per-user returns of a policy (fixed users and seed: common random numbers),
+            or a rollout with ``returns`` and ``action`` (needed for the support check).
         make_policy: Builds the policy of a parameter set.
         space: Field name -> candidate values (fields absent keep their default).
         config: Budget, method and seed.
         progress: A progress bar over candidate evaluations (stderr), with the best value.
+        support: The log's action-window counts (needed when ``config.support_window > 0``,
+            with that window).
+
+    Raises:
+        ConfigError: A support-constrained search without ``support`` of its window.
     """
     unknown = sorted(set(space) - {f.name for f in fields(TunedRuleParams)})
     if unknown or any(len(v) == 0 for v in space.values()):
         raise ConfigError(f"search space: unknown fields {unknown} or an empty list of values")
+    constrained = config.support_window > 0
+    if constrained and (support is None or support.window != config.support_window):
+        raise ConfigError(f"support_window {config.support_window}: give the log's "
+                          "ActionWindowSupport of that window (support=...)")
     keys = list(space)
     rng = np.random.default_rng(config.seed)
     max_evals = config.budget // (config.n_users * config.horizon)
     cache: dict[TunedRuleParams, np.ndarray] = {}
+    shares: dict[TunedRuleParams, float] = {}
     curve: list[dict[str, float]] = []
     bar = tqdm(total=max_evals, desc="tune-rule", unit="candidate", disable=not progress)
+
+    def admitted(p: TunedRuleParams) -> bool:
+        return not constrained or shares[p] >= config.support_min_share
 
     def score(p: TunedRuleParams) -> float:
         if p not in cache:
             if len(cache) >= max_evals:
                 return float("-inf")
-            cache[p] = np.asarray(evaluate(make_policy(p)), dtype=float)
-            best = max(float(r.mean()) for r in cache.values())
+            res = evaluate(make_policy(p))
+            cache[p] = np.asarray(getattr(res, "returns", res), dtype=float)
+            if constrained:
+                if not hasattr(res, "action"):
+                    raise ConfigError("a support-constrained search needs an evaluator that "
+                                      "returns its rollout (returns and action)")
+                shares[p] = support.share(np.asarray(res.action), config.support_min_count)
+            best = max((float(r.mean()) for q, r in cache.items() if admitted(q)),
+                       default=float("nan"))
             curve.append({"evaluations": len(cache),
                           "user_periods": len(cache) * config.n_users * config.horizon,
                           "value": float(cache[p].mean()), "best_value": best})
             bar.update(1)
             bar.set_postfix_str(f"best {best:.2f}")
-        return float(cache[p].mean())
+        return float(cache[p].mean()) if admitted(p) else float("-inf")
 
     default = TunedRuleParams()
     score(default)
@@ -169,12 +211,17 @@ def tune_rule(evaluate: Evaluator, make_policy: Callable[[TunedRuleParams], Base
         _polish(score, space, keys, lambda: max(cache, key=lambda p: float(cache[p].mean())),
                 lambda: len(cache) >= max_evals)
     bar.close()
-    ranked = sorted(cache, key=lambda p: -float(cache[p].mean()))
-    best = ranked[0]
+    ranked = sorted(cache, key=lambda p: (not admitted(p), -float(cache[p].mean())))
+    best = ranked[0] if admitted(ranked[0]) else default
+
+    def row(p: TunedRuleParams) -> dict[str, Any]:
+        extra = {"support": shares[p], "admissible": admitted(p)} if constrained else {}
+        return {"rule": p.rule_string(), "value": float(cache[p].mean()), **extra}
+
     return TuneResult(
         best=best, rule=best.rule_string(), value=mean_ci(cache[best]),
         vs_default=mean_ci(cache[best] - cache[default]), curve=curve,
-        candidates=[{"rule": p.rule_string(), "value": float(cache[p].mean())} for p in ranked])
+        candidates=[row(p) for p in ranked])
 
 
 def _cem(score: Callable[[TunedRuleParams], float], space: dict[str, Sequence[Any]],
@@ -246,9 +293,9 @@ def make_evaluator(data: str | Path, predictor: str | Path | None, config: TuneC
     index = np.arange(min(len(shop.starts), config.n_users))
     names = list(shop.observation_names)
     if config.env == "sim":
-        def evaluate(policy: BasePolicy) -> np.ndarray:
+        def evaluate(policy: BasePolicy) -> Any:
             return rollout(shop, lambda o, m, r: policy.act(o, r, m), config.horizon,
-                           seed=config.seed, start_index=index).returns
+                           seed=config.seed, start_index=index)
 
         return evaluate, names, shop.spec
     from envs.world_vec_env import world_from_dataset, world_start_states
@@ -289,9 +336,15 @@ def run_tune_rule(data: str | Path, out: str | Path, predictor: str | Path | Non
     evaluate, names, spec = make_evaluator(data, predictor, cfg)
     space = default_space(spec.action_names)
     t0 = time.perf_counter()
+    support = log_support(data, spec, cfg.support_window) if cfg.support_window > 0 else None
     res = tune_rule(evaluate, lambda p: TunedRulePolicy(spec, names, **asdict(p)), space, cfg,
-                    progress=progress)
-    result = {"rule": res.rule, "params": asdict(res.best), "env": cfg.env,
+                    progress=progress, support=support)
+    extra = ({"support": {"window": cfg.support_window, "min_count": cfg.support_min_count,
+                          "min_share": cfg.support_min_share, "logged_windows":
+                          support.n_windows, "best_share": next(
+                              c["support"] for c in res.candidates if c["rule"] == res.rule)}}
+             if support is not None else {})
+    result = {"rule": res.rule, "params": asdict(res.best), "env": cfg.env, **extra,
               "value": res.value, "vs_default": res.vs_default,
               "default_rule": TunedRuleParams().rule_string(),
               "n_users": cfg.n_users, "horizon": cfg.horizon, "budget": cfg.budget,

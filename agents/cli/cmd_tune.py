@@ -23,13 +23,22 @@ def tune_rule_cmd(
     horizon: int = typer.Option(26, help="Periods per episode."),
     start_users: str = typer.Option("train", help="Predictor split of the start users."),
     seed: int = typer.Option(0, help="Seed of the search and the common random numbers."),
+    support_window: int = typer.Option(
+        0, help="--env sim: admit only candidates whose simulated sends stay in the log's "
+                "support: windows of this many consecutive actions the log holds (0: off)."),
+    support_min_count: int = typer.Option(30, help="Logged windows a pattern needs to count "
+                                                   "as supported."),
+    support_min_share: float = typer.Option(0.95, help="Share of a candidate's windows that "
+                                                       "must be supported."),
     progress: bool = typer.Option(True, help="Progress bar over candidates."),
 ) -> None:
     """Tune rule:tuned's thresholds, actions and gaps; write tune.json and best_rule.txt."""
     from agents.tune_rule import TuneConfig, run_tune_rule
 
     cfg = TuneConfig(env=env, budget=budget, n_users=users, horizon=horizon, method=method,
-                     start_users=start_users if predictor is not None else "all", seed=seed)
+                     start_users=start_users if predictor is not None else "all", seed=seed,
+                     support_window=support_window, support_min_count=support_min_count,
+                     support_min_share=support_min_share)
     with output_folder(out) as tmp:
         write_run_config(tmp, "tune-rule", {"data": str(data), "predictor": str(predictor)
                                             if predictor else None, **cfg.__dict__}, seed)
