@@ -26,6 +26,7 @@ __all__ = [
     "Policy",
     "TablePolicy",
     "UniformRandomPolicy",
+    "actions_from_uniforms",
     "apply_action_mask",
     "sample_actions",
 ]
@@ -150,11 +151,16 @@ class BasePolicy(ABC):
 
 def sample_actions(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Draw one action per row of ``probs`` (shape ``(n, n_actions)``) by inverse CDF."""
+    return actions_from_uniforms(probs, rng.random(len(probs)))
+
+
+def actions_from_uniforms(probs: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
+    """The actions :func:`sample_actions` draws when its uniforms are ``uniforms`` (shape
+    ``(n,)``, in [0, 1)): per row of ``probs``, the first action whose CDF exceeds it."""
     cdf = np.cumsum(probs, axis=1)
     cdf /= cdf[:, -1:]  # the last entry is exactly 1, so u < 1 always finds an action
-    u = rng.random(len(probs))[:, None]
     # the first action whose CDF exceeds u; zero-probability actions are never chosen
-    return (cdf <= u).sum(axis=1).astype(np.int64)
+    return (cdf <= np.asarray(uniforms)[:, None]).sum(axis=1).astype(np.int64)
 
 
 def _check_obs(obs: np.ndarray) -> np.ndarray:

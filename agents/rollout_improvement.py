@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from agents.policy import BasePolicy
+from agents.policy import BasePolicy, actions_from_uniforms
 from predictors import StartStates, World, check_choice, check_int, check_number
 
 __all__ = ["BranchStates", "GreedyQPolicy", "MeanQ", "RolloutConfig", "WorldBranches",
@@ -141,10 +141,34 @@ class BranchStates:
 
 
 def _observe(users: StartStates, static: np.ndarray | None, src: np.ndarray) -> np.ndarray:
+    return _observe_rows(users, None if static is None else static[src])
+
+
+def _observe_rows(users: StartStates, static_rows: np.ndarray | None) -> np.ndarray:
+    """The observation of ``users``, followed by their own static features (row per user)."""
     obs = users.history.observation().astype(np.float32)
-    if static is not None:
-        obs = np.concatenate([obs, static[src].astype(np.float32)], axis=1)
+    if static_rows is not None:
+        obs = np.concatenate([obs, static_rows.astype(np.float32)], axis=1)
     return obs
+
+
+def _follow(policy: BasePolicy, obs: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
+    """``policy``'s actions, drawn as :meth:`BasePolicy.act` draws them from ``uniforms``."""
+    return actions_from_uniforms(policy.action_probabilities(obs), uniforms)
+
+
+#: A batch drops its finished users once they are this share of it (fewer, larger copies;
+#: the finished users kept until then are stepped with the rest and their rewards ignored).
+_DROP_SHARE = 0.2
+
+
+def _narrow(users: StartStates, live: np.ndarray, keep: np.ndarray
+            ) -> tuple[StartStates, np.ndarray]:
+    """The users and batch rows ``keep`` (a mask over the current ones) once the others are
+    :data:`_DROP_SHARE` of them; until then all of them."""
+    if keep.mean() > 1.0 - _DROP_SHARE:
+        return users, live
+    return users.subset(keep), live[keep]
 
 
 def sample_states(world: World, starts: StartStates, policy: BasePolicy, horizon: int,
@@ -152,10 +176,15 @@ def sample_states(world: World, starts: StartStates, policy: BasePolicy, horizon
                   static: np.ndarray | None = None) -> BranchStates:
     """Run ``policy`` from random start users for a uniform number of periods in [0, horizon).
 
+    Users whose period is reached leave the batch (:func:`_narrow`), but every period still
+    draws the whole batch's random numbers (the world's block and one uniform per state for
+    the policy, as :meth:`BasePolicy.act` draws), and the users left take their own columns,
+    so the states do not depend on when the others stopped.
+
     Args:
         world: The world.
         starts: Start users.
-        policy: The policy followed (``act(obs, rng)``).
+        policy: The policy followed (its :meth:`~BasePolicy.action_probabilities`, sampled).
         horizon: Episode length ``T``.
         n_states: States to sample.
         rng: Generator of the draws (start users, periods, the world's and policy's randoms).
@@ -166,16 +195,21 @@ def sample_states(world: World, starts: StartStates, policy: BasePolicy, horizon
     """
     src = rng.integers(starts.n, size=n_states)
     t_stop = rng.integers(horizon, size=n_states)
+    static_rows = None if static is None else static[src]
     users = starts.subset(src)
     snap = starts.subset(src)
-    for t in range(int(t_stop.max(initial=0)) + 1):
-        rows = np.flatnonzero(t_stop == t)
-        if len(rows):
-            snap.put(rows, users.subset(rows))
-        if t == t_stop.max():
+    live = np.arange(n_states)
+    last = int(t_stop.max(initial=0))
+    for t in range(last + 1):
+        done = t_stop[live] == t
+        if done.any():
+            snap.put(live[done], users.subset(done))
+        if t == last:
             break
-        users.advance(world, np.asarray(policy.act(_observe(users, static, src), rng),
-                                        np.int64), rng)
+        users, live = _narrow(users, live, t_stop[live] > t)
+        obs = _observe_rows(users, None if static_rows is None else static_rows[live])
+        action = _follow(policy, obs, rng.random(n_states)[live])
+        users.advance(world, action, None, world.draw_uniforms(n_states, rng)[:, live])
     return BranchStates(snap, src, horizon - t_stop)
 
 
@@ -186,11 +220,15 @@ def branch_returns(world: World, states: BranchStates, policy: BasePolicy, seed:
 
     Every branch starts from a copy of the same users with a fresh generator of the same
     ``seed`` (the world's and the policy's draws), so the branches share their random numbers.
+    A state leaves its branch once its episode ends (:func:`_narrow`); every period still
+    draws the whole batch's random numbers and the states left take their own columns, so a
+    state's return does not depend on the others' episode lengths.
 
     Args:
         world: The world.
         states: Sampled states (:func:`sample_states`).
-        policy: The follow-up policy.
+        policy: The follow-up policy (its :meth:`~BasePolicy.action_probabilities`,
+            sampled as :meth:`BasePolicy.act` samples them).
         seed: Seed of every branch.
         reward: ``expected`` (exact one-period expectation per step) or ``sampled``.
         static: Static features of the start users (as in :func:`sample_states`).
@@ -214,21 +252,22 @@ def branch_returns(world: World, states: BranchStates, policy: BasePolicy, seed:
     n = states.users.n
     out = np.zeros((n, len(first)))
     steps = int(states.remaining.max(initial=0))
+    static_rows = None if static is None else static[states.src]
+    key = "expected_reward" if reward == "expected" else "reward"
     for j, a in enumerate(first):
-        users = states.users.copy()
+        users, live = states.users.copy(), np.arange(n)
         world_rng = np.random.default_rng([seed, 0])
         policy_rng = np.random.default_rng([seed, 1])
         for k in range(steps):
+            users, live = _narrow(users, live, states.remaining[live] > k)
+            running = states.remaining[live] > k
             if k == 0:
-                action = np.full(n, int(a), np.int64)
+                action = np.full(len(live), int(a), np.int64)
             else:
-                action = np.asarray(policy.act(_observe(users, static, states.src),
-                                               policy_rng), np.int64)
-            expected = (world.expected_outcomes(users.state, action).expected_reward
-                        if reward == "expected" else None)
-            step = users.advance(world, action, world_rng)
-            r = step["reward"] if expected is None else expected
-            out[:, j] += np.where(k < states.remaining, r, 0.0)
+                obs = _observe_rows(users, None if static_rows is None else static_rows[live])
+                action = _follow(policy, obs, policy_rng.random(n)[live])
+            step = users.advance(world, action, None, world.draw_uniforms(n, world_rng)[:, live])
+            out[live, j] += np.where(running, step[key], 0.0)
     return out
 
 

@@ -92,8 +92,6 @@ class WorldVecEnv(BatchedVecEnv):
         self._actions = np.asarray(actions).reshape(self.num_envs).astype(np.int64)
 
     def step_wait(self) -> VecEnvStepReturn:
-        expected = (self.world.expected_outcomes(self.users.state, self._actions).expected_reward
-                    if self.reward_kind == "expected" else None)
         out = self.users.advance(self.world, self._actions, self._rng)
         self.t += 1
         terminated = out["churned"].astype(bool)
@@ -111,7 +109,7 @@ class WorldVecEnv(BatchedVecEnv):
             self.src[rows] = new
             self.t[rows] = 0
             obs[rows] = self._obs()[rows]
-        reward = out["reward"] if expected is None else expected
+        reward = out["expected_reward" if self.reward_kind == "expected" else "reward"]
         return obs, reward.astype(np.float32), dones, infos
 
 

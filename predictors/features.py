@@ -175,6 +175,14 @@ def _assemble(config: FeatureConfig, *, tenure, since_purchase, n_purchases, n_v
     return obs
 
 
+def take_rows(values: np.ndarray, index: np.ndarray | slice) -> np.ndarray:
+    """``values[index]`` as a new array (an integer or boolean index copies already; a slice
+    is copied)."""
+    if isinstance(index, np.ndarray) and index.dtype != object:
+        return values[index]
+    return values[index].copy()
+
+
 def _count(window: np.ndarray, k: int) -> np.ndarray:
     """Sum of the first ``k`` columns of a 0/1 window ``(n, >= k)`` (exact in any order; column
     adds are faster than a row reduction over so few columns)."""
@@ -241,8 +249,9 @@ class HistoryTracker:
 
     def subset(self, index: np.ndarray) -> HistoryTracker:
         """A tracker of the users ``index`` (positions or boolean mask), copied."""
-        new = self.copy()
-        new.arrays = {k: v[index].copy() for k, v in self.arrays.items()}
+        new = object.__new__(HistoryTracker)
+        new.__dict__.update(self.__dict__)
+        new.arrays = {k: take_rows(v, index) for k, v in self.arrays.items()}
         new.n = len(new.arrays["tenure"])
         return new
 

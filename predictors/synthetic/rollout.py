@@ -47,10 +47,11 @@ class StartStates:
         for k, v in src.history.arrays.items():
             self.history.arrays[k][rows] = v
 
-    def advance(self, world: World, action: np.ndarray,
-                rng: np.random.Generator) -> dict[str, np.ndarray]:
-        """Step every user once (in place), record the history; return :meth:`World.step`'s."""
-        out = world.step(self.state, action, rng)
+    def advance(self, world: World, action: np.ndarray, rng: np.random.Generator | None,
+                uniforms: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Step every user once (in place), record the history; return :meth:`World.step`'s
+        (``uniforms``: the period's draws, as :meth:`World.step` takes them)."""
+        out = world.step(self.state, action, rng, uniforms)
         track(self.history, out)
         return out
 

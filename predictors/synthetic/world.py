@@ -69,6 +69,7 @@ from scipy.special import ndtri
 
 from predictors.config_checks import check_int, check_number
 from predictors.contract import ActionSpec, default_catalog
+from predictors.features import take_rows
 
 
 @dataclass(frozen=True)
@@ -189,6 +190,9 @@ class WorldConfig:
         return asdict(self)
 
 
+#: Uniforms :meth:`World.step` draws per user and period (one block of this many rows).
+STEP_UNIFORMS = 8
+
 #: Personal traits drawn once per user (all arrays of shape (n,)).
 TRAITS = ("segment", "visit_logit", "buy_logit", "basket_mu", "basket_sigma", "email_response",
           "push_response", "coupon_sensitivity", "fatigue_sensitivity", "churn_logit",
@@ -233,7 +237,8 @@ class WorldState:
 
     def subset(self, index: np.ndarray) -> WorldState:
         """The users ``index`` (positions or boolean mask), copied."""
-        return WorldState(**{f.name: getattr(self, f.name)[index].copy() for f in fields(self)})
+        return WorldState(**{f.name: take_rows(getattr(self, f.name), index)
+                             for f in fields(self)})
 
     def reset_dynamics(self, mask: np.ndarray) -> None:
         """Give users ``mask`` a fresh state (no habit, fatigue or conditioning, subscribed)."""
@@ -350,38 +355,65 @@ class World:
         send cost and the expected redeemed discount.
         """
         d = self._drivers(state, action)
-        p_purchase = d["p_visit"] * d["p_buy"]
-        basket = np.exp(state.basket_mu + state.basket_sigma**2 / 2)
-        revenue = p_purchase * basket
-        discount = d["coupon"] * revenue
-        cost = self._cost[d["action"]]
+        p_purchase, revenue, discount, cost = self._expectation(state, d)
         return Outcomes(p_visit=d["p_visit"], p_purchase=p_purchase, expected_revenue=revenue,
                         expected_discount=discount, cost=cost,
                         expected_reward=revenue - cost - discount, p_churn=d["p_churn"],
                         p_unsubscribe=d["p_unsub"])
+
+    def _expectation(self, s: WorldState, d: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
+        """Purchase probability, expected revenue, expected discount and send cost, (n,)."""
+        p_purchase = d["p_visit"] * d["p_buy"]
+        basket = np.exp(s.basket_mu + s.basket_sigma**2 / 2)
+        revenue = p_purchase * basket
+        discount = d["coupon"] * revenue
+        return p_purchase, revenue, discount, self._cost[d["action"]]
 
     def expected_reward_table(self, state: WorldState) -> np.ndarray:
         """Expected one-period reward of every action, shape (n, n_actions)."""
         return np.stack([self.expected_outcomes(state, np.full(state.n, a)).expected_reward
                          for a in range(self.n_actions)], axis=1)
 
-    def step(self, state: WorldState, action: np.ndarray,
-             rng: np.random.Generator) -> dict[str, np.ndarray]:
+    @staticmethod
+    def draw_uniforms(n: int, rng: np.random.Generator) -> np.ndarray:
+        """The block of uniforms :meth:`step` draws for ``n`` users, shape (STEP_UNIFORMS, n)."""
+        return rng.random((STEP_UNIFORMS, n))
+
+    def step(self, state: WorldState, action: np.ndarray, rng: np.random.Generator | None,
+             uniforms: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Simulate one period in place; return the observable outcome of every user.
+
+        Args:
+            state: The users, updated in place.
+            action: Action index per user, shape (n,).
+            rng: Generator of the period's draws: one block of :data:`STEP_UNIFORMS` x n
+                uniforms, whatever the actions (common random numbers across policies).
+            uniforms: That block, drawn by the caller instead (:meth:`draw_uniforms`), e.g.
+                columns of a larger batch's block, so a subset of a batch steps exactly
+                as it would inside it; ``rng`` is then not used.
 
         Returns:
             Dict of (n,) arrays: ``visits, views, carts, favs, purchases`` (event counts),
             ``revenue`` (gross), ``discount`` (redeemed), ``cost`` (send cost + discount),
-            ``reward``, ``unsub_email``/``unsub_push`` (unsubscribed during this period),
-            ``churned`` (churned at the end of this period), ``delivered``.
+            ``reward``, ``expected_reward`` (the period's exact expected reward given the
+            state and action, :meth:`expected_outcomes`), ``unsub_email``/``unsub_push``
+            (unsubscribed during this period), ``churned`` (churned at the end of this
+            period), ``delivered``.
         """
         c = self.config
         s = state
         d = self._drivers(s, action)
         n = s.n
+        _, e_revenue, e_discount, e_cost = self._expectation(s, d)
         # one fixed-size block of uniforms per period: runs of different policies with the
         # same seed share their random numbers (common random numbers, paired comparisons)
-        u = rng.random((8, n))
+        if uniforms is None:
+            u = self.draw_uniforms(n, rng)
+        else:
+            u = np.asarray(uniforms)
+            if u.shape != (STEP_UNIFORMS, n):
+                raise ValueError(f"`uniforms` must have shape ({STEP_UNIFORMS}, {n}); "
+                                 f"got {u.shape}")
         visited = u[0] < d["p_visit"]
         purchased = visited & (u[1] < d["p_buy"])
         basket = np.exp(s.basket_mu + s.basket_sigma * ndtri(u[5]))
@@ -406,6 +438,7 @@ class World:
         return dict(visits=visited.astype(np.int64), views=views.astype(np.int64),
                     carts=carts.astype(np.int64), favs=favs.astype(np.int64),
                     purchases=purchased.astype(np.int64), revenue=revenue, discount=discount,
-                    cost=cost, reward=revenue - cost, unsub_email=unsub_email,
+                    cost=cost, reward=revenue - cost,
+                    expected_reward=e_revenue - e_cost - e_discount, unsub_email=unsub_email,
                     unsub_push=unsub_push, churned=churn, delivered=d["delivered"],
                     action=d["action"])

@@ -11,7 +11,9 @@ from agents.policy import (
     Policy,
     TablePolicy,
     UniformRandomPolicy,
+    actions_from_uniforms,
     apply_action_mask,
+    sample_actions,
 )
 
 N, K = 200, 4
@@ -110,3 +112,12 @@ def test_apply_action_mask_broadcasts_a_single_mask() -> None:
     probs = np.full((3, 3), 1 / 3)
     out = apply_action_mask(probs, np.array([True, True, False]))
     np.testing.assert_allclose(out, np.tile([0.5, 0.5, 0.0], (3, 1)))
+
+
+def test_actions_from_uniforms_are_sample_actions_draws() -> None:
+    probs = _table()
+    drawn = sample_actions(probs, np.random.default_rng(3))
+    same = actions_from_uniforms(probs, np.random.default_rng(3).random(N))
+    assert np.array_equal(drawn, same)
+    # u = 0: the first action with positive probability
+    assert np.array_equal(actions_from_uniforms(probs, np.zeros(N)), (probs > 0).argmax(axis=1))

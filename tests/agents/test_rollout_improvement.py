@@ -80,6 +80,63 @@ def test_branch_returns_equal_a_brute_force_rollout() -> None:
     np.testing.assert_allclose(one, world.expected_reward_table(states.users.state))
 
 
+def _full_batch_states(world, starts, policy, horizon, n, rng, static):
+    """sample_states as a plain loop that steps every sampled user to the last period."""
+    from agents.rollout_improvement import BranchStates, _observe
+
+    src = rng.integers(starts.n, size=n)
+    t_stop = rng.integers(horizon, size=n)
+    users, snap = starts.subset(src), starts.subset(src)
+    for t in range(int(t_stop.max()) + 1):
+        rows = np.flatnonzero(t_stop == t)
+        snap.put(rows, users.subset(rows))
+        if t == t_stop.max():
+            break
+        users.advance(world, policy.act(_observe(users, static, src), rng), rng)
+    return BranchStates(snap, src, horizon - t_stop)
+
+
+def _full_batch_returns(world, states, policy, seed, reward, static):
+    """branch_returns as a plain loop that steps every state to the longest episode's end."""
+    from agents.rollout_improvement import _observe
+
+    out = np.zeros((states.users.n, world.n_actions))
+    for a in range(world.n_actions):
+        users = states.users.copy()
+        wrng, prng = np.random.default_rng([seed, 0]), np.random.default_rng([seed, 1])
+        for k in range(int(states.remaining.max())):
+            action = (np.full(users.n, a) if k == 0
+                      else policy.act(_observe(users, static, states.src), prng))
+            exp = world.expected_outcomes(users.state, action).expected_reward
+            sampled = users.advance(world, action, wrng)["reward"]
+            r = sampled if reward == "sampled" else exp
+            out[:, a] += np.where(k < states.remaining, r, 0.0)
+    return out
+
+
+@pytest.mark.parametrize("policy_kind", ["rule", "random"])
+def test_shrinking_batches_give_the_full_batch_results_exactly(policy_kind: str) -> None:
+    """Finished users leave the batch, yet states and branch returns are bit-identical to
+    stepping every user to the end (stochastic follow-up policy and static features too)."""
+    from agents.policy import UniformRandomPolicy
+    from agents.rollout_improvement import branch_returns, sample_states
+
+    world, starts, rule = _setup(n=60)
+    policy = rule if policy_kind == "rule" else UniformRandomPolicy(world.n_actions)
+    static = np.random.default_rng(4).normal(size=(starts.n, 3))
+    got = sample_states(world, starts, policy, 9, 400, np.random.default_rng(2), static)
+    ref = _full_batch_states(world, starts, policy, 9, 400, np.random.default_rng(2), static)
+    assert np.array_equal(got.src, ref.src) and np.array_equal(got.remaining, ref.remaining)
+    for name, v in ref.users.state.to_columns().items():
+        assert np.array_equal(getattr(got.users.state, name), v), name
+    for name, v in ref.users.history.arrays.items():
+        assert np.array_equal(got.users.history.arrays[name], v), name
+    assert len(np.unique(got.remaining)) > 5  # episodes of many lengths: batches shrank
+    for reward in ("sampled", "expected"):
+        g = branch_returns(world, got, policy, seed=8, reward=reward, static=static)
+        assert np.array_equal(g, _full_batch_returns(world, ref, policy, 8, reward, static))
+
+
 def test_fitted_q_is_greedy_on_its_targets() -> None:
     """On the null world (one action best for everyone) the improved policy is the targets'
     argmax in most training states, and the metrics say how it differs from the rule."""

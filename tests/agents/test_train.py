@@ -195,6 +195,31 @@ def test_world_vec_env_restarts_finished_users(tiny_synthetic_run) -> None:
     assert ended.all()  # every user ends at the horizon or churned before
 
 
+def test_world_vec_env_expected_reward_is_the_worlds_expectation(tiny_synthetic_run) -> None:
+    """``reward="expected"`` pays the exact one-period expectation of the state stepped from;
+    the dynamics are those of the sampled-reward env with the same seed."""
+    import pandas as pd
+
+    from envs.world_vec_env import WorldVecEnv, world_from_dataset, world_start_states
+
+    data, _ = tiny_synthetic_run
+    ids = pd.read_parquet(Path(data) / "truth" / "users.parquet")["user_id"].to_numpy()[:50]
+    world, starts = world_from_dataset(data), world_start_states(data, ids)
+    envs = {k: WorldVecEnv(world, starts, n_envs=40, horizon=5, seed=3, reward=k)
+            for k in ("expected", "sampled")}
+    for env in envs.values():
+        env.reset()
+    act = np.random.default_rng(0).integers(world.n_actions, size=(4, 40))
+    for a in act:
+        before = envs["expected"].users.state.copy()
+        exact = world.expected_outcomes(before, a).expected_reward.astype(np.float32)
+        obs_e, rew_e, done_e, _ = envs["expected"].step(a)
+        obs_s, rew_s, done_s, _ = envs["sampled"].step(a)
+        assert np.array_equal(rew_e, exact)
+        assert np.array_equal(obs_e, obs_s) and np.array_equal(done_e, done_s)
+    assert not np.array_equal(rew_e, rew_s)
+
+
 def test_a_warm_start_override_keeps_the_other_warm_start_keys(tmp_path) -> None:
     """`warm_start: {rollout: {n_states: N}}` in --config changes that one option; the rest of
     the warm-start section (and of its rollout options) stays at the defaults."""

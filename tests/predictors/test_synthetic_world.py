@@ -130,3 +130,30 @@ def test_crm_attributes_reveal_the_latent_response() -> None:
     np.testing.assert_array_equal(users["push_opt_in"].to_numpy(), start.state.push_opt_in > 0.5)
     assert (users["loyalty_tier"][seg == "new"] == "none").all()  # no orders before the log
     assert set(users["loyalty_tier"]) <= {"none", "silver", "gold"}
+
+
+def test_step_reports_its_expectation_and_takes_drawn_uniforms(start) -> None:
+    """``expected_reward`` is :meth:`World.expected_outcomes`' exactly; a subset of users given
+    its columns of the batch's uniforms steps exactly as inside the batch; a wrong block is
+    refused."""
+    from predictors.features import take_rows
+
+    state = start.state.subset(np.arange(500))
+    action = np.random.default_rng(7).integers(0, WORLD.n_actions, state.n)
+    exact = WORLD.expected_outcomes(state, action).expected_reward
+    whole = state.copy()
+    out = WORLD.step(whole, action, np.random.default_rng(8))
+    assert np.array_equal(out["expected_reward"], exact)
+    rows = np.flatnonzero(np.random.default_rng(9).random(state.n) < 0.3)
+    part = state.subset(rows)
+    u = WORLD.draw_uniforms(state.n, np.random.default_rng(8))[:, rows]
+    sub = WORLD.step(part, action[rows], None, uniforms=u)
+    for key in ("reward", "expected_reward", "visits", "churned", "unsub_email"):
+        assert np.array_equal(sub[key], out[key][rows]), key
+    assert np.array_equal(part.fatigue, whole.fatigue[rows])
+    with pytest.raises(ValueError, match="uniforms"):
+        WORLD.step(state.copy(), action, None, uniforms=u)
+    # rows taken by a slice are a copy, not a view
+    view = take_rows(state.habit, slice(0, 3))
+    view[:] = -1.0
+    assert (state.habit[:3] != -1.0).all()
