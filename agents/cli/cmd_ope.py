@@ -199,7 +199,8 @@ def ope_cmd(
                                "purchase; on a decision log, the reward column's name "
                                "(default there: reward)."),
     sequential: bool = typer.Option(True, help="Also run the per-user estimators (PDIS, "
-                                               "WPDIS, fqe-lin, mis, mdr, dr-lin)."),
+                                               "WPDIS, fqe-lin, mis, mdr, dr-lin, "
+                                               "wdr-lin)."),
     gamma: float = typer.Option(1.0, help="Discount of the sequential estimators."),
     boot: int = typer.Option(500, "--boot", help="Bootstrap resamples."),
     seed: int = typer.Option(0, help="Seed of the folds and the bootstrap."),
@@ -297,10 +298,11 @@ def bench_ope_accuracy_cmd(
                                    help="Simulated copies of each user for the true value."),
     boot: int = typer.Option(200, "--boot", help="Bootstrap resamples per interval."),
     fqe_steps: int = typer.Option(300, "--fqe-steps", help="Adam steps per FQE iteration."),
-    estimator: list[str] = typer.Option(["pdis", "wpdis", "fqe-lin", "mis", "mdr", "dr-lin"],
-                                        "--estimator",
+    estimator: list[str] = typer.Option(["pdis", "wpdis", "fqe-lin", "mis", "mdr", "dr-lin",
+                                         "wdr-lin"], "--estimator",
                                         help="Sequential estimators (repeatable): pdis, wpdis, "
-                                             "fqe-lin, mis, mdr, dr-lin, sim, sim-dr, sim-tdr, "
+                                             "fqe-lin, mis, mdr, dr-lin, wdr-lin, sim, sim-dr, "
+                                             "sim-tdr, "
                                              "and the "
                                              "MLP-based seq-dr, fqe, and the boosted-tree "
                                              "fqe-hgb."),

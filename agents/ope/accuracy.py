@@ -135,7 +135,7 @@ class AccuracyConfig:
 
     Example:
         >>> AccuracyConfig(n_users=300, n_periods=6, horizon=3).estimators
-        ('pdis', 'wpdis', 'fqe-lin', 'mis', 'mdr', 'dr-lin')
+        ('pdis', 'wpdis', 'fqe-lin', 'mis', 'mdr', 'dr-lin', 'wdr-lin')
     """
 
     n_users: int = 10_000
