@@ -415,11 +415,13 @@ def bench_ope_accuracy_cmd(
                    f"{1 - cfg.alpha:.0%} paired lower bound > 0; {world} world): type I = share "
                    "of (dataset, candidate) pairs with TRUE gain <= 0 recommended; power = "
                    "share with TRUE gain >= 5% recommended")
-        typer.echo(f"{'estimator':<8} {'type I':>12} {'power':>12} {'datasets w/ any rec.':>22}")
+        typer.echo(f"{'estimator':<8} {'type I':>12} {'power':>12} {'datasets w/ any rec.':>22}"
+                   f" {'(Bonferroni, as select)':>24}")
         for g in res["gate"]:
             typer.echo(f"{g['estimator']:<8} {g['type_i']:6.1%} ({g['null_pairs']:>3}) "
                        f"{g['power']:6.1%} ({g['power_pairs']:>3}) "
-                       f"{g['any_recommendation']:14.0%} of {g['datasets']}")
+                       f"{g['any_recommendation']:14.0%} of {g['datasets']} "
+                       f"{g['any_recommendation_bonferroni']:18.0%} of {g['datasets']}")
     typer.echo(f"largest MC s.e. of a true value: {res['truth_rel_se_max']:.2%} of it; "
                f"total {res['seconds']:.0f} s")
     _write(out, "bench ope-accuracy", {"users": users, "periods": periods, "logging": logging,

@@ -30,7 +30,9 @@ def select_cmd(
     horizon: int | None = typer.Option(None, "--horizon",
                                        help="Use the first H logged periods (default: all)."),
     estimator: str = typer.Option("dr-lin", help="dr-lin (unbiased with known propensities), "
-                                  "or the model-based fqe-lin, mis, mdr."),
+                                  "wdr-lin (its self-normalised form: consistent, steadier "
+                                  "when few users carry the weight), or the model-based "
+                                  "fqe-lin, mis, mdr."),
     confidence: float = typer.Option(0.95, help="One-sided confidence, over all candidates."),
     boot: int = typer.Option(400, "--boot", help="Bootstrap resamples (every model refitted)."),
     seed: int = typer.Option(0, help="Seed of the bootstrap."),

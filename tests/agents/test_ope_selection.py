@@ -77,6 +77,21 @@ def test_null_world_recommends_rarely():
     assert recommended <= 3
 
 
+@pytest.mark.parametrize("estimator", ["dr-lin", "wdr-lin"])
+def test_each_unbiased_gate_estimator_accepts_a_winner_and_rejects_a_loser(estimator):
+    mdp, data = _data(users=3000, horizon=6, seed=4)
+    cfg = SelectionConfig(estimator=estimator, n_boot=100, seed=1)
+    good, bad = mdp.action_dist(GOOD, data), mdp.action_dist(BAD, data)
+    # the candidate truly gains over the baseline rule: recommended
+    assert mdp.value(GOOD, 6) - mdp.value(BAD, 6) > 0.5
+    sel = select_policy(data, {"good": good}, ("bad", bad), cfg)
+    assert sel.recommended == "good", sel.candidates
+    assert sel.config["estimator"] == estimator
+    # the same pair the other way round truly loses: rejected, the bound below 0
+    sel = select_policy(data, {"bad": bad}, ("good", good), cfg)
+    assert sel.recommended is None and sel.candidates[0]["gain_low"] < 0
+
+
 def test_bonferroni_level_and_validation():
     mdp, data = _data(users=300, horizon=2)
     c = {f"p{i}": mdp.action_dist(GOOD, data) for i in range(4)}
@@ -88,6 +103,8 @@ def test_bonferroni_level_and_validation():
         select_policy(data, c, "rule:never", CFG)
     with pytest.raises(ValueError, match="confidence"):
         SelectionConfig(confidence=1.0)
+    with pytest.raises(ValueError, match="estimator.*wdr-lin"):
+        SelectionConfig(estimator="wdr")
 
 
 def test_check_selection_file_errors(tmp_path):
