@@ -235,10 +235,12 @@ def _policy_values(panel: _Panel, dist: np.ndarray, weights: np.ndarray, q_inv: 
         norm = mw.sum(axis=0)
         corr = np.einsum("nb,nb->b", mw, y)
         mdr_corr += disc[t] * np.divide(corr, norm, out=np.zeros(b), where=norm > 0)
-        lin = (phi * -rho[:, t, None] + psi * rho_prev[:, t, None]).T @ weights  # (A p, b)
-        dr += disc[t] * np.einsum("kb,kb->b", lin, flat)
-        lin_w = ((phi * -rho[:, t, None]).T @ weights) / rho_norm[:, t]
-        lin_w += ((psi * rho_prev[:, t, None]).T @ weights) / prev_norm[:, t]
+        # sum_i weight_i (rho_i,t-1 psi_i - rho_it phi_i), the q-part per logged action's rows
+        q_part = np.stack([-(x[idx] * rho[idx, t, None]).T @ weights[idx]
+                           for idx in panel.cells[t]]).reshape(n_act * p, b)
+        v_part = (psi * rho_prev[:, t, None]).T @ weights  # (A p, b)
+        dr += disc[t] * np.einsum("kb,kb->b", q_part + v_part, flat)
+        lin_w = q_part / rho_norm[:, t] + v_part / prev_norm[:, t]
         wdr += disc[t] * np.einsum("kb,kb->b", lin_w, flat)
         v_next = v
     fqe = np.einsum("kb,kb->b", psi.T @ weights, flat) / total
