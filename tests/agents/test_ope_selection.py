@@ -138,3 +138,14 @@ def test_select_cli_and_export_refusal(tmp_path, capsys):
     assert run_main(["select", str(data), "--policy", "rule:never", "--baseline", "nope",
                      "--out", str(out)]) == 1
     assert "--baseline" in capsys.readouterr().err
+    for bad, name in ((["--q-shrinkage", "-1"], "--q-shrinkage"), (["--ridge", "0"], "--ridge")):
+        assert run_main(["select", str(data), "--policy", "rule:never", "--out", str(out),
+                         *bad]) == 1
+        assert f"{name} must be" in capsys.readouterr().err
+    out2 = tmp_path / "sel2"
+    assert run_main(["select", str(data), "--policy", "rule:never", "--estimator", "wdr-lin",
+                     "--q-shrinkage", "1000", "--ridge", "10", "--boot", "20",
+                     "--out", str(out2)]) == 0
+    cfg = json.loads((out2 / "selection.json").read_text())["config"]
+    assert cfg["estimator"] == "wdr-lin"
+    assert cfg["model"]["shrinkage"] == 1000 and cfg["model"]["alpha"] == 10
