@@ -337,6 +337,12 @@ def bench_ope_accuracy_cmd(
     gate_baseline: str = typer.Option("rule:campaign", "--gate-baseline",
                                       help="Score the selection gate against this policy "
                                            "('' = no gate)."),
+    q_shrinkage: float = typer.Option(1.0, "--q-shrinkage",
+                                      help="fqe-lin / mis / mdr / dr-lin / wdr-lin: penalty "
+                                           "(rows) pulling each action's linear Q toward the "
+                                           "pooled one."),
+    ridge: float = typer.Option(1.0, "--ridge", help="Their ridge penalty (rows) of the pooled "
+                                "Q and the state-ratio regressions."),
     time_only: bool = typer.Option(False, "--time", help="Only time the estimators (with "
                                    "their bootstrap) on one generated dataset; no truth."),
     out: Path | None = typer.Option(None, "--out", help="Write bench.json here."),
@@ -353,7 +359,7 @@ def bench_ope_accuracy_cmd(
                          world=world, gate_baseline=gate_baseline or None,
                          sim_family=sim_family, sim_replicates=sim_replicates,
                          sim_calibration=sim_calibration, sim_members=sim_members,
-                         choice=choice)
+                         choice=choice, q_shrinkage=q_shrinkage, ridge=ridge)
     policies = list(DEFAULT_POLICIES) + [p for p in policy if p not in DEFAULT_POLICIES]
     if time_only:
         from agents.ope.accuracy import time_estimators
@@ -433,5 +439,6 @@ def bench_ope_accuracy_cmd(
                                        "sim_family": sim_family,
                                        "sim_replicates": sim_replicates,
                                        "sim_calibration": sim_calibration,
-                                       "sim_members": sim_members, "choice": choice},
+                                       "sim_members": sim_members, "choice": choice,
+                                       "q_shrinkage": q_shrinkage, "ridge": ridge},
            seed, res)
