@@ -199,7 +199,8 @@ def ope_cmd(
                                "purchase; on a decision log, the reward column's name "
                                "(default there: reward)."),
     sequential: bool = typer.Option(True, help="Also run the per-user estimators (PDIS, "
-                                               "WPDIS, fqe-lin, mis, mdr, dr-lin)."),
+                                               "WPDIS, fqe-lin, mis, mdr, dr-lin, "
+                                               "wdr-lin)."),
     gamma: float = typer.Option(1.0, help="Discount of the sequential estimators."),
     boot: int = typer.Option(500, "--boot", help="Bootstrap resamples."),
     seed: int = typer.Option(0, help="Seed of the folds and the bootstrap."),
@@ -297,10 +298,11 @@ def bench_ope_accuracy_cmd(
                                    help="Simulated copies of each user for the true value."),
     boot: int = typer.Option(200, "--boot", help="Bootstrap resamples per interval."),
     fqe_steps: int = typer.Option(300, "--fqe-steps", help="Adam steps per FQE iteration."),
-    estimator: list[str] = typer.Option(["pdis", "wpdis", "fqe-lin", "mis", "mdr", "dr-lin"],
-                                        "--estimator",
+    estimator: list[str] = typer.Option(["pdis", "wpdis", "fqe-lin", "mis", "mdr", "dr-lin",
+                                         "wdr-lin"], "--estimator",
                                         help="Sequential estimators (repeatable): pdis, wpdis, "
-                                             "fqe-lin, mis, mdr, dr-lin, sim, sim-dr, sim-tdr, "
+                                             "fqe-lin, mis, mdr, dr-lin, wdr-lin, sim, sim-dr, "
+                                             "sim-tdr, "
                                              "and the "
                                              "MLP-based seq-dr, fqe, and the boosted-tree "
                                              "fqe-hgb."),
@@ -335,6 +337,12 @@ def bench_ope_accuracy_cmd(
     gate_baseline: str = typer.Option("rule:campaign", "--gate-baseline",
                                       help="Score the selection gate against this policy "
                                            "('' = no gate)."),
+    q_shrinkage: float = typer.Option(1.0, "--q-shrinkage",
+                                      help="fqe-lin / mis / mdr / dr-lin / wdr-lin: penalty "
+                                           "(rows) pulling each action's linear Q toward the "
+                                           "pooled one."),
+    ridge: float = typer.Option(1.0, "--ridge", help="Their ridge penalty (rows) of the pooled "
+                                "Q and the state-ratio regressions."),
     time_only: bool = typer.Option(False, "--time", help="Only time the estimators (with "
                                    "their bootstrap) on one generated dataset; no truth."),
     out: Path | None = typer.Option(None, "--out", help="Write bench.json here."),
@@ -351,7 +359,7 @@ def bench_ope_accuracy_cmd(
                          world=world, gate_baseline=gate_baseline or None,
                          sim_family=sim_family, sim_replicates=sim_replicates,
                          sim_calibration=sim_calibration, sim_members=sim_members,
-                         choice=choice)
+                         choice=choice, q_shrinkage=q_shrinkage, ridge=ridge)
     policies = list(DEFAULT_POLICIES) + [p for p in policy if p not in DEFAULT_POLICIES]
     if time_only:
         from agents.ope.accuracy import time_estimators
@@ -413,11 +421,13 @@ def bench_ope_accuracy_cmd(
                    f"{1 - cfg.alpha:.0%} paired lower bound > 0; {world} world): type I = share "
                    "of (dataset, candidate) pairs with TRUE gain <= 0 recommended; power = "
                    "share with TRUE gain >= 5% recommended")
-        typer.echo(f"{'estimator':<8} {'type I':>12} {'power':>12} {'datasets w/ any rec.':>22}")
+        typer.echo(f"{'estimator':<8} {'type I':>12} {'power':>12} {'datasets w/ any rec.':>22}"
+                   f" {'(Bonferroni, as select)':>24}")
         for g in res["gate"]:
             typer.echo(f"{g['estimator']:<8} {g['type_i']:6.1%} ({g['null_pairs']:>3}) "
                        f"{g['power']:6.1%} ({g['power_pairs']:>3}) "
-                       f"{g['any_recommendation']:14.0%} of {g['datasets']}")
+                       f"{g['any_recommendation']:14.0%} of {g['datasets']} "
+                       f"{g['any_recommendation_bonferroni']:18.0%} of {g['datasets']}")
     typer.echo(f"largest MC s.e. of a true value: {res['truth_rel_se_max']:.2%} of it; "
                f"total {res['seconds']:.0f} s")
     _write(out, "bench ope-accuracy", {"users": users, "periods": periods, "logging": logging,
@@ -429,5 +439,6 @@ def bench_ope_accuracy_cmd(
                                        "sim_family": sim_family,
                                        "sim_replicates": sim_replicates,
                                        "sim_calibration": sim_calibration,
-                                       "sim_members": sim_members, "choice": choice},
+                                       "sim_members": sim_members, "choice": choice,
+                                       "q_shrinkage": q_shrinkage, "ridge": ridge},
            seed, res)

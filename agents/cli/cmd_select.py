@@ -30,8 +30,17 @@ def select_cmd(
     horizon: int | None = typer.Option(None, "--horizon",
                                        help="Use the first H logged periods (default: all)."),
     estimator: str = typer.Option("dr-lin", help="dr-lin (unbiased with known propensities), "
-                                  "or the model-based fqe-lin, mis, mdr."),
+                                  "wdr-lin (its self-normalised form: consistent, steadier "
+                                  "when few users carry the weight), or the model-based "
+                                  "fqe-lin, mis, mdr."),
     confidence: float = typer.Option(0.95, help="One-sided confidence, over all candidates."),
+    q_shrinkage: float = typer.Option(1.0, "--q-shrinkage",
+                                      help="Penalty (in rows) pulling each action's linear Q "
+                                           "toward the pooled one; larger steadies rarely "
+                                           "logged actions (dr-lin / wdr-lin stay unbiased / "
+                                           "consistent whatever the Q)."),
+    ridge: float = typer.Option(1.0, "--ridge", help="Ridge penalty (in rows) of the pooled Q "
+                                "and the state-ratio regressions."),
     boot: int = typer.Option(400, "--boot", help="Bootstrap resamples (every model refitted)."),
     seed: int = typer.Option(0, help="Seed of the bootstrap."),
     memory_limit: str = typer.Option("4GB", help="DuckDB memory cap for the panel."),
@@ -48,11 +57,19 @@ def select_cmd(
         raise ValueError(f"--baseline must be 'logging' or rule:NAME; got {baseline!r}")
     if horizon is not None and horizon < 1:
         raise ValueError(f"--horizon must be >= 1; got {horizon}")
-    config = SelectionConfig(estimator=estimator, confidence=confidence, n_boot=boot, seed=seed)
+    from agents.ope.marginal import MarginalConfig
+
+    if not q_shrinkage >= 0:
+        raise ValueError(f"--q-shrinkage must be >= 0 (rows); got {q_shrinkage}")
+    if not ridge > 0:
+        raise ValueError(f"--ridge must be > 0 (rows); got {ridge}")
+    config = SelectionConfig(estimator=estimator, confidence=confidence, n_boot=boot, seed=seed,
+                             model=MarginalConfig(alpha=ridge, shrinkage=q_shrinkage))
     with output_folder(out) as tmp:
         write_run_config(tmp, "select", {"data": str(data), "policy": policy, "baseline": baseline,
                                          "reward": reward, "horizon": horizon,
                                          "estimator": estimator, "confidence": confidence,
+                                         "q_shrinkage": q_shrinkage, "ridge": ridge,
                                          "boot": boot, "memory_limit": memory_limit}, seed=seed)
         ds = open_dataset(data)
         logged = logged_data_from_panel(build_panel(ds, memory_limit=memory_limit), ds.spec,

@@ -47,7 +47,7 @@ from agents.ope.accuracy_summary import GOAL, summarize
 from agents.ope.choice import CHOICE_METHODS, choose_estimator
 from agents.ope.data import LoggedData, target_action_dist
 from agents.ope.fqe import FQEConfig
-from agents.ope.marginal import MARGINAL_ESTIMATORS, joint_replicates
+from agents.ope.marginal import MARGINAL_ESTIMATORS, MarginalConfig, joint_replicates
 from agents.ope.model_based import SIM_ESTIMATORS
 from agents.ope.sequential import FQE, PDIS, WPDIS, SequentialDR, SequentialEstimator
 from agents.ope.tree_fqe import TreeFQE, TreeQConfig
@@ -129,13 +129,16 @@ class AccuracyConfig:
         sim_members: Extra simulators fitted on random halves of the users; with them the
             ``sim`` / ``sim-dr`` intervals add the models' spread (``kind="members"``,
             :func:`agents.ope.sim_models.member_interval`); 0: the simulator held fixed.
+        q_shrinkage: ``shrinkage`` of the marginal estimators' linear Q
+            (:class:`agents.ope.marginal.MarginalConfig`).
+        ridge: Their ridge penalty ``alpha``.
         choice: Also score the data-driven choice among the estimators
             (:func:`agents.ope.choice.choose_estimator`) as the rows ``chosen`` (SLOPE-type
             rule) and ``chosen-mse`` (smallest estimated MSE).
 
     Example:
         >>> AccuracyConfig(n_users=300, n_periods=6, horizon=3).estimators
-        ('pdis', 'wpdis', 'fqe-lin', 'mis', 'mdr', 'dr-lin')
+        ('pdis', 'wpdis', 'fqe-lin', 'mis', 'mdr', 'dr-lin', 'wdr-lin')
     """
 
     n_users: int = 10_000
@@ -156,6 +159,8 @@ class AccuracyConfig:
     sim_calibration: str = "none"
     sim_members: int = 0
     choice: bool = True
+    q_shrinkage: float = 1.0
+    ridge: float = 1.0
 
     def __post_init__(self) -> None:
         check_int(self, "n_users", "n_periods", "horizon", "repeats", "truth_replicates",
@@ -170,6 +175,8 @@ class AccuracyConfig:
             raise ConfigError(str(e)) from None  # names the preset or file
         check_int(self, "n_boot", ge=2)
         check_number(self, "alpha", gt=0, lt=1)
+        check_number(self, "q_shrinkage", ge=0)
+        check_number(self, "ridge", gt=0)
         from agents.ope.sim_models import SimModelConfig
 
         try:
@@ -230,8 +237,8 @@ def _one_dataset(folder: Path, config: AccuracyConfig, policies: Sequence[str],
     gate: list[dict[str, Any]] = []
     if marginal:
         t0 = time.perf_counter()
-        rep = joint_replicates(data, dists, n_boot=config.n_boot, seed=seed,
-                               estimators=marginal)
+        rep = joint_replicates(data, dists, _marginal_config(config), n_boot=config.n_boot,
+                               seed=seed, estimators=marginal)
         seconds = (time.perf_counter() - t0) / len(rows)
         for row in rows:
             truth = row["true_value"]
@@ -260,6 +267,10 @@ def _one_dataset(folder: Path, config: AccuracyConfig, policies: Sequence[str],
             "panel_net_reward_check": reward_check(folder, panel_data),
             "policies": rows, "spearman": spearman, "warnings": sorted(notes),
             "gate": gate, "sim_seconds": sim_seconds}
+
+
+def _marginal_config(config: AccuracyConfig) -> MarginalConfig:
+    return MarginalConfig(alpha=config.ridge, shrinkage=config.q_shrinkage)
 
 
 def _estimate_cell(iv: Any, truth: float, seconds: float) -> dict[str, Any]:
@@ -401,8 +412,8 @@ def time_estimators(config: AccuracyConfig, policies: Sequence[str]) -> dict[str
         cpu0 = time.process_time()
         if marginal:
             t0 = time.perf_counter()
-            joint_replicates(data, dists, n_boot=config.n_boot, seed=config.seed,
-                             estimators=marginal)
+            joint_replicates(data, dists, _marginal_config(config), n_boot=config.n_boot,
+                             seed=config.seed, estimators=marginal)
             seconds[" + ".join(marginal) + " (joint, refit)"] = time.perf_counter() - t0
         cpu = time.process_time() - cpu0
     return {"n_users": len(users), "n_rounds": data.n_rounds, "data_seconds": data_s,

@@ -7,7 +7,10 @@ the stated one-sided confidence. Against the truth simulated in the world:
 
 * **type I**: share of (dataset, candidate) pairs whose TRUE gain is <= 0 that are recommended;
 * **power**: share of pairs whose TRUE gain is >= 5% of the baseline's true value that are
-  recommended.
+  recommended;
+* **datasets with any recommendation**: per candidate alone as above, and as ``nudgegym
+  select`` decides with all candidates at once (each bound at ``(1 - confidence) / k``,
+  Bonferroni over the ``k`` candidates): the null-world figure.
 
 **Null world**: the preset ``inert`` (``predictors/synthetic/worlds/inert.yaml``, ``--world
 inert``): one homogeneous segment without personal trait or response noise, every contact
@@ -38,6 +41,7 @@ def gate_rows(rep: JointReplicates, rows: Sequence[dict[str, Any]], baseline: st
     """Per candidate and estimator: estimated gain, lower bound, decision, and the TRUE gain."""
     truth = {r["policy"]: r["true_value"] for r in rows}
     base = truth[baseline]
+    k = len(truth) - 1
     out = []
     for name in truth:
         if name == baseline:
@@ -47,14 +51,18 @@ def gate_rows(rep: JointReplicates, rows: Sequence[dict[str, Any]], baseline: st
                                if base else float("nan"), "estimators": {}}
         for est in rep.estimators:
             gain, low, _ = gain_bounds(rep, est, name, baseline, 1 - confidence)
-            row["estimators"][est] = {"gain": gain, "gain_low": low, "recommend": low > 0}
+            low_k = gain_bounds(rep, est, name, baseline, (1 - confidence) / max(k, 1))[1]
+            row["estimators"][est] = {"gain": gain, "gain_low": low, "recommend": low > 0,
+                                      "gain_low_bonferroni": low_k,
+                                      "recommend_bonferroni": low_k > 0}
         out.append(row)
     return out
 
 
 def summarize_gate(datasets: Sequence[dict[str, Any]],
                    estimators: Sequence[str]) -> list[dict[str, Any]]:
-    """Type I rate, power and the share of datasets with any recommendation, per estimator."""
+    """Type I rate, power and the share of datasets with any recommendation (candidates alone,
+    and Bonferroni over all of them as ``select`` decides), per estimator."""
     cells = [g for d in datasets for g in d.get("gate", [])]
     if not cells:
         return []
@@ -65,11 +73,15 @@ def summarize_gate(datasets: Sequence[dict[str, Any]],
                if c["true_rel_gain"] >= POWER_GAIN]
         any_rec = [any(c["estimators"][est]["recommend"] for c in d["gate"]) for d in datasets
                    if d.get("gate")]
+        any_k = [any(c["estimators"][est]["recommend_bonferroni"] for c in d["gate"])
+                 for d in datasets if d.get("gate")]
         summary.append({"estimator": est, "null_pairs": len(null),
                         "type_i": float(np.mean(null)) if null else float("nan"),
                         "power_pairs": len(alt),
                         "power": float(np.mean(alt)) if alt else float("nan"),
                         "datasets": len(any_rec),
                         "any_recommendation": float(np.mean(any_rec)) if any_rec
+                        else float("nan"),
+                        "any_recommendation_bonferroni": float(np.mean(any_k)) if any_k
                         else float("nan")})
     return summary

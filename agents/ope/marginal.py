@@ -27,6 +27,11 @@ Notation as in :mod:`agents.ope.sequential`: user ``i``, period ``t < H``, featu
   efficient off-policy evaluation in Markov decision processes", JMLR 2020).
 * **Per-decision DR with linear FQE** (``dr-lin``): Jiang & Li's sequential DR
   (:class:`agents.ope.sequential.SequentialDR`) with ``q_t`` from the linear FQE.
+* **Weighted per-decision DR** (``wdr-lin``): the same terms with each period's cumulative
+  weights self-normalised, ``rho_it / mean_j rho_jt`` (and ``rho_i,t-1`` likewise), as in
+  Thomas & Brunskill's weighted doubly robust estimator (ICML 2016). Consistent (its bias is
+  O(1/n)) rather than unbiased, and far less variable when a few users carry most of the
+  trajectory weight, as for policies that leave the logging rule early.
 
 **Intervals** (``kind="refit"``): each bootstrap replicate gives every user a Poisson(1)
 weight and refits every regression (Q and ratios) on the weighted users; all policies share
@@ -49,7 +54,7 @@ __all__ = ["MARGINAL_ESTIMATORS", "JointReplicates", "MarginalConfig", "joint_re
            "marginal_interval"]
 
 #: Estimators of this module, plus ``logging`` (the logged policy's own mean return).
-MARGINAL_ESTIMATORS = ("fqe-lin", "mis", "mdr", "dr-lin")
+MARGINAL_ESTIMATORS = ("fqe-lin", "mis", "mdr", "dr-lin", "wdr-lin")
 _CELLS = 10_000_000  # replicate x user x period cells held at once per array
 
 
@@ -160,7 +165,8 @@ def _inverses(panel: _Panel, weights: np.ndarray, config: MarginalConfig) -> tup
 
 def _policy_values(panel: _Panel, dist: np.ndarray, weights: np.ndarray, q_inv: list,
                    m_inv: list, config: MarginalConfig) -> np.ndarray:
-    """``(b, 4)`` estimates (fqe-lin, mis, mdr, dr-lin) of one policy; weights ``(N, b)``.
+    """``(b, 5)`` estimates (fqe-lin, mis, mdr, dr-lin, wdr-lin) of one policy; weights
+    ``(N, b)``.
 
     Sums over users of terms linear in a replicate's coefficients ``beta`` are taken as
     ``(features^T weights) . beta`` (matrix products), the rest elementwise on ``(N, b)``.
@@ -199,6 +205,10 @@ def _policy_values(panel: _Panel, dist: np.ndarray, weights: np.ndarray, q_inv: 
     rho_prev = np.hstack([np.ones((n, 1)), rho[:, :-1]]) * alive
     v_next = np.zeros((n, b))
     mdr_corr, dr = np.zeros(b), (weights.T @ (rho * panel.reward)) @ disc
+    # self-normalised per-decision weights: rho_t / mean_i rho_t (per replicate)
+    rho_norm = np.maximum(weights.T @ rho, 1e-300) / total[:, None]  # (b, H)
+    prev_norm = np.maximum(weights.T @ rho_prev, 1e-300) / total[:, None]
+    wdr = ((weights.T @ (rho * panel.reward)) / rho_norm) @ disc
     beta = np.zeros((n_act, p, b))
     rows = np.arange(n)
     for t in range(horizon - 1, -1, -1):
@@ -225,11 +235,16 @@ def _policy_values(panel: _Panel, dist: np.ndarray, weights: np.ndarray, q_inv: 
         norm = mw.sum(axis=0)
         corr = np.einsum("nb,nb->b", mw, y)
         mdr_corr += disc[t] * np.divide(corr, norm, out=np.zeros(b), where=norm > 0)
-        lin = (phi * -rho[:, t, None] + psi * rho_prev[:, t, None]).T @ weights  # (A p, b)
-        dr += disc[t] * np.einsum("kb,kb->b", lin, flat)
+        # sum_i weight_i (rho_i,t-1 psi_i - rho_it phi_i), the q-part per logged action's rows
+        q_part = np.stack([-(x[idx] * rho[idx, t, None]).T @ weights[idx]
+                           for idx in panel.cells[t]]).reshape(n_act * p, b)
+        v_part = (psi * rho_prev[:, t, None]).T @ weights  # (A p, b)
+        dr += disc[t] * np.einsum("kb,kb->b", q_part + v_part, flat)
+        lin_w = q_part / rho_norm[:, t] + v_part / prev_norm[:, t]
+        wdr += disc[t] * np.einsum("kb,kb->b", lin_w, flat)
         v_next = v
     fqe = np.einsum("kb,kb->b", psi.T @ weights, flat) / total
-    return np.column_stack([fqe, mis, fqe + mdr_corr, dr / total])
+    return np.column_stack([fqe, mis, fqe + mdr_corr, dr / total, wdr / total])
 
 
 def _logging_value(panel: _Panel, weights: np.ndarray, gamma: float) -> np.ndarray:
@@ -259,7 +274,7 @@ def joint_replicates(data: LoggedData, policies: Mapping[str, Policy | np.ndarra
         ...     user_id=np.repeat(np.arange(200), 2), time_step=np.tile([0, 1], 200))
         >>> rep = joint_replicates(data, {"a0": np.tile([1.0, 0.0], (n, 1))}, n_boot=20)
         >>> rep.boot.shape
-        (20, 4, 2)
+        (20, 5, 2)
     """
     config = config or MarginalConfig()
     unknown = [e for e in estimators if e not in MARGINAL_ESTIMATORS]

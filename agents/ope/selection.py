@@ -6,7 +6,9 @@ estimator of :mod:`agents.ope.marginal` (by default ``dr-lin``, the per-decision
 estimator: with known logging propensities it is unbiased whatever its Q model, so an interval
 that only measures variance can be trusted; the model-based ``fqe-lin`` / ``mis`` / ``mdr`` carry
 a bias their intervals do not show, and recommended candidates whose true gain was <= 0 in 10-17%
-of the shop benchmark's cases, against 1.3% for ``dr-lin``). Candidates and baseline are
+of the shop benchmark's cases, against 1.3% for ``dr-lin``; ``wdr-lin``, the same estimator with
+self-normalised trajectory weights, is consistent rather than unbiased and steadier when a few
+users carry most of the weight). Candidates and baseline are
 estimated on the SAME bootstrap replicates (every user's Poisson weight shared, every model
 refitted), so the gain's bootstrap distribution is paired per user. The gate computes a
 one-sided lower confidence bound ``L_c`` of ``G_c`` (the percentile bootstrap's
@@ -48,7 +50,8 @@ class SelectionConfig:
 
     Attributes:
         estimator: One of :data:`agents.ope.marginal.MARGINAL_ESTIMATORS` (see the module
-            docstring for why ``dr-lin`` is the default).
+            docstring for why ``dr-lin`` is the default; ``wdr-lin`` is its self-normalised
+            form).
         confidence: One-sided confidence of the lower bounds, for all candidates together.
         n_boot: Bootstrap replicates.
         seed: Seed of the bootstrap weights.

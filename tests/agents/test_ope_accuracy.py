@@ -108,6 +108,8 @@ def test_ips_is_unbiased_on_uniform_logs(tmp_path) -> None:
     ({"repeats": 0}, "repeats"),
     ({"alpha": 1.5}, "alpha"),
     ({"world": "nowhere"}, "--world nowhere: neither a preset"),
+    ({"q_shrinkage": -1.0}, "q_shrinkage"),
+    ({"ridge": 0.0}, "ridge"),
 ])
 def test_config_rejects_bad_values(kwargs, match) -> None:
     with pytest.raises(ConfigError, match=match):
@@ -170,3 +172,22 @@ def test_bench_world_is_a_preset_or_a_file(tmp_path) -> None:
     never, email = (r["true_value"] for r in res["datasets"][0]["policies"])
     assert never == email  # the inert world: an e-mail changes nothing and costs nothing
     assert res["config"]["world"] == "inert"
+
+
+def test_bench_passes_the_q_penalties_and_scores_the_gate_as_select() -> None:
+    def run(**kw):
+        cfg = AccuracyConfig(n_users=300, n_periods=3, horizon=3, repeats=1, truth_replicates=1,
+                             n_boot=20, estimators=("dr-lin", "wdr-lin"), choice=False,
+                             gate_baseline="rule:never", **kw)
+        return run_ope_accuracy(cfg, ["rule:never", "rule:always:email", "rule:campaign"],
+                                progress=False)
+
+    plain, pooled = run(), run(q_shrinkage=1000.0, ridge=10.0)
+    cell = [r["estimates"]["dr-lin"]["mean"] for r in plain["datasets"][0]["policies"]]
+    cell_pooled = [r["estimates"]["dr-lin"]["mean"] for r in pooled["datasets"][0]["policies"]]
+    assert cell != cell_pooled  # the penalties reach the Q regressions
+    assert pooled["config"]["q_shrinkage"] == 1000.0
+    (g, _) = plain["gate"]
+    assert g["estimator"] == "dr-lin" and g["datasets"] == 1
+    # Bonferroni over the two candidates can only remove recommendations
+    assert g["any_recommendation_bonferroni"] <= g["any_recommendation"]

@@ -30,8 +30,10 @@ def test_every_estimator_close_to_the_analytic_value_and_covered(horizon):
         assert iv.kind == "refit"
         assert abs(iv.mean - truth) / truth < 0.03, (est, iv, truth)
         assert truth in iv, (est, iv, truth)
-    # per-decision DR has trajectory weights: unbiased but wider; it must still cover
-    assert truth in rep.interval("dr-lin", "target", alpha=0.01)
+    # per-decision DR has trajectory weights: unbiased but wider; it must still cover, and so
+    # must its self-normalised form
+    for est in ("dr-lin", "wdr-lin"):
+        assert truth in rep.interval(est, "target", alpha=0.01), est
 
 
 def test_logging_column_is_the_on_policy_value():
@@ -48,6 +50,28 @@ def test_target_equal_to_logging_policy_gives_unit_ratios():
     # weights are all 1, so MIS is the plain mean return on every replicate
     assert np.allclose(rep.boot[:, 0, 0], rep.boot[:, 0, 1])
     assert np.isclose(rep.point[0, 0], rep.point[0, 1])
+
+
+def test_weighted_dr_is_dr_at_unit_weights_and_steadier_under_heavy_weights():
+    mdp = ToyMDP()
+    data = mdp.log(BEHAVIOUR, 2000, 5, seed=3)
+    same = joint_replicates(data, {"same": mdp.action_dist(BEHAVIOUR, data)}, n_boot=20,
+                            estimators=("dr-lin", "wdr-lin"))
+    # the target is the logging policy: every weight is 1, so normalising changes nothing
+    assert np.allclose(same.boot[:, 0, 0], same.boot[:, 1, 0])
+    assert np.isclose(same.point[0, 0], same.point[1, 0])
+    # a near-deterministic target far from the logging policy over 12 periods: trajectory
+    # weights pile up on a few users; self-normalising them must cut the error over datasets
+    far = np.array([[0.02, 0.98], [0.98, 0.02]])
+    truth, err = mdp.value(far, 12), []
+    for seed in range(20):
+        data = mdp.log(BEHAVIOUR, 800, 12, seed=40 + seed)
+        rep = joint_replicates(data, {"far": mdp.action_dist(far, data)}, n_boot=2, seed=seed,
+                               estimators=("dr-lin", "wdr-lin"))
+        err.append(rep.point[:, 0] - truth)
+    rmse_dr, rmse_wdr = np.sqrt(np.mean(np.square(err), axis=0))
+    assert rmse_wdr < 0.8 * rmse_dr, (rmse_wdr, rmse_dr)
+    assert rmse_wdr < 0.15 * truth, (rmse_wdr, truth)
 
 
 def test_validation():

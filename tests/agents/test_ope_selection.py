@@ -77,6 +77,21 @@ def test_null_world_recommends_rarely():
     assert recommended <= 3
 
 
+@pytest.mark.parametrize("estimator", ["dr-lin", "wdr-lin"])
+def test_each_unbiased_gate_estimator_accepts_a_winner_and_rejects_a_loser(estimator):
+    mdp, data = _data(users=3000, horizon=6, seed=4)
+    cfg = SelectionConfig(estimator=estimator, n_boot=100, seed=1)
+    good, bad = mdp.action_dist(GOOD, data), mdp.action_dist(BAD, data)
+    # the candidate truly gains over the baseline rule: recommended
+    assert mdp.value(GOOD, 6) - mdp.value(BAD, 6) > 0.5
+    sel = select_policy(data, {"good": good}, ("bad", bad), cfg)
+    assert sel.recommended == "good", sel.candidates
+    assert sel.config["estimator"] == estimator
+    # the same pair the other way round truly loses: rejected, the bound below 0
+    sel = select_policy(data, {"bad": bad}, ("good", good), cfg)
+    assert sel.recommended is None and sel.candidates[0]["gain_low"] < 0
+
+
 def test_bonferroni_level_and_validation():
     mdp, data = _data(users=300, horizon=2)
     c = {f"p{i}": mdp.action_dist(GOOD, data) for i in range(4)}
@@ -88,6 +103,8 @@ def test_bonferroni_level_and_validation():
         select_policy(data, c, "rule:never", CFG)
     with pytest.raises(ValueError, match="confidence"):
         SelectionConfig(confidence=1.0)
+    with pytest.raises(ValueError, match="estimator.*wdr-lin"):
+        SelectionConfig(estimator="wdr")
 
 
 def test_check_selection_file_errors(tmp_path):
@@ -121,3 +138,14 @@ def test_select_cli_and_export_refusal(tmp_path, capsys):
     assert run_main(["select", str(data), "--policy", "rule:never", "--baseline", "nope",
                      "--out", str(out)]) == 1
     assert "--baseline" in capsys.readouterr().err
+    for bad, name in ((["--q-shrinkage", "-1"], "--q-shrinkage"), (["--ridge", "0"], "--ridge")):
+        assert run_main(["select", str(data), "--policy", "rule:never", "--out", str(out),
+                         *bad]) == 1
+        assert f"{name} must be" in capsys.readouterr().err
+    out2 = tmp_path / "sel2"
+    assert run_main(["select", str(data), "--policy", "rule:never", "--estimator", "wdr-lin",
+                     "--q-shrinkage", "1000", "--ridge", "10", "--boot", "20",
+                     "--out", str(out2)]) == 0
+    cfg = json.loads((out2 / "selection.json").read_text())["config"]
+    assert cfg["estimator"] == "wdr-lin"
+    assert cfg["model"]["shrinkage"] == 1000 and cfg["model"]["alpha"] == 10
