@@ -7,9 +7,16 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-import pytest
+# One OpenMP thread per test process unless the caller says otherwise: the suite runs one
+# worker per core (``-n 2`` on 2 cores), and two-thread torch / MKL / scikit-learn regions in
+# each worker, plus the notebook kernels and executor processes they start, oversubscribed
+# the cores (the slowest tests took 3-10x longer). Set before numpy and torch load; tests of
+# several threads set them explicitly (``torch.set_num_threads``, ``num_threads=``).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
 
 from predictors import DatasetSpec, build_panel, default_catalog, write_dataset
 
