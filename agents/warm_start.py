@@ -243,7 +243,8 @@ class _EpsTeacher(BasePolicy):
         self.teacher, self.eps = teacher, eps
 
     def _action_probabilities(self, obs: np.ndarray) -> np.ndarray:
-        raise NotImplementedError  # only act() is used
+        probs = np.asarray(self.teacher.action_probabilities(obs), dtype=float)
+        return (1.0 - self.eps) * probs + self.eps / self.n_actions
 
     def act(self, obs: np.ndarray, rng: np.random.Generator,
             action_mask: np.ndarray | None = None) -> np.ndarray:

@@ -121,3 +121,17 @@ def test_actions_from_uniforms_are_sample_actions_draws() -> None:
     assert np.array_equal(drawn, same)
     # u = 0: the first action with positive probability
     assert np.array_equal(actions_from_uniforms(probs, np.zeros(N)), (probs > 0).argmax(axis=1))
+
+
+def test_exploring_teacher_states_the_distribution_it_draws() -> None:
+    """The warm start's behaviour policy (teacher, or uniform with probability eps) gives the
+    distribution its draws follow, so it can also be sampled through ``action_probabilities``."""
+    from agents.policy import FixedActionPolicy
+    from agents.warm_start import _EpsTeacher
+
+    pi = _EpsTeacher(FixedActionPolicy(1, 5), 0.25)
+    obs = np.zeros((40_000, 3))
+    probs = pi.action_probabilities(obs)
+    np.testing.assert_allclose(probs[0], [0.05, 0.8, 0.05, 0.05, 0.05])
+    freq = np.bincount(pi.act(obs, np.random.default_rng(0)), minlength=5) / len(obs)
+    np.testing.assert_allclose(freq, probs[0], atol=0.01)
