@@ -163,6 +163,8 @@ class ShopBranches:
         self.n_actions = simulator.n_actions
         self.config = config or ShopBranchConfig()
         self.support_policy: BasePolicy | None = None
+        #: The support policy's name once ``auto`` is resolved (``None`` without support).
+        self.support_rule: str | None = None
         if self.config.support == "logging":
             from agents.loading import load_policy
             from agents.logged_policy import logging_rule
@@ -176,8 +178,7 @@ class ShopBranches:
             except (ValueError, OSError) as e:
                 raise ConfigError(f"`warm_start.shop.support_policy` "
                                   f"{self.config.support_policy!r} ({name}): {e}") from None
-        #: The support policy's name once ``auto`` is resolved (``None`` without support).
-        self.support_rule = name if self.config.support == "logging" else None
+            self.support_rule = name
 
     def supported(self, obs: np.ndarray) -> np.ndarray:
         """``(n, n_actions)`` bool: the actions on the logging policy's support (all where
